@@ -1,0 +1,1 @@
+"""Persistence and rules of usage-events: tables, repositories, validation, settings."""

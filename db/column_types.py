@@ -1,0 +1,43 @@
+"""Column types that behave the same on SQLite and PostgreSQL."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, with microseconds.
+
+    PostgreSQL keeps `timestamptz`. SQLite has no time zones, so the value is stored as
+    naive UTC text of a fixed width, which also makes it sort correctly as a string.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; attach a time zone first")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # raw text from a hand-written SQLite query
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# JSON objects: `jsonb` on PostgreSQL (indexable, typed operators), JSON text on SQLite.
+JSONDocument = sa.JSON().with_variant(JSONB(), "postgresql")
+
+# 64-bit on PostgreSQL; SQLite only auto-increments a column declared exactly INTEGER.
+BigIntegerKey = sa.BigInteger().with_variant(sa.Integer(), "sqlite")

@@ -1,0 +1,90 @@
+"""The async engine of a process and the sessions that requests open on it."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+
+from db.settings import Settings
+
+# A SQLite writer waits this long for the write lock before giving up with "database is locked".
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _dump_json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+class Database:
+    """One per process: the engine, and sessions for reading and for writing."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect_name: str = engine.dialect.name
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Database":
+        url = sa.make_url(settings.database_url)
+        engine = create_async_engine(
+            url,
+            json_serializer=_dump_json,
+            json_deserializer=orjson.loads,
+            pool_size=settings.database_pool_size,
+            max_overflow=0,
+        )
+        if engine.dialect.name == "sqlite":
+            _configure_sqlite(engine)
+        return cls(engine)
+
+    def session(self) -> AsyncSession:
+        """A session for reads; its transaction sees the database as of its first query."""
+        return AsyncSession(self.engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
+        """One write transaction: committed when the block ends, rolled back if it raises.
+
+        On SQLite the transaction takes the write lock at BEGIN (BEGIN IMMEDIATE): a
+        transaction that first reads and later writes would otherwise fail with
+        "database is locked" when another writer got in between.
+        """
+        session = AsyncSession(
+            self.engine, expire_on_commit=False, execution_options={"sqlite_begin": "IMMEDIATE"}
+        )
+        async with session, session.begin():
+            yield session
+
+    async def is_reachable(self) -> bool:
+        try:
+            async with self.engine.connect() as connection:
+                await connection.execute(sa.text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when a transaction begins (see on_begin).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        # WAL lets readers go on while one writer writes; NORMAL sync is durable in WAL mode
+        # against process crashes, which is what an embedded default needs.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def on_begin(connection: sa.Connection) -> None:
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")

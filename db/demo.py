@@ -1,0 +1,69 @@
+"""Demo data for `usage-events demo`: a business, customers and recent events."""
+
+import random
+import uuid
+from datetime import datetime, timedelta
+
+from db.database import Database
+from db.records import EventDraft
+from db.repositories.businesses import BusinessRepository
+from db.repositories.customers import CustomerRepository
+from db.repositories.events import EventRepository
+from db.rules.ingestion import utc_now
+from db.settings import Settings
+
+DEMO_BUSINESS_NAME = "Demo business"
+DEMO_CUSTOMERS = [
+    ("acme", "Acme Corporation", "billing@acme.example"),
+    ("globex", "Globex", "ap@globex.example"),
+    ("initech", "Initech", "finance@initech.example"),
+]
+DEMO_EVENT_COUNT = 300
+
+
+async def seed_demo(database: Database, settings: Settings) -> tuple[str, str, int]:
+    """Create the demo business once, add recent events, return (business id, new key, n)."""
+    now = utc_now()
+    async with database.unit_of_work() as session:
+        businesses = BusinessRepository(session)
+        business = await businesses.find_by_name(DEMO_BUSINESS_NAME)
+        if business is None:
+            business = await businesses.create(DEMO_BUSINESS_NAME)
+            customers = CustomerRepository(session, business.id)
+            for external_id, name, email in DEMO_CUSTOMERS:
+                await customers.create(external_id=external_id, name=name, email=email, now=now)
+        _key, secret = await businesses.create_api_key(business.id)
+        # Spread over the last 50 minutes: inside the ingestion window, so the real rules apply.
+        rng = random.Random()
+        drafts = [
+            _demo_event(rng, now - timedelta(minutes=50) * (index / DEMO_EVENT_COUNT))
+            for index in range(DEMO_EVENT_COUNT)
+        ]
+        result = await EventRepository(session, business.id).ingest(drafts, settings, now)
+    return business.id, secret, len(result.ingested)
+
+
+def _demo_event(rng: random.Random, timestamp: datetime) -> EventDraft:
+    external_id = rng.choice(DEMO_CUSTOMERS)[0]
+    kind = rng.choice(["api.request", "llm.tokens", "storage.snapshot"])
+    if kind == "api.request":
+        metadata: dict[str, object] = {
+            "endpoint": rng.choice(["/v1/search", "/v1/render", "/v1/export"]),
+            "status": rng.choice([200, 200, 200, 404, 500]),
+            "latency_ms": round(rng.uniform(3, 900), 1),
+        }
+    elif kind == "llm.tokens":
+        metadata = {
+            "model": rng.choice(["small", "large"]),
+            "tokens": rng.randint(10, 8000),
+            "cached": rng.random() < 0.3,
+        }
+    else:
+        metadata = {"region": rng.choice(["eu-west", "us-east"]), "gigabytes": rng.randint(1, 500)}
+    return EventDraft(
+        event_id=f"demo-{uuid.uuid4()}",
+        event_name=kind,
+        external_customer_id=external_id,
+        timestamp=timestamp,
+        metadata=metadata,
+    )

@@ -1,0 +1,61 @@
+"""Domain errors: every rule violation carries a code from UserErrorCode (SPEC §8)."""
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class UserErrorCode(Enum):
+    EMPTY_BATCH = "EMPTY_BATCH"
+    BATCH_TOO_LARGE = "BATCH_TOO_LARGE"
+    EVENT_ID_INVALID = "EVENT_ID_INVALID"
+    EVENT_NAME_INVALID = "EVENT_NAME_INVALID"
+    CUSTOMER_REFERENCE_INVALID = "CUSTOMER_REFERENCE_INVALID"
+    CUSTOMER_NOT_FOUND = "CUSTOMER_NOT_FOUND"
+    TIMESTAMP_TOO_OLD = "TIMESTAMP_TOO_OLD"
+    TIMESTAMP_TOO_FAR_IN_FUTURE = "TIMESTAMP_TOO_FAR_IN_FUTURE"
+    METADATA_INVALID = "METADATA_INVALID"
+    METADATA_TOO_MANY_KEYS = "METADATA_TOO_MANY_KEYS"
+    METADATA_KEY_INVALID = "METADATA_KEY_INVALID"
+    METADATA_VALUE_TOO_LONG = "METADATA_VALUE_TOO_LONG"
+    METADATA_VALUE_INVALID = "METADATA_VALUE_INVALID"
+    DUPLICATE_EVENT_ID_IN_BATCH = "DUPLICATE_EVENT_ID_IN_BATCH"
+    EVENT_DEPRECATED = "EVENT_DEPRECATED"
+    EVENT_NOT_FOUND = "EVENT_NOT_FOUND"
+    TIMESTAMP_MISMATCH = "TIMESTAMP_MISMATCH"
+    CUSTOMER_MISMATCH = "CUSTOMER_MISMATCH"
+    CORRECTION_LIMIT_EXCEEDED = "CORRECTION_LIMIT_EXCEEDED"
+    METER_NOT_FOUND = "METER_NOT_FOUND"
+    EVENT_NAME_MISMATCH = "EVENT_NAME_MISMATCH"
+    FILTER_INVALID = "FILTER_INVALID"
+    AGGREGATION_INVALID = "AGGREGATION_INVALID"
+    EXTERNAL_ID_TAKEN = "EXTERNAL_ID_TAKEN"
+    INVALID_CURSOR = "INVALID_CURSOR"
+    PAGE_SIZE_INVALID = "PAGE_SIZE_INVALID"
+    INVALID_INPUT = "INVALID_INPUT"
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One broken rule: what, where in the input (a path of strings), and for which event."""
+
+    code: UserErrorCode
+    message: str
+    field: tuple[str, ...]
+    event_id: str | None = None
+
+
+class RuleViolations(Exception):
+    """Raised inside a unit of work so that it rolls back; carries every violation found."""
+
+    def __init__(self, violations: list[Violation]) -> None:
+        super().__init__(f"{len(violations)} rule violation(s)")
+        self.violations = violations
+
+
+class BadUserInput(Exception):
+    """A bad query argument (cursor, page size, unknown meter…): a top-level GraphQL error."""
+
+    def __init__(self, code: UserErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message

@@ -1,0 +1,21 @@
+"""Apply the Alembic migrations programmatically (`usage-events migrate`, `serve`, tests)."""
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+MIGRATIONS_DIRECTORY = Path(__file__).parent / "migrations"
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIRECTORY))
+    # ConfigParser interpolation would choke on a '%' in a password.
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+def upgrade_to_head(database_url: str) -> None:
+    """Bring the database at `database_url` to the newest schema. Blocking; not for a loop."""
+    command.upgrade(alembic_config(database_url), "head")

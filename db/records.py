@@ -1,0 +1,82 @@
+"""Plain values that repositories return: read inside the session, safe to use after it."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessRecord:
+    id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    id: str
+    business_id: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRecord:
+    id: str
+    business_id: str
+    external_id: str | None
+    name: str | None
+    email: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    sequence: int
+    id: str
+    business_id: str
+    event_id: str
+    customer_id: str | None
+    external_customer_id: str | None
+    event_name: str
+    timestamp: datetime
+    metadata: dict[str, Any]
+    ingested_at: datetime
+    revision: int
+    deprecated_at: datetime | None
+    deprecation_reason: str | None
+
+    @property
+    def deprecated(self) -> bool:
+        return self.deprecated_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRevisionRecord:
+    event_sequence: int
+    revision: int
+    event_name: str
+    timestamp: datetime
+    customer_id: str | None
+    external_customer_id: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventDraft:
+    """One event of an ingest request, as the client sent it (types already checked)."""
+
+    event_id: str
+    event_name: str
+    customer_id: str | None = None
+    external_customer_id: str | None = None
+    timestamp: datetime | None = None
+    metadata: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    ingested: list[str]
+    duplicates: list[str]

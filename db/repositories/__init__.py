@@ -1,0 +1,1 @@
+"""All SQL of the service. Repositories take the request's session and never commit."""

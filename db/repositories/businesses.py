@@ -1,0 +1,83 @@
+"""Businesses (tenants) and their API keys (SPEC §7, T1–T3)."""
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db import ids
+from db.records import ApiKeyRecord, BusinessRecord
+from db.rules.ingestion import utc_now
+from db.tables import api_keys, businesses
+
+
+class BusinessRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def create(self, name: str) -> BusinessRecord:
+        business = BusinessRecord(
+            id=ids.new_id(ids.BUSINESS_PREFIX), name=name, created_at=utc_now()
+        )
+        await self.session.execute(
+            sa.insert(businesses).values(
+                id=business.id, name=business.name, created_at=business.created_at
+            )
+        )
+        return business
+
+    async def get(self, business_id: str) -> BusinessRecord | None:
+        row = (
+            await self.session.execute(sa.select(businesses).where(businesses.c.id == business_id))
+        ).first()
+        return BusinessRecord(row.id, row.name, row.created_at) if row else None
+
+    async def find_by_name(self, name: str) -> BusinessRecord | None:
+        row = (
+            await self.session.execute(
+                sa.select(businesses).where(businesses.c.name == name).order_by(businesses.c.id)
+            )
+        ).first()
+        return BusinessRecord(row.id, row.name, row.created_at) if row else None
+
+    async def create_api_key(self, business_id: str) -> tuple[ApiKeyRecord, str]:
+        """A new key for the business; returns it with its secret, which is never stored."""
+        secret = ids.new_api_key_secret()
+        key = ApiKeyRecord(
+            id=ids.new_id(ids.API_KEY_PREFIX),
+            business_id=business_id,
+            created_at=utc_now(),
+            revoked_at=None,
+        )
+        await self.session.execute(
+            sa.insert(api_keys).values(
+                id=key.id,
+                business_id=business_id,
+                secret_hash=ids.hash_api_key_secret(secret),
+                created_at=key.created_at,
+            )
+        )
+        return key, secret
+
+    async def revoke_api_key(self, key_id: str, now: datetime) -> bool:
+        """Revoke the key; False when no such key exists or it was revoked already."""
+        result = await self.session.execute(
+            sa.update(api_keys)
+            .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def authenticate(self, secret: str) -> BusinessRecord | None:
+        """The business of a live (unrevoked) key. Not cached, so a revocation acts at once."""
+        row = (
+            await self.session.execute(
+                sa.select(businesses)
+                .join(api_keys, api_keys.c.business_id == businesses.c.id)
+                .where(
+                    api_keys.c.secret_hash == ids.hash_api_key_secret(secret),
+                    api_keys.c.revoked_at.is_(None),
+                )
+            )
+        ).first()
+        return BusinessRecord(row.id, row.name, row.created_at) if row else None

@@ -1,0 +1,249 @@
+"""Events and their revisions: ingestion (SPEC §2) and reads by eventId, id and sequence."""
+
+from collections import defaultdict
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db import ids
+from db.errors import RuleViolations
+from db.records import EventDraft, EventRecord, EventRevisionRecord, IngestResult
+from db.repositories.customers import CustomerRepository
+from db.rules.ingestion import (
+    MAX_EVENT_ID_LENGTH,
+    check_batch_size,
+    check_customers_exist,
+    check_duplicates_in_batch,
+    check_event_draft,
+    check_not_deprecated,
+    sort_by_event_index,
+)
+from db.settings import Settings
+from db.tables import event_revisions, events
+from db.upsert import insert_or_ignore
+
+# The sequence behind events.sequence on PostgreSQL (the BIGSERIAL default name).
+EVENTS_SEQUENCE_NAME = "events_sequence_seq"
+# Longer strings cannot be ids of ours; they are not sent to the database at all.
+MAX_SERVER_ID_LENGTH = 40
+
+
+def event_record(row: Any) -> EventRecord:
+    return EventRecord(
+        sequence=row.sequence,
+        id=row.id,
+        business_id=row.business_id,
+        event_id=row.event_id,
+        customer_id=row.customer_id,
+        external_customer_id=row.external_customer_id,
+        event_name=row.event_name,
+        timestamp=row.timestamp,
+        metadata=row.metadata,
+        ingested_at=row.ingested_at,
+        revision=row.revision,
+        deprecated_at=row.deprecated_at,
+        deprecation_reason=row.deprecation_reason,
+    )
+
+
+def _revision_record(row: Any) -> EventRevisionRecord:
+    return EventRevisionRecord(
+        event_sequence=row.event_sequence,
+        revision=row.revision,
+        event_name=row.event_name,
+        timestamp=row.timestamp,
+        customer_id=row.customer_id,
+        external_customer_id=row.external_customer_id,
+        metadata=row.metadata,
+        created_at=row.created_at,
+        reason=row.reason,
+    )
+
+
+class EventRepository:
+    def __init__(self, session: AsyncSession, business_id: str) -> None:
+        self.session = session
+        self.business_id = business_id
+        self.dialect_name: str = session.bind.dialect.name
+
+    async def ingest(
+        self, drafts: Sequence[EventDraft], settings: Settings, now: datetime
+    ) -> IngestResult:
+        """Store a batch all-or-nothing (I1–I12); raises RuleViolations with every error."""
+        if violations := check_batch_size(len(drafts), settings):
+            raise RuleViolations(violations)
+        await self._check_batch(drafts, settings, now)
+
+        inserted = await self._insert_new_events(drafts, now)
+        duplicates = [draft.event_id for draft in drafts if draft.event_id not in inserted]
+        if duplicates:
+            # I9 was checked above, but an event may have been deprecated since; the
+            # insert already waited for any transaction that touched these eventIds.
+            deprecated = await self._deprecated_event_ids(duplicates)
+            if deprecated:
+                event_ids = [draft.event_id for draft in drafts]
+                raise RuleViolations(check_not_deprecated(event_ids, deprecated))
+        return IngestResult(
+            ingested=[draft.event_id for draft in drafts if draft.event_id in inserted],
+            duplicates=duplicates,
+        )
+
+    async def _check_batch(
+        self, drafts: Sequence[EventDraft], settings: Settings, now: datetime
+    ) -> None:
+        violations = [
+            violation
+            for index, draft in enumerate(drafts)
+            for violation in check_event_draft(index, draft, now, settings)
+        ]
+        event_ids = [draft.event_id for draft in drafts]
+        violations += check_duplicates_in_batch(event_ids)
+
+        referenced_customers = {
+            draft.customer_id
+            for draft in drafts
+            if draft.customer_id and len(draft.customer_id) <= MAX_SERVER_ID_LENGTH
+        }
+        existing = await CustomerRepository(self.session, self.business_id).existing_ids(
+            referenced_customers
+        )
+        violations += check_customers_exist(drafts, existing)
+
+        deprecated = await self._deprecated_event_ids(event_ids)
+        violations += check_not_deprecated(event_ids, deprecated)
+        if violations:
+            raise RuleViolations(sort_by_event_index(violations))
+
+    async def _deprecated_event_ids(self, event_ids: Collection[str]) -> set[str]:
+        candidates = [event_id for event_id in event_ids if len(event_id) <= MAX_EVENT_ID_LENGTH]
+        if not candidates:
+            return set()
+        rows = await self.session.execute(
+            sa.select(events.c.event_id).where(
+                events.c.business_id == self.business_id,
+                events.c.event_id.in_(candidates),
+                events.c.deprecated_at.is_not(None),
+            )
+        )
+        return set(rows.scalars())
+
+    async def _insert_new_events(
+        self, drafts: Sequence[EventDraft], now: datetime
+    ) -> dict[str, int]:
+        """INSERT … ON CONFLICT DO NOTHING (I8, I11); returns eventId → sequence of new rows."""
+        rows = [self._event_row(draft, now) for draft in drafts]
+        if self.dialect_name == "postgresql":
+            rows = await self._in_lock_order(rows)
+        statement = insert_or_ignore(
+            self.dialect_name, events, ["business_id", "event_id"]
+        ).returning(events.c.event_id, events.c.sequence)
+        result = await self.session.execute(statement, rows)
+        inserted: dict[str, int] = {row.event_id: row.sequence for row in result}
+        if inserted:
+            await self.session.execute(
+                sa.insert(event_revisions),
+                [
+                    self._first_revision_row(row, inserted[row["event_id"]], now)
+                    for row in rows
+                    if row["event_id"] in inserted
+                ],
+            )
+        return inserted
+
+    async def _in_lock_order(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Rows sorted by eventId, each with an explicit sequence in request order.
+
+        Two requests inserting overlapping eventIds in different orders would each wait
+        for a unique-index entry the other holds: a deadlock. Inserting in eventId order
+        rules that out, while sequences taken up front keep the request's own order as
+        the insertion order that breaks timestamp ties (Q2).
+        """
+        sequences = (
+            await self.session.execute(
+                sa.select(sa.func.nextval(EVENTS_SEQUENCE_NAME)).select_from(
+                    sa.func.generate_series(1, len(rows))
+                )
+            )
+        ).scalars()
+        for row, sequence in zip(rows, sorted(sequences), strict=True):
+            row["sequence"] = sequence
+        return sorted(rows, key=lambda row: row["event_id"])
+
+    def _event_row(self, draft: EventDraft, now: datetime) -> dict[str, Any]:
+        return {
+            "id": ids.new_id(ids.EVENT_PREFIX),
+            "business_id": self.business_id,
+            "event_id": draft.event_id,
+            "customer_id": draft.customer_id,
+            "external_customer_id": draft.external_customer_id,
+            "event_name": draft.event_name,
+            "timestamp": draft.timestamp or now,
+            "metadata": draft.metadata if draft.metadata is not None else {},
+            "ingested_at": now,
+            "revision": 1,
+        }
+
+    @staticmethod
+    def _first_revision_row(
+        event_row: dict[str, Any], sequence: int, now: datetime
+    ) -> dict[str, Any]:
+        return {
+            "event_sequence": sequence,
+            "revision": 1,
+            "event_name": event_row["event_name"],
+            "timestamp": event_row["timestamp"],
+            "customer_id": event_row["customer_id"],
+            "external_customer_id": event_row["external_customer_id"],
+            "metadata": event_row["metadata"],
+            "created_at": now,
+            "reason": None,
+        }
+
+    async def get_by_event_id(self, event_id: str) -> EventRecord | None:
+        """Q1: exact and case-sensitive; deprecated events included."""
+        if len(event_id) > MAX_EVENT_ID_LENGTH:
+            return None
+        row = (
+            await self.session.execute(
+                sa.select(events).where(
+                    events.c.business_id == self.business_id, events.c.event_id == event_id
+                )
+            )
+        ).first()
+        return event_record(row) if row else None
+
+    async def get(self, event_server_id: str) -> EventRecord | None:
+        if len(event_server_id) > MAX_SERVER_ID_LENGTH:
+            return None
+        row = (
+            await self.session.execute(
+                sa.select(events).where(
+                    events.c.business_id == self.business_id, events.c.id == event_server_id
+                )
+            )
+        ).first()
+        return event_record(row) if row else None
+
+    async def revisions_by_sequence(
+        self, sequences: Collection[int]
+    ) -> dict[int, list[EventRevisionRecord]]:
+        """Every revision of the given events in one query, oldest first."""
+        found: dict[int, list[EventRevisionRecord]] = defaultdict(list)
+        if not sequences:
+            return found
+        # Revisions hold no business id; joining events keeps the read inside the tenant.
+        rows = await self.session.execute(
+            sa.select(event_revisions)
+            .join(events, events.c.sequence == event_revisions.c.event_sequence)
+            .where(
+                events.c.business_id == self.business_id,
+                event_revisions.c.event_sequence.in_(sequences),
+            )
+            .order_by(event_revisions.c.event_sequence, event_revisions.c.revision)
+        )
+        for row in rows:
+            found[row.event_sequence].append(_revision_record(row))
+        return found

@@ -1,0 +1,138 @@
+"""The SQLModel tables. Every row belongs to exactly one business (SPEC §1)."""
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from db.column_types import BigIntegerKey, JSONDocument, UTCDateTime
+
+# Stable constraint names, so that Alembic migrations can name what they create.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Business(SQLModel, table=True):
+    __tablename__ = "businesses"
+
+    id: str = Field(primary_key=True, max_length=40)
+    name: str = Field(max_length=255)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_keys"
+
+    id: str = Field(primary_key=True, max_length=40)
+    business_id: str = Field(foreign_key="businesses.id", index=True, max_length=40)
+    # SHA-256 of the secret; the secret itself is never stored.
+    secret_hash: str = Field(unique=True, max_length=64)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Customer(SQLModel, table=True):
+    __tablename__ = "customers"
+    __table_args__ = (
+        # NULL external ids are distinct on both databases, so many customers may lack one.
+        sa.UniqueConstraint("business_id", "external_id"),
+        # Cursor paging of a business's customers, in id (= creation) order.
+        sa.Index("ix_customers_business_id_id", "business_id", "id"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    business_id: str = Field(foreign_key="businesses.id", max_length=40)
+    external_id: str | None = Field(default=None, max_length=255)
+    name: str | None = Field(default=None, max_length=255)
+    email: str | None = Field(default=None, max_length=320)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class Event(SQLModel, table=True):
+    """The current state of an event; its bodies, the first included, are EventRevision rows."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        # Dedup (I8, I11): an eventId is stored once per business, forever.
+        sa.UniqueConstraint("business_id", "event_id"),
+        # The keyset orders of the events connection (Q2, Q3), with and without filters.
+        sa.Index(
+            "ix_events_business_id_timestamp_sequence", "business_id", "timestamp", "sequence"
+        ),
+        sa.Index(
+            "ix_events_business_id_customer_id_timestamp_sequence",
+            "business_id",
+            "customer_id",
+            "timestamp",
+            "sequence",
+        ),
+        sa.Index(
+            "ix_events_business_id_external_customer_id_timestamp_sequence",
+            "business_id",
+            "external_customer_id",
+            "timestamp",
+            "sequence",
+        ),
+        sa.Index(
+            "ix_events_business_id_event_name_timestamp_sequence",
+            "business_id",
+            "event_name",
+            "timestamp",
+            "sequence",
+        ),
+    )
+
+    # Insertion order: breaks timestamp ties so that the order of events is total (Q2).
+    sequence: int | None = Field(
+        default=None, sa_column=sa.Column(BigIntegerKey, primary_key=True, autoincrement=True)
+    )
+    id: str = Field(unique=True, max_length=40)
+    business_id: str = Field(foreign_key="businesses.id", max_length=40)
+    event_id: str = Field(max_length=255)
+    customer_id: str | None = Field(default=None, foreign_key="customers.id", max_length=40)
+    external_customer_id: str | None = Field(default=None, max_length=255)
+    event_name: str = Field(max_length=255)
+    timestamp: datetime = Field(sa_type=UTCDateTime)
+    # `metadata` is taken by SQLModel itself, hence the attribute name.
+    event_metadata: dict[str, Any] = Field(
+        sa_column=sa.Column("metadata", JSONDocument, nullable=False)
+    )
+    ingested_at: datetime = Field(sa_type=UTCDateTime)
+    # The number of the current revision; its body is the one copied into this row.
+    revision: int = Field(default=1)
+    deprecated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    deprecation_reason: str | None = Field(default=None)
+
+
+class EventRevision(SQLModel, table=True):
+    """An event body, append-only: revision 1 is the ingested one, each amendment adds one."""
+
+    __tablename__ = "event_revisions"
+
+    event_sequence: int = Field(
+        sa_column=sa.Column(
+            BigIntegerKey, sa.ForeignKey("events.sequence"), primary_key=True, autoincrement=False
+        )
+    )
+    revision: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    event_name: str = Field(max_length=255)
+    timestamp: datetime = Field(sa_type=UTCDateTime)
+    customer_id: str | None = Field(default=None, max_length=40)
+    external_customer_id: str | None = Field(default=None, max_length=255)
+    revision_metadata: dict[str, Any] = Field(
+        sa_column=sa.Column("metadata", JSONDocument, nullable=False)
+    )
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    reason: str | None = Field(default=None)
+
+
+businesses = Business.__table__  # type: ignore[attr-defined]
+api_keys = ApiKey.__table__  # type: ignore[attr-defined]
+customers = Customer.__table__  # type: ignore[attr-defined]
+events = Event.__table__  # type: ignore[attr-defined]
+event_revisions = EventRevision.__table__  # type: ignore[attr-defined]

@@ -1,0 +1,63 @@
+"""What every resolver of one request shares: the caller's business, its session, loaders."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry.types import Info as StrawberryInfo
+
+from db.database import Database
+from db.records import BusinessRecord
+from db.settings import Settings
+from graph.dataloaders import Loaders
+
+
+@dataclass
+class RequestContext:
+    database: Database
+    settings: Settings
+    business: BusinessRecord
+    loaders: Loaders = field(init=False)
+    _session: AsyncSession | None = field(default=None, init=False)
+    # Sibling fields resolve concurrently, and a session serves one statement at a time.
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+
+    def __post_init__(self) -> None:
+        self.loaders = Loaders(self)
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """The request's read session, opened on first use and held by one resolver at a time."""
+        async with self._lock:
+            if self._session is None:
+                self._session = self.database.session()
+            yield self._session
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[AsyncSession]:
+        """One write transaction (a mutation field): committed on success, rolled back on raise.
+
+        Afterwards the read session starts afresh and the loaders forget what they cached,
+        so the rest of the response sees what the mutation wrote.
+        """
+        async with self._lock:
+            try:
+                async with self.database.unit_of_work() as session:
+                    yield session
+            finally:
+                await self._close_read_session()
+                self.loaders = Loaders(self)
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._close_read_session()
+
+    async def _close_read_session(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+
+Info = StrawberryInfo[RequestContext, None]

@@ -1,0 +1,71 @@
+"""How errors look on the wire: every GraphQL error gets `extensions.code` (SPEC §8)."""
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from graphql import GraphQLError, GraphQLSyntaxError
+from strawberry.extensions import SchemaExtension
+
+from db.errors import BadUserInput
+
+logger = logging.getLogger("usage_events.errors")
+
+PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+BAD_USER_INPUT = "BAD_USER_INPUT"
+INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+UNAUTHENTICATED = "UNAUTHENTICATED"
+
+
+class TagRequestErrors(SchemaExtension):
+    """Marks parse and validation errors with their code while their phase is known."""
+
+    def on_parse(self) -> Iterator[None]:
+        yield
+        self._tag(PARSE_FAILED)
+
+    def on_validate(self) -> Iterator[None]:
+        yield
+        self._tag(VALIDATION_FAILED)
+
+    def _tag(self, code: str) -> None:
+        for error in self.execution_context.pre_execution_errors or []:
+            if error.extensions is None or "code" not in error.extensions:
+                error.extensions = {**(error.extensions or {}), "code": code}
+
+
+def is_request_error(error: GraphQLError) -> bool:
+    """A request error (no field path) means the operation never ran: HTTP 400 territory."""
+    return error.path is None
+
+
+def format_error(error: GraphQLError) -> dict[str, Any]:
+    """The error as sent to the client; unexpected failures are masked and logged."""
+    original = error.original_error
+    if isinstance(original, BadUserInput):
+        extensions = {"code": BAD_USER_INPUT, "reason": original.code.value}
+        return _shaped(error, original.message, extensions)
+    if original is not None and not isinstance(original, GraphQLError):
+        logger.error("unexpected error while resolving %s", error.path, exc_info=original)
+        return _shaped(error, "Internal server error", {"code": INTERNAL_SERVER_ERROR})
+    extensions = dict(error.extensions or {})
+    if "code" not in extensions:
+        if isinstance(error, GraphQLSyntaxError):
+            extensions["code"] = PARSE_FAILED
+        else:
+            # Left without a code at this point: variable values that do not fit their types.
+            extensions["code"] = BAD_USER_INPUT
+    return _shaped(error, error.message, extensions)
+
+
+def _shaped(error: GraphQLError, message: str, extensions: dict[str, Any]) -> dict[str, Any]:
+    formatted: dict[str, Any] = {"message": message}
+    if error.locations:
+        formatted["locations"] = [
+            {"line": location.line, "column": location.column} for location in error.locations
+        ]
+    if error.path is not None:
+        formatted["path"] = error.path
+    formatted["extensions"] = extensions
+    return formatted

@@ -1,0 +1,1 @@
+"""One module per mutation: its input, its payload and its thin resolver."""

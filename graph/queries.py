@@ -1,0 +1,69 @@
+"""The Query type: thin resolvers over the repositories."""
+
+import strawberry
+
+from db import ids
+from db.pagination import PageRequest
+from db.repositories.customers import CustomerRepository
+from db.repositories.events import EventRepository
+from graph.context import Info
+from graph.types.business import Business
+from graph.types.connection import Connection
+from graph.types.customer import Customer
+from graph.types.event import Event
+from graph.types.node import Node
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="The business of the API key in use.")
+    def viewer(self, info: Info) -> Business:
+        return Business.from_record(info.context.business)
+
+    @strawberry.field(description="Any object of your business by its server id.")
+    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+        context = info.context
+        if id.startswith(ids.BUSINESS_PREFIX):
+            return Business.from_record(context.business) if id == context.business.id else None
+        if id.startswith(ids.CUSTOMER_PREFIX):
+            customer = await context.loaders.customer_by_id.load(id)
+            return Customer.from_record(customer) if customer else None
+        if id.startswith(ids.EVENT_PREFIX):
+            async with context.reading() as session:
+                event = await EventRepository(session, context.business.id).get(id)
+            return Event.from_record(event) if event else None
+        return None
+
+    @strawberry.field(description="An event by its eventId; null if your business has none.")
+    async def event(self, info: Info, event_id: str) -> Event | None:
+        context = info.context
+        async with context.reading() as session:
+            record = await EventRepository(session, context.business.id).get_by_event_id(event_id)
+        return Event.from_record(record) if record else None
+
+    @strawberry.field
+    async def customer(self, info: Info, id: strawberry.ID) -> Customer | None:
+        record = await info.context.loaders.customer_by_id.load(id)
+        return Customer.from_record(record) if record else None
+
+    @strawberry.field(description="Your customers, oldest first.")
+    async def customers(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Customer]:
+        context = info.context
+        request = PageRequest(first=first, after=after, last=last, before=before)
+        async with context.reading() as session:
+            page = await CustomerRepository(session, context.business.id).page(
+                request, context.settings
+            )
+
+        async def count_total() -> int:
+            async with context.reading():
+                return await page.count_total()
+
+        return Connection.from_page(page, Customer.from_record, count_total)

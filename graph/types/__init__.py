@@ -1,0 +1,1 @@
+"""GraphQL object types; each is built from a db record inside the request."""
