@@ -19,6 +19,12 @@ def _dump_json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def dialect_of(session: AsyncSession) -> str:
+    """ "sqlite" or "postgresql": the few statements that differ ask this."""
+    assert session.bind is not None, "sessions are always bound to the engine"
+    return session.bind.dialect.name
+
+
 class Database:
     """One per process: the engine, and sessions for reading and for writing."""
 

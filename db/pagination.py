@@ -41,12 +41,12 @@ class Keyset:
     """The columns that order a connection, all ascending or all descending."""
 
     kind: str
-    columns: tuple[sa.ColumnElement[Any], ...]
+    columns: tuple[sa.Column[Any], ...]
     value_types: tuple[type, ...]
     descending: bool = False
 
     def position_of(self, row: Any) -> Position:
-        return tuple(getattr(row, column.key) for column in self.columns)  # type: ignore[attr-defined]
+        return tuple(getattr(row, column.key) for column in self.columns)
 
     def is_beyond(self, position: Position) -> sa.ColumnElement[bool]:
         """Rows that come after `position` in the connection's order."""

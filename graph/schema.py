@@ -40,11 +40,8 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         TagRequestErrors,
         lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
         lambda: MaxAliasesLimiter(max_alias_count=settings.max_query_aliases),
-        # Introspection is deep by nature and bounded by the schema itself.
-        lambda: QueryDepthLimiter(
-            max_depth=settings.max_query_depth,
-            should_ignore=lambda ignore: ignore.field_name.startswith("__"),
-        ),
+        # Introspection fields (`__schema`, …) are not counted: GraphiQL's query is deep.
+        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
     ]

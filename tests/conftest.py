@@ -128,3 +128,18 @@ async def api(client: httpx.AsyncClient, tenant: Tenant) -> GraphQLClient:
 async def other_api(client: httpx.AsyncClient, database: Database) -> GraphQLClient:
     """A second business on the same server: tenancy tests check it sees nothing of `api`."""
     return GraphQLClient(client, await make_tenant(database, name="Globex"))
+
+
+@pytest.fixture
+def statements(database: Database) -> Iterator[list[str]]:
+    """Every SQL statement the server sends while the test runs, to count queries."""
+    sent: list[str] = []
+
+    def record(*args: object) -> None:
+        sent.append(str(args[2]))
+
+    sa.event.listen(database.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        sa.event.remove(database.engine.sync_engine, "before_cursor_execute", record)

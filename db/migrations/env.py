@@ -6,10 +6,11 @@ from alembic import context
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlmodel import SQLModel
 
-from db import tables
+import db.tables  # noqa: F401 - registers the tables on SQLModel.metadata
 
-target_metadata = tables.SQLModel.metadata
+target_metadata = SQLModel.metadata
 
 
 def run_migrations(connection: Connection) -> None:

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import ids
+from db.database import dialect_of
 from db.errors import RuleViolations, UserErrorCode, Violation
 from db.pagination import Keyset, Page, PageRequest, fetch_page
 from db.records import CustomerRecord
@@ -51,7 +52,7 @@ class CustomerRepository:
             created_at=now,
         )
         insert = insert_or_ignore(
-            self.session.bind.dialect.name, customers, ["business_id", "external_id"]
+            dialect_of(self.session), customers, ["business_id", "external_id"]
         )
         inserted = await self.session.execute(
             insert.values(

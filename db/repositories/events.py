@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import ids
+from db.database import dialect_of
 from db.errors import RuleViolations
 from db.records import EventDraft, EventRecord, EventRevisionRecord, IngestResult
 from db.repositories.customers import CustomerRepository
@@ -67,7 +68,7 @@ class EventRepository:
     def __init__(self, session: AsyncSession, business_id: str) -> None:
         self.session = session
         self.business_id = business_id
-        self.dialect_name: str = session.bind.dialect.name
+        self.dialect_name = dialect_of(session)
 
     async def ingest(
         self, drafts: Sequence[EventDraft], settings: Settings, now: datetime

@@ -28,7 +28,7 @@ class EventRevision:
             timestamp=record.timestamp,
             customer_id=strawberry.ID(record.customer_id) if record.customer_id else None,
             external_customer_id=record.external_customer_id,
-            metadata=record.metadata,
+            metadata=JSON(record.metadata),
             created_at=record.created_at,
             reason=record.reason,
         )
@@ -82,7 +82,7 @@ class Event(Node):
             external_customer_id=record.external_customer_id,
             event_name=record.event_name,
             timestamp=record.timestamp,
-            metadata=record.metadata,
+            metadata=JSON(record.metadata),
             ingested_at=record.ingested_at,
             deprecated=record.deprecated,
             deprecated_at=record.deprecated_at,

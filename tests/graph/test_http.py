@@ -1,0 +1,314 @@
+"""GraphQL over HTTP (SPEC §9), authentication (T1) and the bounds on every request."""
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from graphql import get_introspection_query
+
+from db.database import Database
+from db.repositories.businesses import BusinessRepository
+from db.repositories.events import EventRepository
+from db.rules.ingestion import utc_now
+from db.settings import Settings
+from graph.app import create_app
+from tests.support import GraphQLClient, Tenant, count_rows, event_input
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+VIEWER = "{ viewer { id name } }"
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+
+
+async def test_t1_missing_key_is_unauthenticated(client: httpx.AsyncClient) -> None:
+    response = await client.post("/graphql", json={"query": VIEWER})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "UNAUTHENTICATED"
+    assert "Authorization" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "header", ["Bearer uek_not-a-real-key", "Basic dXNlcjpwYXNz", "Bearer", "uek_alone"]
+)
+async def test_t1_unknown_or_malformed_key_is_unauthenticated(
+    client: httpx.AsyncClient, header: str
+) -> None:
+    response = await client.post(
+        "/graphql", json={"query": VIEWER}, headers={"Authorization": header}
+    )
+    assert response.status_code == 401
+    assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_t1_revoked_key_is_unauthenticated_at_once(
+    client: httpx.AsyncClient, tenant: Tenant, database: Database
+) -> None:
+    assert (
+        await client.post("/graphql", json={"query": VIEWER}, headers=tenant.headers)
+    ).status_code == 200
+    async with database.unit_of_work() as session:
+        assert await BusinessRepository(session).revoke_api_key(tenant.key_id, utc_now())
+
+    response = await client.post("/graphql", json={"query": VIEWER}, headers=tenant.headers)
+
+    assert response.status_code == 401
+    assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_t1_unauthenticated_mutation_writes_nothing(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    mutation = (
+        "mutation($input: IngestEventsInput!) { ingestEvents(input: $input) { ingestedCount } }"
+    )
+    response = await client.post(
+        "/graphql",
+        json={"query": mutation, "variables": {"input": {"events": [event_input("e1")]}}},
+    )
+    assert response.status_code == 401
+    assert await count_rows(database, "events") == 0
+
+
+async def test_t2_viewer_is_the_business_of_the_key(api: GraphQLClient) -> None:
+    data = await api.data(VIEWER)
+    assert data["viewer"] == {"id": api.tenant.business_id, "name": "Acme Analytics"}
+
+
+async def test_health_and_readiness_need_no_key(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready"}
+
+
+async def test_graphiql_page_needs_no_key_and_says_how_to_send_it(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/graphql", headers={"Accept": "text/html"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "graphiql" in response.text.lower()
+    assert '{"Authorization": "Bearer uek_..."}' in response.text
+
+
+async def test_get_runs_queries(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    response = await client.get("/graphql", params={"query": VIEWER}, headers=tenant.headers)
+    assert response.status_code == 200
+    assert response.json()["data"]["viewer"]["id"] == tenant.business_id
+
+
+async def test_get_refuses_mutations_with_405(
+    client: httpx.AsyncClient, tenant: Tenant, database: Database
+) -> None:
+    mutation = 'mutation { createCustomer(input: {externalId: "x"}) { customer { id } } }'
+    response = await client.get("/graphql", params={"query": mutation}, headers=tenant.headers)
+    assert response.status_code == 405
+    assert response.json()["errors"][0]["extensions"]["code"] == "METHOD_NOT_ALLOWED"
+    assert await count_rows(database, "customers") == 0
+
+
+async def test_graphql_response_json_answers_400_for_unparsable_documents(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    response = await client.post(
+        "/graphql",
+        json={"query": "{ viewer { id "},
+        headers=tenant.headers | {"Accept": GRAPHQL_RESPONSE_JSON},
+    )
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith(GRAPHQL_RESPONSE_JSON)
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
+    assert error["locations"] == [{"line": 1, "column": 15}]
+
+
+async def test_graphql_response_json_answers_400_for_invalid_documents(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    response = await client.post(
+        "/graphql",
+        json={"query": "{ viewer { nickname } }"},
+        headers=tenant.headers | {"Accept": GRAPHQL_RESPONSE_JSON},
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+
+
+async def test_application_json_clients_get_200_with_errors(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    response = await client.post(
+        "/graphql",
+        json={"query": "{ viewer { nickname } }"},
+        headers=tenant.headers | {"Accept": "application/json"},
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+
+
+async def test_wrong_variable_type_is_bad_user_input(api: GraphQLClient) -> None:
+    response = await api.post("query($id: String!) { event(eventId: $id) { id } }", {"id": 5})
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "$id" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (b'{"variables": {}}', "no GraphQL query"),
+        (b'{"query": "{ viewer { id } }", "variables": [1]}', "variables must be"),
+    ],
+)
+async def test_malformed_request_bodies_are_400(
+    client: httpx.AsyncClient, tenant: Tenant, content: bytes, message: str
+) -> None:
+    response = await client.post(
+        "/graphql",
+        content=content,
+        headers=tenant.headers | {"Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "BAD_REQUEST"
+    assert message in error["message"]
+
+
+async def test_other_content_types_are_415(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    response = await client.post(
+        "/graphql", content=VIEWER, headers=tenant.headers | {"Content-Type": "text/plain"}
+    )
+    assert response.status_code == 415
+
+
+async def test_body_over_the_limit_is_413_before_parsing(
+    client: httpx.AsyncClient, tenant: Tenant, database: Database
+) -> None:
+    padding = "x" * (8 * 1024 * 1024)
+    response = await client.post(
+        "/graphql",
+        json={"query": VIEWER, "variables": {"padding": padding}},
+        headers=tenant.headers,
+    )
+    assert response.status_code == 413
+    assert response.json()["errors"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
+    # The server goes on serving.
+    assert (
+        await client.post("/graphql", json={"query": VIEWER}, headers=tenant.headers)
+    ).status_code == 200
+
+
+async def test_chunked_body_over_the_limit_is_413(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"query": "{ viewer { id } }", "variables": {"padding": "'
+        for _ in range(9):
+            yield b"x" * (1024 * 1024)
+        yield b'"}}'
+
+    response = await client.post(
+        "/graphql",
+        content=chunks(),
+        headers=tenant.headers | {"Content-Type": "application/json"},
+    )
+    assert response.status_code == 413
+
+
+async def test_five_megabyte_batch_gets_rule_errors_and_writes_nothing(
+    api: GraphQLClient, database: Database
+) -> None:
+    events = [event_input(f"e{index}", metadata={"blob": "b" * 5000}) for index in range(1000)]
+    response = await api.post(
+        "mutation($input: IngestEventsInput!) { ingestEvents(input: $input) "
+        "{ ingestedCount userErrors { code field } } }",
+        {"input": {"events": events}},
+    )
+    assert response.status_code == 200
+    payload = response.json()["data"]["ingestEvents"]
+    assert payload["ingestedCount"] == 0
+    assert len(payload["userErrors"]) == 1000
+    assert {error["code"] for error in payload["userErrors"]} == {"METADATA_VALUE_TOO_LONG"}
+    assert await count_rows(database, "events") == 0
+
+
+async def test_introspection_stays_on(api: GraphQLClient) -> None:
+    data = await api.data(get_introspection_query(descriptions=True))
+    type_names = {graphql_type["name"] for graphql_type in data["__schema"]["types"]}
+    assert {"Event", "UserErrorCode", "IngestEventsPayload", "DateTime", "JSON"} <= type_names
+
+
+@pytest_asyncio.fixture
+async def strict_client(settings: Settings, database: Database) -> AsyncIterator[httpx.AsyncClient]:
+    """A server with tight query bounds, to show that each bound is enforced."""
+    strict = settings.model_copy(
+        update={"max_query_depth": 1, "max_query_aliases": 2, "max_query_tokens": 40}
+    )
+    transport = httpx.ASGITransport(app=create_app(strict, database))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+async def post_with(
+    client: httpx.AsyncClient, tenant: Tenant, query: str
+) -> tuple[int, dict[str, Any]]:
+    response = await client.post("/graphql", json={"query": query}, headers=tenant.headers)
+    return response.status_code, response.json()
+
+
+async def test_query_depth_is_bounded(strict_client: httpx.AsyncClient, tenant: Tenant) -> None:
+    status, body = await post_with(
+        strict_client, tenant, '{ event(eventId: "x") { revisions { metadata } customer { id } } }'
+    )
+    assert status == 400
+    assert body["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert "exceeds maximum operation depth" in body["errors"][0]["message"]
+
+
+async def test_aliases_are_bounded(strict_client: httpx.AsyncClient, tenant: Tenant) -> None:
+    status, body = await post_with(
+        strict_client, tenant, "{ a: viewer { id } b: viewer { id } c: viewer { id } }"
+    )
+    assert status == 400
+    assert "aliases" in body["errors"][0]["message"]
+
+
+async def test_tokens_are_bounded(strict_client: httpx.AsyncClient, tenant: Tenant) -> None:
+    status, body = await post_with(
+        strict_client,
+        tenant,
+        "{ " + " ".join(f"v{index}: __typename" for index in range(30)) + " }",
+    )
+    assert status == 400
+    assert "token" in body["errors"][0]["message"].lower()
+
+
+async def test_unexpected_errors_are_masked(
+    api: GraphQLClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def explode(*_args: object) -> None:
+        raise RuntimeError("secret connection string postgres://admin:hunter2@db")
+
+    monkeypatch.setattr(EventRepository, "get_by_event_id", explode)
+    response = await api.post('{ event(eventId: "e1") { id } }')
+    assert response.status_code == 200
+    body = response.json()
+    assert body["data"] == {"event": None}
+    assert body["errors"] == [
+        {
+            "message": "Internal server error",
+            "locations": [{"line": 1, "column": 3}],
+            "path": ["event"],
+            "extensions": {"code": "INTERNAL_SERVER_ERROR"},
+        }
+    ]
+    assert "hunter2" not in response.text
+    assert "hunter2" in caplog.text
