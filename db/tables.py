@@ -131,8 +131,33 @@ class EventRevision(SQLModel, table=True):
     reason: str | None = Field(default=None)
 
 
+class EventCorrection(SQLModel, table=True):
+    """One amendment or deprecation, by customer: what the rolling limits of C5 count."""
+
+    __tablename__ = "event_corrections"
+    __table_args__ = (
+        # C5 counts a customer's corrections of one kind since a moment: one range scan.
+        sa.Index(
+            "ix_event_corrections_customer_id_kind_created_at", "customer_id", "kind", "created_at"
+        ),
+    )
+
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(BigIntegerKey, primary_key=True, autoincrement=True)
+    )
+    business_id: str = Field(foreign_key="businesses.id", max_length=40)
+    customer_id: str = Field(foreign_key="customers.id", max_length=40)
+    event_sequence: int = Field(
+        sa_column=sa.Column(BigIntegerKey, sa.ForeignKey("events.sequence"), nullable=False)
+    )
+    # "amendment" or "deprecation"
+    kind: str = Field(max_length=20)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
 businesses = Business.__table__  # type: ignore[attr-defined]
 api_keys = ApiKey.__table__  # type: ignore[attr-defined]
 customers = Customer.__table__  # type: ignore[attr-defined]
 events = Event.__table__  # type: ignore[attr-defined]
 event_revisions = EventRevision.__table__  # type: ignore[attr-defined]
+event_corrections = EventCorrection.__table__  # type: ignore[attr-defined]

@@ -2,7 +2,9 @@
 
 import strawberry
 
+from graph.mutations.amend_event import AmendEventPayload, amend_event
 from graph.mutations.create_customer import CreateCustomerPayload, create_customer
+from graph.mutations.deprecate_event import DeprecateEventPayload, deprecate_event
 from graph.mutations.ingest_events import IngestEventsPayload, ingest_events
 
 
@@ -11,5 +13,13 @@ class Mutation:
     ingest_events: IngestEventsPayload = strawberry.mutation(
         resolver=ingest_events,
         description="Store a batch of events, each exactly once: all of them or none.",
+    )
+    amend_event: AmendEventPayload = strawberry.mutation(
+        resolver=amend_event,
+        description="Replace an event's body with a new revision; earlier bodies stay readable.",
+    )
+    deprecate_event: DeprecateEventPayload = strawberry.mutation(
+        resolver=deprecate_event,
+        description="Mark an event deprecated: kept and readable, no longer billed.",
     )
     create_customer: CreateCustomerPayload = strawberry.mutation(resolver=create_customer)

@@ -1,0 +1,152 @@
+"""The correction rules of SPEC §3 (C1–C5) as pure functions over the stored event."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from db.errors import UserErrorCode, Violation
+from db.records import CustomerRecord, EventRecord
+from db.rules.ingestion import check_event_name, check_metadata
+from db.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Amendment:
+    """The body an amendEvent request proposes (C1): a full replacement."""
+
+    event_id: str
+    event_name: str
+    metadata: Any
+    timestamp: datetime | None = None
+    customer_id: str | None = None
+    external_customer_id: str | None = None
+    reason: str | None = None
+
+
+def input_path(*rest: str) -> tuple[str, ...]:
+    return ("input", *rest)
+
+
+def event_not_found(event_id: str) -> Violation:
+    """C3: unknown eventId, or another business's."""
+    return Violation(
+        UserErrorCode.EVENT_NOT_FOUND,
+        "Your business has no event with this eventId.",
+        input_path("eventId"),
+        event_id,
+    )
+
+
+def check_event_amendable(event: EventRecord) -> list[Violation]:
+    """C3: a deprecated event cannot be amended."""
+    if event.deprecated:
+        return [
+            Violation(
+                UserErrorCode.EVENT_DEPRECATED,
+                "The event is deprecated and can no longer be amended.",
+                input_path("eventId"),
+                event.event_id,
+            )
+        ]
+    return []
+
+
+def customer_missing(event: EventRecord) -> Violation:
+    """C4: the event's external customer id is not (yet) any customer's externalId."""
+    return Violation(
+        UserErrorCode.CUSTOMER_NOT_FOUND,
+        f"No customer has the externalId {event.external_customer_id!r} this event was sent "
+        "with; create that customer before correcting the event.",
+        input_path("eventId"),
+        event.event_id,
+    )
+
+
+def check_amendment(
+    amendment: Amendment, event: EventRecord, customer: CustomerRecord, settings: Settings
+) -> list[Violation]:
+    """C1: the new body is valid (I3, I6) and its timestamp and customer are the stored ones."""
+    event_id = event.event_id
+    violations = check_event_name(amendment.event_name, input_path("eventName"), event_id)
+    if amendment.metadata is None:
+        violations.append(
+            Violation(
+                UserErrorCode.METADATA_INVALID,
+                "metadata is required: an amendment replaces the whole body; send {} for none.",
+                input_path("metadata"),
+                event_id,
+            )
+        )
+    else:
+        violations += check_metadata(amendment.metadata, input_path("metadata"), event_id, settings)
+    if amendment.timestamp is not None and amendment.timestamp != event.timestamp:
+        violations.append(
+            Violation(
+                UserErrorCode.TIMESTAMP_MISMATCH,
+                f"The event's timestamp is {event.timestamp.isoformat()}; an amendment cannot "
+                "change it.",
+                input_path("timestamp"),
+                event_id,
+            )
+        )
+    violations += _check_same_customer(amendment, customer, event_id)
+    return violations
+
+
+def _check_same_customer(
+    amendment: Amendment, customer: CustomerRecord, event_id: str
+) -> list[Violation]:
+    # Either form of reference may name the event's customer: the rule is about which
+    # customer, not about how the event happened to be sent.
+    mismatches = []
+    if amendment.customer_id is not None and amendment.customer_id != customer.id:
+        mismatches.append("customerId")
+    if (
+        amendment.external_customer_id is not None
+        and amendment.external_customer_id != customer.external_id
+    ):
+        mismatches.append("externalCustomerId")
+    return [
+        Violation(
+            UserErrorCode.CUSTOMER_MISMATCH,
+            "The event belongs to another customer; an amendment cannot move it.",
+            input_path(name),
+            event_id,
+        )
+        for name in mismatches
+    ]
+
+
+def is_same_body(amendment: Amendment, event: EventRecord) -> bool:
+    """C1: an amendment identical to the current body is a no-op.
+
+    Compared as JSON text, because in Python `1 == 1.0 == True` while in the stored
+    document they are three different values.
+    """
+    return amendment.event_name == event.event_name and _canonical_json(
+        amendment.metadata
+    ) == _canonical_json(event.metadata)
+
+
+def _canonical_json(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def check_correction_limit(
+    corrections_in_window: int, kind: str, settings: Settings, event_id: str
+) -> list[Violation]:
+    """C5: at most CORRECTION_LIMIT amendments, and as many deprecations, per customer."""
+    limit = settings.correction_limit
+    if limit == 0 or corrections_in_window < limit:
+        return []
+    return [
+        Violation(
+            UserErrorCode.CORRECTION_LIMIT_EXCEEDED,
+            f"This customer's events have had {corrections_in_window} {kind}s in the last "
+            f"{settings.correction_window}; at most {limit} are allowed.",
+            input_path("eventId"),
+            event_id,
+        )
+    ]
