@@ -1,0 +1,108 @@
+"""Pure unit tests of the correction rules (SPEC §3), without a database."""
+
+from datetime import UTC, datetime, timedelta, timezone
+
+from db.errors import UserErrorCode
+from db.records import CustomerRecord, EventRecord
+from db.rules.corrections import (
+    Amendment,
+    check_amendment,
+    check_correction_limit,
+    check_event_amendable,
+    is_same_body,
+)
+from db.settings import Settings
+
+MOMENT = datetime(2026, 11, 23, 12, 0, 0, 123456, tzinfo=UTC)
+CUSTOMER = CustomerRecord("cus_1", "bus_1", "acme", None, None, MOMENT)
+
+
+def stored_event(**changes: object) -> EventRecord:
+    fields: dict[str, object] = {
+        "sequence": 1,
+        "id": "evt_1",
+        "business_id": "bus_1",
+        "event_id": "e1",
+        "customer_id": None,
+        "external_customer_id": "acme",
+        "event_name": "api.request",
+        "timestamp": MOMENT,
+        "metadata": {"a": 1},
+        "ingested_at": MOMENT,
+        "revision": 1,
+        "deprecated_at": None,
+        "deprecation_reason": None,
+    } | changes
+    return EventRecord(**fields)  # type: ignore[arg-type]
+
+
+def amendment(**changes: object) -> Amendment:
+    fields: dict[str, object] = {"event_id": "e1", "event_name": "api.request", "metadata": {}}
+    return Amendment(**(fields | changes))  # type: ignore[arg-type]
+
+
+def test_c1_valid_amendment_has_no_violations() -> None:
+    assert check_amendment(amendment(), stored_event(), CUSTOMER, Settings()) == []
+
+
+def test_c1_missing_metadata_is_invalid() -> None:
+    violations = check_amendment(amendment(metadata=None), stored_event(), CUSTOMER, Settings())
+    assert [(v.code, v.field) for v in violations] == [
+        (UserErrorCode.METADATA_INVALID, ("input", "metadata"))
+    ]
+
+
+def test_c1_timestamp_compares_instants_to_the_microsecond() -> None:
+    same_instant = MOMENT.astimezone(timezone(timedelta(hours=9)))
+    later = MOMENT + timedelta(microseconds=1)
+    assert (
+        check_amendment(amendment(timestamp=same_instant), stored_event(), CUSTOMER, Settings())
+        == []
+    )
+    violations = check_amendment(amendment(timestamp=later), stored_event(), CUSTOMER, Settings())
+    assert [v.code for v in violations] == [UserErrorCode.TIMESTAMP_MISMATCH]
+
+
+def test_c1_either_reference_to_the_same_customer_matches() -> None:
+    for reference in ({"customer_id": "cus_1"}, {"external_customer_id": "acme"}):
+        assert check_amendment(amendment(**reference), stored_event(), CUSTOMER, Settings()) == []
+
+
+def test_c1_references_to_another_customer_mismatch_each() -> None:
+    violations = check_amendment(
+        amendment(customer_id="cus_2", external_customer_id="globex"),
+        stored_event(),
+        CUSTOMER,
+        Settings(),
+    )
+    assert [(v.code, v.field) for v in violations] == [
+        (UserErrorCode.CUSTOMER_MISMATCH, ("input", "customerId")),
+        (UserErrorCode.CUSTOMER_MISMATCH, ("input", "externalCustomerId")),
+    ]
+
+
+def test_c1_same_body_ignores_key_order_but_not_json_types() -> None:
+    event = stored_event(metadata={"a": 1, "b": "x"})
+    assert is_same_body(amendment(metadata={"b": "x", "a": 1}), event)
+    assert not is_same_body(amendment(metadata={"a": 1.0, "b": "x"}), event)
+    assert not is_same_body(amendment(metadata={"a": True, "b": "x"}), event)
+    assert not is_same_body(amendment(metadata={"a": 1}), event)
+    assert not is_same_body(amendment(event_name="other", metadata={"a": 1, "b": "x"}), event)
+
+
+def test_c3_deprecated_event_is_not_amendable() -> None:
+    assert check_event_amendable(stored_event()) == []
+    violations = check_event_amendable(stored_event(deprecated_at=MOMENT))
+    assert [v.code for v in violations] == [UserErrorCode.EVENT_DEPRECATED]
+
+
+def test_c5_limit_is_reached_at_the_limit() -> None:
+    settings = Settings(correction_limit=3)
+    assert check_correction_limit(2, "amendment", settings, "e1") == []
+    violations = check_correction_limit(3, "amendment", settings, "e1")
+    assert [v.code for v in violations] == [UserErrorCode.CORRECTION_LIMIT_EXCEEDED]
+    assert "3 amendments" in violations[0].message
+
+
+def test_c5_limit_of_zero_is_off() -> None:
+    assert check_correction_limit(10_000, "deprecation", Settings(correction_limit=0), "e1") == []
