@@ -26,6 +26,9 @@ Position = tuple[Any, ...]
 
 # Cursors are short; anything longer is refused before it is decoded.
 MAX_CURSOR_LENGTH = 512
+# Keyset integers are BIGINT columns; a forged larger one would overflow in the database.
+MIN_CURSOR_INTEGER = -(2**63)
+MAX_CURSOR_INTEGER = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +122,10 @@ def _decode_value(value: Any, value_type: type) -> Any:
     # bool is an int in Python; a cursor never holds one.
     if type(value) is not value_type:
         raise TypeError(f"{value_type.__name__} expected")
+    if isinstance(value, int) and not MIN_CURSOR_INTEGER <= value <= MAX_CURSOR_INTEGER:
+        raise ValueError("integer out of range")
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("NUL character")
     return value
 
 

@@ -25,6 +25,7 @@ from db.settings import Settings
 from graph.context import RequestContext
 from graph.errors import UNAUTHENTICATED, format_error, is_request_error
 from graph.graphiql import graphiql_page
+from graph.input_guards import body_may_hold_nul, nul_location
 
 logger = logging.getLogger("usage_events.http")
 
@@ -66,10 +67,19 @@ class GraphQLEndpoint:
             if "extensions" in payload:
                 payload["extensions"] = _parse_json(payload["extensions"].encode(), "extensions")
             allowed = {OperationType.QUERY}
+            may_hold_nul = True
         else:
-            payload = _parse_json(await self._read_body(request), "request body")
+            raw = await self._read_body(request)
+            payload = _parse_json(raw, "request body")
             allowed = {OperationType.QUERY, OperationType.MUTATION}
+            may_hold_nul = body_may_hold_nul(raw)
         query, variables, operation_name = _graphql_params(payload)
+        if location := nul_location(payload if may_hold_nul else None, query):
+            raise HTTPError(
+                400,
+                f"Strings must not contain the NUL character (U+0000); found in {location}.",
+                "BAD_USER_INPUT",
+            )
 
         context = RequestContext(self.database, self.settings, business)
         try:
@@ -97,11 +107,12 @@ class GraphQLEndpoint:
         errors: list[GraphQLError] = result.errors or []
         if errors:
             body["errors"] = [format_error(error) for error in errors]
-        if result.data is not None or not errors:
+        # `data` is present (possibly null) whenever execution started (GraphQL spec §7.1).
+        executed = result.data is not None or not all(map(is_request_error, errors))
+        if executed or not errors:
             body["data"] = result.data
         # GraphQL-over-HTTP: a request that never executed is a 400 under the new media type.
-        never_executed = result.data is None and errors and all(map(is_request_error, errors))
-        status = 400 if media_type == GRAPHQL_RESPONSE_JSON and never_executed else 200
+        status = 400 if media_type == GRAPHQL_RESPONSE_JSON and not executed else 200
         return _json_response(body, status, media_type)
 
     async def _read_body(self, request: Request) -> bytes:

@@ -312,3 +312,53 @@ async def test_unexpected_errors_are_masked(
     ]
     assert "hunter2" not in response.text
     assert "hunter2" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("event", "location"),
+    [
+        ({"eventId": "e\x00"}, "variables.input.events.0.eventId"),
+        ({"eventName": "n\x00"}, "variables.input.events.0.eventName"),
+        ({"metadata": {"plan": "pro\x00"}}, "variables.input.events.0.metadata.plan"),
+        ({"metadata": {"pl\x00an": 1}}, "variables.input.events.0.metadata"),
+    ],
+)
+async def test_nul_characters_are_refused_before_anything_is_written(
+    api: GraphQLClient, database: Database, event: dict[str, Any], location: str
+) -> None:
+    response = await api.post(
+        "mutation($input: IngestEventsInput!) { ingestEvents(input: $input) { ingestedCount } }",
+        {"input": {"events": [event_input("e1") | event]}},
+    )
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "U+0000" in error["message"]
+    assert location in error["message"]
+    assert await count_rows(database, "events") == 0
+
+
+@pytest.mark.parametrize("literal", ["\\u0000", "\\u{0}", "a\\u0000b"])
+async def test_nul_escapes_in_query_literals_are_refused(api: GraphQLClient, literal: str) -> None:
+    response = await api.post(f'{{ event(eventId: "{literal}") {{ id }} }}')
+    assert response.status_code == 400
+    assert "found in query" in response.json()["errors"][0]["message"]
+
+
+async def test_escaped_backslash_before_u0000_is_not_a_nul(api: GraphQLClient) -> None:
+    # The JSON text \\u0000 is a backslash followed by "u0000": six harmless characters.
+    data = await api.data("query($id: String!) { event(eventId: $id) { id } }", {"id": "\\u0000"})
+    assert data == {"event": None}
+
+
+async def test_nul_in_get_parameters_is_refused(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    response = await client.get(
+        "/graphql",
+        params={
+            "query": "query($id: String!) { event(eventId: $id) { id } }",
+            "variables": '{"id": "a\\u0000"}',
+        },
+        headers=tenant.headers,
+    )
+    assert response.status_code == 400
+    assert "variables.id" in response.json()["errors"][0]["message"]

@@ -1,0 +1,39 @@
+"""Refuse the NUL character (U+0000) anywhere in a request.
+
+PostgreSQL cannot store U+0000 in text or jsonb, and no identifier, name or metadata value
+has a use for it; refusing it at the door keeps both databases answering alike instead
+of one storing it and the other failing deep inside a query.
+"""
+
+import re
+from typing import Any
+
+# A JSON escape \u0000 that is not itself an escaped backslash followed by "u0000".
+_JSON_ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+# GraphQL string literals spell it \u0000 or, since the 2021 spec, \u{0}.
+_GRAPHQL_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u(?:0000|\{0+\})")
+
+
+def body_may_hold_nul(raw: bytes) -> bool:
+    """A cheap scan of the raw JSON body; only a hit makes the parsed payload worth walking."""
+    return b"\x00" in raw or _JSON_ESCAPED_NUL.search(raw) is not None
+
+
+def nul_location(payload: Any, query: str) -> str | None:
+    """Where a NUL character stands in the request, as a dotted path, or None."""
+    if "\x00" in query or _GRAPHQL_ESCAPED_NUL.search(query):
+        return "query"
+    stack: list[tuple[str, Any]] = [("", payload)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return path or "request"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if "\x00" in key:
+                    return f"{path}.{key!r}".lstrip(".")
+                stack.append((f"{path}.{key}".lstrip("."), item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}.{index}", item) for index, item in enumerate(value))
+    return None
