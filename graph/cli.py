@@ -28,6 +28,7 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 Result = TypeVar("Result")
+MAX_BUSINESS_NAME_LENGTH = 255
 
 
 def _with_database(work: Callable[[Database], Awaitable[Result]]) -> Result:
@@ -90,20 +91,23 @@ def create_business(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
 ) -> None:
     """Create a business and its first API key."""
+    if not 1 <= len(name) <= MAX_BUSINESS_NAME_LENGTH:
+        console.print(f"[red]NAME must be 1 to {MAX_BUSINESS_NAME_LENGTH} characters long.[/red]")
+        raise typer.Exit(2)
 
-    async def work(database: Database) -> tuple[str, str]:
+    async def work(database: Database) -> tuple[str, str, str]:
         async with database.unit_of_work() as session:
             repository = BusinessRepository(session)
             business = await repository.create(name)
-            _key, secret = await repository.create_api_key(business.id)
-        return business.id, secret
+            key, secret = await repository.create_api_key(business.id)
+        return business.id, key.id, secret
 
-    business_id, secret = _with_database(work)
+    business_id, key_id, secret = _with_database(work)
     if as_json:
         print(json.dumps({"business_id": business_id, "api_key": secret}))
     else:
         print(f"Business {name!r} created: {business_id}")
-        print("Its API key (shown only now; keep it secret):")
+        print(f"Its API key {key_id} (revoke it by this id; the secret is shown only now):")
         print(secret)
 
 
