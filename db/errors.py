@@ -55,7 +55,11 @@ class RuleViolations(Exception):
 class BadUserInput(Exception):
     """A bad query argument (cursor, page size, unknown meter…): a top-level GraphQL error."""
 
-    def __init__(self, code: UserErrorCode, message: str) -> None:
+    def __init__(
+        self, code: UserErrorCode, message: str, field: tuple[str, ...] | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        # Where in the arguments the problem is, e.g. ("filter", "metadata", "clauses", "0").
+        self.field = field

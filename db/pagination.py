@@ -61,9 +61,13 @@ class Keyset:
         columns, values = sa.tuple_(*self.columns), sa.tuple_(*position)
         return columns > values if self.descending else columns < values
 
-    def order(self, *, reverse: bool = False) -> list[sa.UnaryExpression[Any]]:
+    def order(self, *, reverse: bool = False, columns: Any = None) -> list[sa.UnaryExpression[Any]]:
+        """ORDER BY terms; `columns` (a subquery's `.c`) stands in for the table's columns."""
         descending = self.descending != reverse
-        return [column.desc() if descending else column.asc() for column in self.columns]
+        ordered = [
+            columns[column.key] if columns is not None else column for column in self.columns
+        ]
+        return [column.desc() if descending else column.asc() for column in ordered]
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,24 +158,40 @@ async def fetch_page(
     scope: str,
     settings: Settings,
     to_item: Callable[[Any], Item],
+    branches: Sequence[sa.ColumnElement[bool]] = (),
 ) -> Page[Item]:
     """One page of `query` (already filtered and scoped) in the keyset's order.
 
     Implements the Relay Cursor Connections algorithm: cursors narrow the set, then
     `first` takes from its start or `last` from its end, and hasNextPage /
     hasPreviousPage look one row past the page or beyond the cursors.
+
+    `branches` are disjoint conditions of which a row must meet one (an OR). Each branch
+    is paged on its own index and the pages are merged, because an OR in one query
+    cannot be read from an index in order and would sort every matching row.
     """
     size = page_size(request, settings)
     backward = request.last is not None
     after = decode_cursor(keyset, scope, request.after) if request.after is not None else None
     before = decode_cursor(keyset, scope, request.before) if request.before is not None else None
+    matching = query.where(sa.or_(*branches)) if branches else query
 
     narrowed = query
     if after is not None:
         narrowed = narrowed.where(keyset.is_beyond(after))
     if before is not None:
         narrowed = narrowed.where(keyset.is_before(before))
-    page_query = narrowed.order_by(*keyset.order(reverse=backward)).limit(size + 1)
+    order = keyset.order(reverse=backward)
+    if branches:
+        parts = [
+            sa.select(narrowed.where(branch).order_by(*order).limit(size + 1).subquery())
+            for branch in branches
+        ]
+        merged = sa.union_all(*parts).subquery()
+        merged_order = keyset.order(reverse=backward, columns=merged.c)
+        page_query = sa.select(merged).order_by(*merged_order).limit(size + 1)
+    else:
+        page_query = narrowed.order_by(*order).limit(size + 1)
     rows: Sequence[Any] = (await session.execute(page_query)).all()
     has_more = len(rows) > size
     rows = list(rows[:size])
@@ -179,7 +199,7 @@ async def fetch_page(
         rows.reverse()
 
     async def exists(condition: sa.ColumnElement[bool]) -> bool:
-        probe = sa.select(sa.literal(1)).select_from(query.where(condition).subquery()).limit(1)
+        probe = sa.select(sa.literal(1)).select_from(matching.where(condition).subquery()).limit(1)
         return (await session.execute(probe)).first() is not None
 
     has_next_page = (not backward and has_more) or (
@@ -190,7 +210,7 @@ async def fetch_page(
     )
 
     async def count_total() -> int:
-        counted = sa.select(sa.func.count()).select_from(query.order_by(None).subquery())
+        counted = sa.select(sa.func.count()).select_from(matching.order_by(None).subquery())
         return int((await session.execute(counted)).scalar_one())
 
     edges = [(encode_cursor(keyset, scope, keyset.position_of(row)), to_item(row)) for row in rows]

@@ -80,3 +80,23 @@ class EventDraft:
 class IngestResult:
     ingested: list[str]
     duplicates: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class MeterRecord:
+    id: str
+    business_id: str
+    name: str
+    description: str | None
+    event_name: str
+    aggregation_type: str
+    aggregation_key: str | None
+    measurement_unit: str | None
+    filter: dict[str, Any] | None
+    archived_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def archived(self) -> bool:
+        return self.archived_at is not None

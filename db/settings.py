@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     max_query_depth: int = Field(15, ge=1)
     max_query_tokens: int = Field(50_000, ge=100)
     max_query_aliases: int = Field(30, ge=0)
+    # How deeply JSON objects and arrays may nest in a request's variables.
+    max_input_depth: int = Field(32, ge=4)
 
     # Size of the database connection pool of each server process.
     database_pool_size: int = Field(10, ge=1)

@@ -155,9 +155,36 @@ class EventCorrection(SQLModel, table=True):
     created_at: datetime = Field(sa_type=UTCDateTime)
 
 
+class Meter(SQLModel, table=True):
+    """An event name plus an aggregation and an optional filter over metadata (SPEC §5)."""
+
+    __tablename__ = "meters"
+    __table_args__ = (
+        # Cursor paging of a business's meters, in id (= creation) order.
+        sa.Index("ix_meters_business_id_id", "business_id", "id"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    business_id: str = Field(foreign_key="businesses.id", max_length=40)
+    name: str = Field(max_length=255)
+    description: str | None = Field(default=None)
+    event_name: str = Field(max_length=255)
+    aggregation_type: str = Field(max_length=20)
+    aggregation_key: str | None = Field(default=None, max_length=100)
+    measurement_unit: str | None = Field(default=None, max_length=100)
+    # The filter as db.filters.Filter.to_document() writes it; NULL when there is none.
+    filter: dict[str, Any] | None = Field(
+        default=None, sa_column=sa.Column("filter", JSONDocument, nullable=True)
+    )
+    archived_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
 businesses = Business.__table__  # type: ignore[attr-defined]
 api_keys = ApiKey.__table__  # type: ignore[attr-defined]
 customers = Customer.__table__  # type: ignore[attr-defined]
 events = Event.__table__  # type: ignore[attr-defined]
 event_revisions = EventRevision.__table__  # type: ignore[attr-defined]
 event_corrections = EventCorrection.__table__  # type: ignore[attr-defined]
+meters = Meter.__table__  # type: ignore[attr-defined]

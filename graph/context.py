@@ -1,9 +1,10 @@
 """What every resolver of one request shares: the caller's business, its session, loaders."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info as StrawberryInfo
@@ -12,6 +13,8 @@ from db.database import Database
 from db.records import BusinessRecord
 from db.settings import Settings
 from graph.dataloaders import Loaders
+
+Result = TypeVar("Result")
 
 
 @dataclass
@@ -49,6 +52,15 @@ class RequestContext:
             finally:
                 await self._close_read_session()
                 self.loaders = Loaders(self)
+
+    def locked(self, read: Callable[[], Awaitable[Result]]) -> Callable[[], Awaitable[Result]]:
+        """`read` (which uses the read session) wrapped to run while holding it."""
+
+        async def run() -> Result:
+            async with self.reading():
+                return await read()
+
+        return run
 
     async def close(self) -> None:
         async with self._lock:

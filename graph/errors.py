@@ -44,7 +44,9 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
     """The error as sent to the client; unexpected failures are masked and logged."""
     original = error.original_error
     if isinstance(original, BadUserInput):
-        extensions = {"code": BAD_USER_INPUT, "reason": original.code.value}
+        extensions: dict[str, Any] = {"code": BAD_USER_INPUT, "reason": original.code.value}
+        if original.field is not None:
+            extensions["field"] = list(original.field)
         return _shaped(error, original.message, extensions)
     if original is not None and not isinstance(original, GraphQLError):
         logger.error("unexpected error while resolving %s", error.path, exc_info=original)

@@ -25,7 +25,7 @@ from db.settings import Settings
 from graph.context import RequestContext
 from graph.errors import UNAUTHENTICATED, format_error, is_request_error
 from graph.graphiql import graphiql_page
-from graph.input_guards import body_may_hold_nul, nul_location
+from graph.input_guards import body_may_hold_nul, nested_deeper_than, nul_location
 
 logger = logging.getLogger("usage_events.http")
 
@@ -74,6 +74,12 @@ class GraphQLEndpoint:
             allowed = {OperationType.QUERY, OperationType.MUTATION}
             may_hold_nul = body_may_hold_nul(raw)
         query, variables, operation_name = _graphql_params(payload)
+        if variables is not None and nested_deeper_than(variables, self.settings.max_input_depth):
+            raise HTTPError(
+                400,
+                f"variables nest deeper than {self.settings.max_input_depth} levels.",
+                "BAD_USER_INPUT",
+            )
         if location := nul_location(payload if may_hold_nul else None, query):
             raise HTTPError(
                 400,

@@ -37,3 +37,20 @@ def nul_location(payload: Any, query: str) -> str | None:
         elif isinstance(value, list):
             stack.extend((f"{path}.{index}", item) for index, item in enumerate(value))
     return None
+
+
+def nested_deeper_than(payload: Any, limit: int) -> bool:
+    """Whether JSON objects and arrays nest more than `limit` levels.
+
+    Input coercion and conversion recurse once per level; a request nested thousands deep
+    would exhaust the interpreter's stack instead of getting a clear answer. Only
+    containers are visited, so a 1000-event batch costs a fraction of a millisecond.
+    """
+    stack: list[tuple[Any, int]] = [(payload, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False

@@ -3,14 +3,20 @@
 import strawberry
 
 from db import ids
+from db.event_filter import EventFilter
+from db.event_filter import EventOrder as DomainEventOrder
 from db.pagination import PageRequest
 from db.repositories.customers import CustomerRepository
+from db.repositories.event_listing import EventListing
 from db.repositories.events import EventRepository
+from db.repositories.meters import MeterRepository
 from graph.context import Info
 from graph.types.business import Business
 from graph.types.connection import Connection
 from graph.types.customer import Customer
 from graph.types.event import Event
+from graph.types.event_filter_input import EventFilterInput, EventOrder
+from graph.types.meter import Meter
 from graph.types.node import Node
 
 
@@ -32,6 +38,10 @@ class Query:
             async with context.reading() as session:
                 event = await EventRepository(session, context.business.id).get(id)
             return Event.from_record(event) if event else None
+        if id.startswith(ids.METER_PREFIX):
+            async with context.reading() as session:
+                meter = await MeterRepository(session, context.business.id).get(id)
+            return Meter.from_record(meter) if meter else None
         return None
 
     @strawberry.field(description="An event by its eventId; null if your business has none.")
@@ -40,6 +50,51 @@ class Query:
         async with context.reading() as session:
             record = await EventRepository(session, context.business.id).get_by_event_id(event_id)
         return Event.from_record(record) if record else None
+
+    @strawberry.field(description="Your events, newest first unless ordered otherwise.")
+    async def events(
+        self,
+        info: Info,
+        filter: EventFilterInput | None = None,
+        order_by: EventOrder = DomainEventOrder.TIMESTAMP_DESC,  # type: ignore[valid-type]
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Event]:
+        context = info.context
+        event_filter = filter.to_domain() if filter is not None else EventFilter()
+        request = PageRequest(first=first, after=after, last=last, before=before)
+        async with context.reading() as session:
+            page = await EventListing(session, context.business.id).page(
+                event_filter, order_by, request, context.settings
+            )
+        return Connection.from_page(page, Event.from_record, context.locked(page.count_total))
+
+    @strawberry.field
+    async def meter(self, info: Info, id: strawberry.ID) -> Meter | None:
+        context = info.context
+        async with context.reading() as session:
+            record = await MeterRepository(session, context.business.id).get(id)
+        return Meter.from_record(record) if record else None
+
+    @strawberry.field(description="Your meters, oldest first; archived ones only when asked.")
+    async def meters(
+        self,
+        info: Info,
+        include_archived: bool = False,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Meter]:
+        context = info.context
+        request = PageRequest(first=first, after=after, last=last, before=before)
+        async with context.reading() as session:
+            page = await MeterRepository(session, context.business.id).page(
+                request, context.settings, include_archived=include_archived
+            )
+        return Connection.from_page(page, Meter.from_record, context.locked(page.count_total))
 
     @strawberry.field
     async def customer(self, info: Info, id: strawberry.ID) -> Customer | None:
@@ -61,9 +116,4 @@ class Query:
             page = await CustomerRepository(session, context.business.id).page(
                 request, context.settings
             )
-
-        async def count_total() -> int:
-            async with context.reading():
-                return await page.count_total()
-
-        return Connection.from_page(page, Customer.from_record, count_total)
+        return Connection.from_page(page, Customer.from_record, context.locked(page.count_total))

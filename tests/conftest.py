@@ -25,7 +25,7 @@ from tests.support import GraphQLClient, Tenant, make_tenant
 
 POSTGRES_URL_VARIABLE = "USAGE_EVENTS_TEST_POSTGRES_URL"
 REQUIRE_POSTGRES_VARIABLE = "USAGE_EVENTS_TEST_REQUIRE_POSTGRES"
-TABLES = ["event_corrections", "event_revisions", "events", "customers", "api_keys", "businesses"]
+TABLES = ["meters", "event_corrections", "event_revisions", "events", "customers", "api_keys", "businesses"]
 
 
 def _postgres_unavailable(reason: str) -> None:

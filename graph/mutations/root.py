@@ -3,7 +3,9 @@
 import strawberry
 
 from graph.mutations.amend_event import AmendEventPayload, amend_event
+from graph.mutations.archive_meter import MeterPayload, archive_meter, unarchive_meter
 from graph.mutations.create_customer import CreateCustomerPayload, create_customer
+from graph.mutations.create_meter import CreateMeterPayload, create_meter
 from graph.mutations.deprecate_event import DeprecateEventPayload, deprecate_event
 from graph.mutations.ingest_events import IngestEventsPayload, ingest_events
 
@@ -23,3 +25,6 @@ class Mutation:
         description="Mark an event deprecated: kept and readable, no longer billed.",
     )
     create_customer: CreateCustomerPayload = strawberry.mutation(resolver=create_customer)
+    create_meter: CreateMeterPayload = strawberry.mutation(resolver=create_meter)
+    archive_meter: MeterPayload = strawberry.mutation(resolver=archive_meter)
+    unarchive_meter: MeterPayload = strawberry.mutation(resolver=unarchive_meter)

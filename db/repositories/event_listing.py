@@ -1,0 +1,146 @@
+"""The events connection (SPEC §4, Q2–Q7): every filter, ordering and count in SQL."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.database import dialect_of
+from db.errors import BadUserInput, UserErrorCode
+from db.event_filter import EventFilter, EventOrder
+from db.filters import Filter, parse_filter
+from db.pagination import Keyset, Page, PageRequest, fetch_page
+from db.records import EventRecord
+from db.repositories.customers import CustomerRepository
+from db.repositories.events import event_record
+from db.repositories.meters import MeterRepository
+from db.settings import Settings
+from db.tables import events
+
+MAX_EVENT_IDS = 500
+
+# Q2/Q3: (timestamp, insertion sequence) is total and stable; both orders share a cursor
+# kind, because a position means the same in either direction.
+NEWEST_FIRST = Keyset("events", (events.c.timestamp, events.c.sequence), (datetime, int), True)
+OLDEST_FIRST = Keyset("events", (events.c.timestamp, events.c.sequence), (datetime, int), False)
+
+
+@dataclass
+class EventConditions:
+    """The WHERE of a listing: conditions that all hold, and branches of which one holds."""
+
+    conditions: list[sa.ColumnElement[bool]] = field(default_factory=list)
+    branches: list[sa.ColumnElement[bool]] = field(default_factory=list)
+
+
+class EventListing:
+    def __init__(self, session: AsyncSession, business_id: str) -> None:
+        self.session = session
+        self.business_id = business_id
+
+    async def page(
+        self,
+        event_filter: EventFilter,
+        order: EventOrder,
+        request: PageRequest,
+        settings: Settings,
+    ) -> Page[EventRecord]:
+        where = await self.conditions(event_filter)
+        query = sa.select(events).where(events.c.business_id == self.business_id, *where.conditions)
+        keyset = NEWEST_FIRST if order is EventOrder.TIMESTAMP_DESC else OLDEST_FIRST
+        return await fetch_page(
+            self.session,
+            query,
+            keyset,
+            request,
+            scope=self.business_id,
+            settings=settings,
+            to_item=event_record,
+            branches=where.branches,
+        )
+
+    async def conditions(self, event_filter: EventFilter) -> EventConditions:
+        """Q4 as SQL; raises BadUserInput for a bad filter, an unknown meter, a mismatch."""
+        where = EventConditions()
+        if not event_filter.include_deprecated:
+            where.conditions.append(events.c.deprecated_at.is_(None))
+        if event_filter.start is not None:
+            where.conditions.append(events.c.timestamp >= event_filter.start)
+        if event_filter.end is not None:
+            where.conditions.append(events.c.timestamp < event_filter.end)
+        if event_filter.external_customer_id is not None:
+            where.conditions.append(
+                events.c.external_customer_id == event_filter.external_customer_id
+            )
+        if event_filter.event_ids is not None:
+            where.conditions.append(events.c.event_id.in_(_checked_event_ids(event_filter)))
+
+        event_name = event_filter.event_name
+        metadata_filters: list[Filter] = []
+        if event_filter.meter_id is not None:
+            meter = await MeterRepository(self.session, self.business_id).get(event_filter.meter_id)
+            if meter is None:
+                raise BadUserInput(
+                    UserErrorCode.METER_NOT_FOUND,
+                    "Your business has no meter with this id.",
+                    ("filter", "meterId"),
+                )
+            if event_name is not None and event_name != meter.event_name:
+                raise BadUserInput(
+                    UserErrorCode.EVENT_NAME_MISMATCH,
+                    f"The meter counts {meter.event_name!r} events; the filter asks for "
+                    f"{event_name!r}.",
+                    ("filter", "eventName"),
+                )
+            event_name = meter.event_name
+            if meter.filter is not None:
+                metadata_filters.append(Filter.from_document(meter.filter))
+        if event_name is not None:
+            where.conditions.append(events.c.event_name == event_name)
+        if event_filter.metadata is not None:
+            metadata_filters.append(_parsed_metadata_filter(event_filter.metadata))
+        dialect = dialect_of(self.session)
+        where.conditions += [
+            metadata_filter.to_sql(events.c.metadata, dialect)
+            for metadata_filter in metadata_filters
+        ]
+
+        if event_filter.customer_id is not None:
+            await self._add_customer(event_filter.customer_id, where)
+        return where
+
+    async def _add_customer(self, customer_id: str, where: EventConditions) -> None:
+        """Q4: events sent with the customer's id, and those sent with its externalId."""
+        customer = await CustomerRepository(self.session, self.business_id).get(customer_id)
+        if customer is None:
+            # Another business's customer, or none at all: no events (T2), not an error.
+            where.conditions.append(sa.false())
+        elif customer.external_id is None:
+            where.conditions.append(events.c.customer_id == customer.id)
+        else:
+            # Disjoint, since an event is sent with exactly one of the two (I4).
+            where.branches += [
+                events.c.customer_id == customer.id,
+                events.c.external_customer_id == customer.external_id,
+            ]
+
+
+def _checked_event_ids(event_filter: EventFilter) -> tuple[str, ...]:
+    event_ids = event_filter.event_ids or ()
+    if not 1 <= len(event_ids) <= MAX_EVENT_IDS:
+        raise BadUserInput(
+            UserErrorCode.INVALID_INPUT,
+            f"eventIds must hold 1 to {MAX_EVENT_IDS} eventIds, not {len(event_ids)}.",
+            ("filter", "eventIds"),
+        )
+    return event_ids
+
+
+def _parsed_metadata_filter(raw: object) -> Filter:
+    parsed, violations = parse_filter(raw, ("filter", "metadata"))  # type: ignore[arg-type]
+    if violations or parsed is None:
+        first = violations[0]
+        more = f" ({len(violations) - 1} more problems)" if len(violations) > 1 else ""
+        raise BadUserInput(UserErrorCode.FILTER_INVALID, first.message + more, first.field)
+    return parsed

@@ -1,0 +1,91 @@
+"""Rules for createMeter (SPEC §5, M1–M3)."""
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from db.errors import UserErrorCode, Violation
+from db.filters import Filter, parse_filter
+from db.rules.ingestion import check_event_name
+
+MAX_METER_NAME_LENGTH = 255
+MAX_DESCRIPTION_LENGTH = 2000
+MAX_AGGREGATION_KEY_LENGTH = 100
+MAX_MEASUREMENT_UNIT_LENGTH = 100
+
+
+class AggregationType(Enum):
+    COUNT = "COUNT"
+    SUM = "SUM"
+    MAX = "MAX"
+    MIN = "MIN"
+    AVG = "AVG"
+    LAST = "LAST"
+    UNIQUE_COUNT = "UNIQUE_COUNT"
+
+
+@dataclass(frozen=True, slots=True)
+class MeterDraft:
+    name: str
+    event_name: str
+    aggregation_type: AggregationType
+    aggregation_key: str | None = None
+    description: str | None = None
+    measurement_unit: str | None = None
+    # As the client sent it: {"conjunction", "clauses", "groups"}, or None for no filter.
+    filter: Any = None
+
+
+def check_new_meter(draft: MeterDraft) -> tuple[Filter | None, list[Violation]]:
+    """The meter's parsed filter and every violation of M1–M3 in the draft."""
+    violations: list[Violation] = []
+    if not 1 <= len(draft.name) <= MAX_METER_NAME_LENGTH:
+        violations.append(
+            Violation(
+                UserErrorCode.INVALID_INPUT,
+                f"name must be 1 to {MAX_METER_NAME_LENGTH} characters long.",
+                ("input", "name"),
+            )
+        )
+    if draft.description is not None and len(draft.description) > MAX_DESCRIPTION_LENGTH:
+        violations.append(
+            Violation(
+                UserErrorCode.INVALID_INPUT,
+                f"description must be at most {MAX_DESCRIPTION_LENGTH} characters long.",
+                ("input", "description"),
+            )
+        )
+    if draft.measurement_unit is not None and not (
+        1 <= len(draft.measurement_unit) <= MAX_MEASUREMENT_UNIT_LENGTH
+    ):
+        violations.append(
+            Violation(
+                UserErrorCode.INVALID_INPUT,
+                f"measurementUnit must be 1 to {MAX_MEASUREMENT_UNIT_LENGTH} characters long.",
+                ("input", "measurementUnit"),
+            )
+        )
+    violations += check_event_name(draft.event_name, ("input", "eventName"), None)
+    violations += _check_aggregation(draft)
+    meter_filter: Filter | None = None
+    if draft.filter is not None:
+        meter_filter, filter_violations = parse_filter(draft.filter, ("input", "filter"))
+        violations += filter_violations
+    return meter_filter, violations
+
+
+def _check_aggregation(draft: MeterDraft) -> list[Violation]:
+    key = draft.aggregation_key
+    path = ("input", "aggregation", "key")
+    if draft.aggregation_type is AggregationType.COUNT:
+        if key is not None and not 1 <= len(key) <= MAX_AGGREGATION_KEY_LENGTH:
+            message = f"aggregation.key must be 1 to {MAX_AGGREGATION_KEY_LENGTH} characters."
+            return [Violation(UserErrorCode.AGGREGATION_INVALID, message, path)]
+        return []
+    if key is None or not 1 <= len(key) <= MAX_AGGREGATION_KEY_LENGTH:
+        message = (
+            f"A {draft.aggregation_type.value} aggregation needs key: the metadata key it "
+            f"aggregates, 1 to {MAX_AGGREGATION_KEY_LENGTH} characters."
+        )
+        return [Violation(UserErrorCode.AGGREGATION_INVALID, message, path)]
+    return []

@@ -1,0 +1,57 @@
+import strawberry
+
+from db.errors import RuleViolations
+from db.repositories.meters import MeterRepository
+from db.rules.ingestion import utc_now
+from db.rules.meters import MeterDraft
+from graph.context import Info
+from graph.types.filter_input import MeterFilterInput
+from graph.types.meter import AggregationType, Meter
+from graph.types.user_error import UserError, user_errors
+
+
+@strawberry.input
+class MeterAggregationInput:
+    type: AggregationType  # type: ignore[valid-type]
+    key: str | None = strawberry.field(
+        default=None, description="The metadata key to aggregate; required for all but COUNT."
+    )
+
+
+@strawberry.input
+class CreateMeterInput:
+    name: str
+    description: str | None = None
+    event_name: str
+    aggregation: MeterAggregationInput
+    measurement_unit: str | None = None
+    filter: MeterFilterInput | None = None
+
+    def to_draft(self) -> MeterDraft:
+        return MeterDraft(
+            name=self.name,
+            event_name=self.event_name,
+            aggregation_type=self.aggregation.type,
+            aggregation_key=self.aggregation.key,
+            description=self.description,
+            measurement_unit=self.measurement_unit,
+            filter=self.filter.to_raw() if self.filter is not None else None,
+        )
+
+
+@strawberry.type
+class CreateMeterPayload:
+    meter: Meter | None
+    user_errors: list[UserError]
+
+
+async def create_meter(info: Info, input: CreateMeterInput) -> CreateMeterPayload:
+    context = info.context
+    try:
+        async with context.writing() as session:
+            record = await MeterRepository(session, context.business.id).create(
+                input.to_draft(), utc_now()
+            )
+    except RuleViolations as error:
+        return CreateMeterPayload(meter=None, user_errors=user_errors(error.violations))
+    return CreateMeterPayload(meter=Meter.from_record(record), user_errors=[])
