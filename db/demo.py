@@ -1,4 +1,4 @@
-"""Demo data for `usage-events demo`: a business, customers and recent events."""
+"""Demo data for `usage-events demo`: a business, customers, meters and recent events."""
 
 import random
 import uuid
@@ -9,7 +9,9 @@ from db.records import EventDraft
 from db.repositories.businesses import BusinessRepository
 from db.repositories.customers import CustomerRepository
 from db.repositories.events import EventRepository
+from db.repositories.meters import MeterRepository
 from db.rules.ingestion import utc_now
+from db.rules.meters import AggregationType, MeterDraft
 from db.settings import Settings
 
 DEMO_BUSINESS_NAME = "Demo business"
@@ -19,6 +21,23 @@ DEMO_CUSTOMERS = [
     ("initech", "Initech", "finance@initech.example"),
 ]
 DEMO_EVENT_COUNT = 300
+DEMO_METERS = [
+    MeterDraft(
+        name="Successful API calls",
+        event_name="api.request",
+        aggregation_type=AggregationType.COUNT,
+        measurement_unit="calls",
+        filter={"clauses": [{"key": "status", "operator": "LESS_THAN", "value": 400}]},
+    ),
+    MeterDraft(
+        name="Billable LLM tokens",
+        event_name="llm.tokens",
+        aggregation_type=AggregationType.SUM,
+        aggregation_key="tokens",
+        measurement_unit="tokens",
+        filter={"clauses": [{"key": "cached", "operator": "EQUALS", "value": False}]},
+    ),
+]
 
 
 async def seed_demo(database: Database, settings: Settings) -> tuple[str, str, int]:
@@ -32,6 +51,9 @@ async def seed_demo(database: Database, settings: Settings) -> tuple[str, str, i
             customers = CustomerRepository(session, business.id)
             for external_id, name, email in DEMO_CUSTOMERS:
                 await customers.create(external_id=external_id, name=name, email=email, now=now)
+            meters = MeterRepository(session, business.id)
+            for draft in DEMO_METERS:
+                await meters.create(draft, now)
         _key, secret = await businesses.create_api_key(business.id)
         # Spread over the last 50 minutes: inside the ingestion window, so the real rules apply.
         rng = random.Random()

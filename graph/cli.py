@@ -157,7 +157,7 @@ def demo(
     host: Annotated[str, typer.Option(help="Host that `serve` will listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port that `serve` will listen on.")] = 8000,
 ) -> None:
-    """Ensure a demo business with customers and recent events; print a fresh key for it."""
+    """Ensure a demo business with customers, meters and recent events; print a fresh key."""
     settings = get_settings()
 
     async def work(database: Database) -> tuple[str, str, int]:
@@ -168,6 +168,7 @@ def demo(
     print(f"API key: {secret}")
     print(f"Open GraphiQL with the key filled in:\n  {graphiql_link(host, port, secret)}")
     print(f"Or send the header yourself:  Authorization: Bearer {secret}")
+    print("Then try:  { meters { nodes { id name } } events(first: 5) { nodes { eventId } } }")
 
 
 @app.command("export-schema")

@@ -16,6 +16,8 @@ WELCOME_QUERY = """# Welcome to usage-events.
 query FirstLook {
   viewer { id name }
   customers(first: 5) { totalCount nodes { id externalId name } }
+  meters { nodes { id name eventName aggregation { type key } } }
+  events(first: 5) { totalCount nodes { eventId eventName timestamp metadata } }
 }
 """
 
