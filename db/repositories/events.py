@@ -13,6 +13,7 @@ from db.database import dialect_of
 from db.errors import RuleViolations
 from db.records import EventDraft, EventRecord, EventRevisionRecord, IngestResult
 from db.repositories.customers import CustomerRepository
+from db.repositories.event_inserts import NewEvent, insert_new_events
 from db.rules.ingestion import (
     MAX_EVENT_ID_LENGTH,
     check_batch_size,
@@ -24,10 +25,7 @@ from db.rules.ingestion import (
 )
 from db.settings import Settings
 from db.tables import event_revisions, events
-from db.upsert import insert_or_ignore
 
-# The sequence behind events.sequence on PostgreSQL (the BIGSERIAL default name).
-EVENTS_SEQUENCE_NAME = "events_sequence_seq"
 # Longer strings cannot be ids of ours; they are not sent to the database at all.
 MAX_SERVER_ID_LENGTH = 40
 
@@ -135,73 +133,23 @@ class EventRepository:
         self, drafts: Sequence[EventDraft], now: datetime
     ) -> dict[str, int]:
         """INSERT … ON CONFLICT DO NOTHING (I8, I11); returns eventId → sequence of new rows."""
-        rows = [self._event_row(draft, now) for draft in drafts]
-        if self.dialect_name == "postgresql":
-            rows = await self._in_lock_order(rows)
-        statement = insert_or_ignore(
-            self.dialect_name, events, ["business_id", "event_id"]
-        ).returning(events.c.event_id, events.c.sequence)
-        result = await self.session.execute(statement, rows)
-        inserted: dict[str, int] = {row.event_id: row.sequence for row in result}
-        if inserted:
-            await self.session.execute(
-                sa.insert(event_revisions),
-                [
-                    self._first_revision_row(row, inserted[row["event_id"]], now)
-                    for row in rows
-                    if row["event_id"] in inserted
-                ],
+        batch = [
+            NewEvent(
+                id=server_id,
+                event_id=draft.event_id,
+                customer_id=draft.customer_id,
+                external_customer_id=draft.external_customer_id,
+                event_name=draft.event_name,
+                timestamp=draft.timestamp or now,
+                metadata=draft.metadata if draft.metadata is not None else {},
             )
-        return inserted
-
-    async def _in_lock_order(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Rows sorted by eventId, each with an explicit sequence in request order.
-
-        Two requests inserting overlapping eventIds in different orders would each wait
-        for a unique-index entry the other holds: a deadlock. Inserting in eventId order
-        rules that out, while sequences taken up front keep the request's own order as
-        the insertion order that breaks timestamp ties (Q2).
-        """
-        sequences = (
-            await self.session.execute(
-                sa.select(sa.func.nextval(EVENTS_SEQUENCE_NAME)).select_from(
-                    sa.func.generate_series(1, len(rows))
-                )
+            for draft, server_id in zip(
+                drafts, ids.new_ids(ids.EVENT_PREFIX, len(drafts)), strict=True
             )
-        ).scalars()
-        for row, sequence in zip(rows, sorted(sequences), strict=True):
-            row["sequence"] = sequence
-        return sorted(rows, key=lambda row: row["event_id"])
-
-    def _event_row(self, draft: EventDraft, now: datetime) -> dict[str, Any]:
-        return {
-            "id": ids.new_id(ids.EVENT_PREFIX),
-            "business_id": self.business_id,
-            "event_id": draft.event_id,
-            "customer_id": draft.customer_id,
-            "external_customer_id": draft.external_customer_id,
-            "event_name": draft.event_name,
-            "timestamp": draft.timestamp or now,
-            "metadata": draft.metadata if draft.metadata is not None else {},
-            "ingested_at": now,
-            "revision": 1,
-        }
-
-    @staticmethod
-    def _first_revision_row(
-        event_row: dict[str, Any], sequence: int, now: datetime
-    ) -> dict[str, Any]:
-        return {
-            "event_sequence": sequence,
-            "revision": 1,
-            "event_name": event_row["event_name"],
-            "timestamp": event_row["timestamp"],
-            "customer_id": event_row["customer_id"],
-            "external_customer_id": event_row["external_customer_id"],
-            "metadata": event_row["metadata"],
-            "created_at": now,
-            "reason": None,
-        }
+        ]
+        return await insert_new_events(
+            self.session, self.dialect_name, self.business_id, batch, now
+        )
 
     async def get_by_event_id(self, event_id: str) -> EventRecord | None:
         """Q1: exact and case-sensitive; deprecated events included."""

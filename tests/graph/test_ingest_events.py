@@ -365,6 +365,7 @@ async def test_i6_metadata_is_stored_and_returned_exactly(api: GraphQLClient) ->
     assert event["metadata"] == metadata
     assert type(event["metadata"]["int"]) is int
     assert type(event["metadata"]["float"]) is float
+    assert type(event["metadata"]["whole_float"]) is float
     assert event["metadata"]["true"] is True
     assert event["revisions"][0]["metadata"] == metadata
 
