@@ -16,7 +16,10 @@ _GRAPHQL_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u(?:0000|\{0+\})")
 
 def body_may_hold_nul(raw: bytes) -> bool:
     """A cheap scan of the raw JSON body; only a hit makes the parsed payload worth walking."""
-    return b"\x00" in raw or _JSON_ESCAPED_NUL.search(raw) is not None
+    if b"\x00" in raw:
+        return True
+    # A plain substring search is many times faster than the regex; most bodies stop here.
+    return b"\\u0000" in raw and _JSON_ESCAPED_NUL.search(raw) is not None
 
 
 def nul_location(payload: Any, query: str) -> str | None:
@@ -43,14 +46,18 @@ def nested_deeper_than(payload: Any, limit: int) -> bool:
     """Whether JSON objects and arrays nest more than `limit` levels.
 
     Input coercion and conversion recurse once per level; a request nested thousands deep
-    would exhaust the interpreter's stack instead of getting a clear answer. Only
-    containers are visited, so a 1000-event batch costs a fraction of a millisecond.
+    would exhaust the interpreter's stack instead of getting a clear answer. One level at
+    a time, containers only, so a 1000-event batch costs well under a millisecond.
     """
-    stack: list[tuple[Any, int]] = [(payload, 1)]
-    while stack:
-        value, depth = stack.pop()
+    level: list[Any] = [payload]
+    depth = 0
+    while level:
+        depth += 1
         if depth > limit:
             return True
-        children = value.values() if isinstance(value, dict) else value
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+        below: list[Any] = []
+        for container in level:
+            children = container.values() if isinstance(container, dict) else container
+            below.extend(child for child in children if isinstance(child, dict | list))
+        level = below
     return False
