@@ -6,6 +6,7 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -35,13 +36,17 @@ class UsageEventsSchema(strawberry.Schema):
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     settings = settings or Settings()
-    # Factories, not instances: Strawberry builds fresh extensions for every request.
+    # Strawberry builds extensions afresh for every request (hence factories), but the
+    # validation rules must be the same classes every time: ValidationCache keys its
+    # shared cache on them, and rules made anew per request would never hit it.
+    bounds = [
+        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.max_query_aliases).validation_rules,
+    ]
     extensions: list[Any] = [
         TagRequestErrors,
         lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
-        lambda: MaxAliasesLimiter(max_alias_count=settings.max_query_aliases),
-        # Introspection fields (`__schema`, …) are not counted: GraphiQL's query is deep.
-        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
+        lambda: AddValidationRules(bounds),
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
     ]
