@@ -18,6 +18,7 @@ from strawberry.types import ExecutionContext
 
 from db.settings import Settings
 from graph.errors import TagRequestErrors
+from graph.execution import LeafFastPathExecutionContext
 from graph.mutations.root import Mutation
 from graph.queries import Query
 from graph.scalars import DateTime
@@ -56,4 +57,5 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         types=[Business, Customer, Event],
         extensions=extensions,
         config=StrawberryConfig(scalar_map={datetime: DateTime}),
+        execution_context_class=LeafFastPathExecutionContext,
     )
