@@ -26,7 +26,10 @@ def parse_datetime(value: Any) -> datetime:
 
 def serialize_datetime(value: datetime) -> str:
     """Always UTC, always microseconds, always `Z`: fixed width, sortable as text."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    # isoformat is several times cheaper than strftime; a UTC value ends in "+00:00".
+    return value.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 # Fields are annotated with plain `datetime`; the schema's scalar_map maps it to this.
