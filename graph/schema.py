@@ -9,14 +9,13 @@ from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
-    ParserCache,
     QueryDepthLimiter,
-    ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from db.settings import Settings
+from graph.document_caches import SmallDocumentParserCache, SmallDocumentValidationCache
 from graph.errors import TagRequestErrors
 from graph.execution import LeafFastPathExecutionContext
 from graph.mutations.root import Mutation
@@ -48,8 +47,8 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         TagRequestErrors,
         lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
         lambda: AddValidationRules(bounds),
-        lambda: ParserCache(maxsize=256),
-        lambda: ValidationCache(maxsize=256),
+        SmallDocumentParserCache,
+        SmallDocumentValidationCache,
     ]
     return UsageEventsSchema(
         query=Query,

@@ -1,5 +1,6 @@
 """GraphQL over HTTP (SPEC §9), authentication (T1) and the bounds on every request."""
 
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -362,3 +363,18 @@ async def test_nul_in_get_parameters_is_refused(client: httpx.AsyncClient, tenan
     )
     assert response.status_code == 400
     assert "variables.id" in response.json()["errors"][0]["message"]
+
+
+async def test_large_documents_are_not_kept_in_the_shared_caches(api: GraphQLClient) -> None:
+    from graph.document_caches import MAX_CACHED_QUERY_LENGTH, SmallDocumentParserCache
+
+    cache = SmallDocumentParserCache().cached_parse_document
+    padding = "# " + "x" * MAX_CACHED_QUERY_LENGTH + "\n"
+    before = cache.cache_info().currsize  # type: ignore[attr-defined]
+    for index in range(3):
+        data = await api.data(f"{padding}{{ v{index}: viewer {{ id }} }}")
+        assert data[f"v{index}"]["id"] == api.tenant.business_id
+    assert cache.cache_info().currsize == before  # type: ignore[attr-defined]
+    # A small document never seen before (the cache is shared by the whole process).
+    await api.data(f"{{ small_{uuid.uuid4().hex}: viewer {{ id }} }}")
+    assert cache.cache_info().currsize == before + 1  # type: ignore[attr-defined]
