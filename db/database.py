@@ -9,14 +9,11 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
+from db.json_text import dump_json
 from db.settings import Settings
 
 # A SQLite writer waits this long for the write lock before giving up with "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-
-
-def _dump_json(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 def dialect_of(session: AsyncSession) -> str:
@@ -37,7 +34,7 @@ class Database:
         url = sa.make_url(settings.database_url)
         engine = create_async_engine(
             url,
-            json_serializer=_dump_json,
+            json_serializer=dump_json,
             json_deserializer=orjson.loads,
             pool_size=settings.database_pool_size,
             max_overflow=0,

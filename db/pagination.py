@@ -11,7 +11,7 @@ import base64
 import binascii
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -108,7 +108,14 @@ def decode_cursor(keyset: Keyset, scope: str, cursor: str) -> Position:
             _decode_value(value, value_type)
             for value, value_type in zip(values, keyset.value_types, strict=True)
         )
-    except (ValueError, TypeError, UnicodeError, binascii.Error, orjson.JSONDecodeError) as error:
+    except (
+        ValueError,
+        TypeError,
+        OverflowError,
+        UnicodeError,
+        binascii.Error,
+        orjson.JSONDecodeError,
+    ) as error:
         raise BadUserInput(
             UserErrorCode.INVALID_CURSOR,
             f"The cursor {cursor[:64]!r} is not a cursor of this connection.",
@@ -122,7 +129,8 @@ def _decode_value(value: Any, value_type: type) -> Any:
         parsed = datetime.fromisoformat(value)
         if parsed.tzinfo is None:
             raise ValueError("aware timestamp expected")
-        return parsed
+        # A forged offset on year 1 or 9999 overflows here rather than in the driver.
+        return parsed.astimezone(UTC)
     # bool is an int in Python; a cursor never holds one.
     if type(value) is not value_type:
         raise TypeError(f"{value_type.__name__} expected")

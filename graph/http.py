@@ -8,6 +8,7 @@ request's session when the response is ready.
 
 import json
 import logging
+import re
 from typing import Any
 
 import orjson
@@ -23,7 +24,7 @@ from db.records import BusinessRecord
 from db.repositories.businesses import BusinessRepository
 from db.settings import Settings
 from graph.context import RequestContext
-from graph.errors import UNAUTHENTICATED, format_error, is_request_error
+from graph.errors import INTERNAL_SERVER_ERROR, UNAUTHENTICATED, format_error, is_request_error
 from graph.graphiql import graphiql_page
 from graph.input_guards import body_may_hold_nul, nested_deeper_than, nul_location
 
@@ -57,6 +58,19 @@ class GraphQLEndpoint:
             body = {"errors": [{"message": error.message, "extensions": {"code": error.code}}]}
             headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else None
             return _json_response(body, error.status_code, media_type, headers)
+        except Exception:
+            # Outside execution (the key lookup, a pool timeout): still a GraphQL response,
+            # with the details in the log rather than in the client's hands.
+            logger.exception("request failed before or around GraphQL execution")
+            body = {
+                "errors": [
+                    {
+                        "message": "Internal server error",
+                        "extensions": {"code": INTERNAL_SERVER_ERROR},
+                    }
+                ]
+            }
+            return _json_response(body, 500, media_type)
 
     async def _handle(self, request: Request, media_type: str) -> Response:
         business = await self._authenticate(request)
@@ -165,17 +179,35 @@ class GraphQLEndpoint:
         return business
 
 
+# orjson reads an integer beyond 64 bits as a float, silently; one with 19 or more digits
+# sends the body to the standard parser, which keeps every integer exact (and the rules
+# refuse the ones out of range). A string of digits that long only costs the slower parse.
+_LONG_DIGIT_RUN = re.compile(rb"[0-9]{19}")
+
+
 def _parse_json(raw: bytes, what: str) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        pass
+    if not _LONG_DIGIT_RUN.search(raw):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
     # orjson refuses NaN and Infinity; the standard parser reads them, so that a NaN in
     # metadata reaches the rules and is reported where it stands (METADATA_VALUE_INVALID).
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
     except (ValueError, RecursionError) as error:
         raise HTTPError(400, f"The {what} is not valid JSON.", "BAD_REQUEST") from error
+    # The standard parser also reads an unpaired surrogate escape ("\ud800") into a string
+    # that is no Unicode text: nothing could store or print it, so it is refused here.
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError as error:
+        raise HTTPError(
+            400,
+            f"The {what} holds an unpaired UTF-16 surrogate escape; strings must be Unicode text.",
+            "BAD_REQUEST",
+        ) from error
+    return value
 
 
 def _graphql_params(payload: Any) -> tuple[str, dict[str, Any] | None, str | None]:

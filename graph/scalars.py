@@ -1,5 +1,6 @@
 """The DateTime and JSON scalars of SPEC §12."""
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,19 +10,29 @@ from strawberry.scalars import JSON
 __all__ = ["JSON", "DateTime", "parse_datetime", "serialize_datetime"]
 
 
+# RFC 3339's date-time, with the offset optional (I5: none means UTC). Python's
+# fromisoformat alone would also take a bare date, week dates and the basic format
+# ("20260131T1200"), none of which a client means as an event's moment.
+_RFC_3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})?",
+    re.ASCII,
+)
+_EXAMPLE = "such as 2026-01-31T12:00:00Z or 2026-01-31T13:00:00.250+01:00"
+
+
 def parse_datetime(value: Any) -> datetime:
-    """ISO-8601 in; an input without a UTC offset is UTC (I5); always aware UTC out."""
+    """RFC 3339 in; an input without a UTC offset is UTC (I5); always aware UTC out."""
     if not isinstance(value, str):
-        raise ValueError("DateTime must be an ISO-8601 string, such as 2026-01-31T12:00:00Z.")
+        raise ValueError(f"DateTime must be an RFC 3339 string, {_EXAMPLE}.")
+    if not _RFC_3339.fullmatch(value):
+        raise ValueError(f"{value[:64]!r} is not an RFC 3339 date-time, {_EXAMPLE}.")
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(
-            f"{value[:64]!r} is not an ISO-8601 date-time, such as 2026-01-31T12:00:00Z."
-        ) from None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+        parsed = datetime.fromisoformat(value.upper())
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ValueError(f"{value[:64]!r} is not a valid date-time, {_EXAMPLE}.") from None
 
 
 def serialize_datetime(value: datetime) -> str:
@@ -35,7 +46,7 @@ def serialize_datetime(value: datetime) -> str:
 # Fields are annotated with plain `datetime`; the schema's scalar_map maps it to this.
 DateTime = strawberry.scalar(
     name="DateTime",
-    description="An ISO-8601 date-time. Input without a UTC offset is UTC; output is always UTC.",
+    description=("An RFC 3339 date-time. Input without a UTC offset is UTC; output is always UTC."),
     serialize=serialize_datetime,
     parse_value=parse_datetime,
 )

@@ -19,6 +19,7 @@ from graph.document_caches import SmallDocumentParserCache, SmallDocumentValidat
 from graph.errors import TagRequestErrors
 from graph.execution import LeafFastPathExecutionContext
 from graph.mutations.root import Mutation
+from graph.operation_choice import RequireOperationName
 from graph.queries import Query
 from graph.scalars import DateTime
 from graph.types.business import Business
@@ -49,6 +50,8 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: AddValidationRules(bounds),
         SmallDocumentParserCache,
         SmallDocumentValidationCache,
+        # After the validation cache, whose hook would overwrite the error it sets.
+        RequireOperationName,
     ]
     return UsageEventsSchema(
         query=Query,

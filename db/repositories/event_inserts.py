@@ -18,6 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, TIMESTAMP
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.json_text import dump_json
+
 # The sequence behind events.sequence on PostgreSQL (the BIGSERIAL default name).
 EVENTS_SEQUENCE_NAME = "events_sequence_seq"
 
@@ -137,7 +139,7 @@ async def _insert_on_postgresql(
             "external_customer_ids": [event.external_customer_id for _, event in in_lock_order],
             "event_names": [event.event_name for _, event in in_lock_order],
             "timestamps": [event.timestamp for _, event in in_lock_order],
-            "metadata": [orjson.dumps(event.metadata).decode() for _, event in in_lock_order],
+            "metadata": [dump_json(event.metadata) for _, event in in_lock_order],
         },
     )
     return {row.event_id: row.sequence for row in result}
@@ -147,7 +149,7 @@ async def _insert_on_sqlite(
     session: AsyncSession, business_id: str, batch: Sequence[NewEvent], now: datetime
 ) -> dict[str, int]:
     # SQLite takes one writer at a time (BEGIN IMMEDIATE), so request order is lock order.
-    document = orjson.dumps(
+    document = dump_json(
         [
             [
                 event.id,
@@ -160,7 +162,7 @@ async def _insert_on_sqlite(
             ]
             for event in batch
         ]
-    ).decode()
+    )
     result = await session.execute(
         _SQLITE_INSERT_EVENTS,
         {"business_id": business_id, "now": _sqlite_timestamp(now), "batch": document},

@@ -71,14 +71,18 @@ def check_event_name(event_name: str, path: Path, event_id: str | None) -> list[
 def check_customer_reference(
     customer_id: str | None, external_customer_id: str | None, path: Path, event_id: str | None
 ) -> list[Violation]:
-    """I4, the part without I/O: exactly one of customerId / externalCustomerId, non-empty."""
+    """I4, the part without I/O: exactly one of customerId / externalCustomerId, non-empty.
+
+    A reference sent as "" counts as given: `{customerId: "", externalCustomerId: "x"}`
+    names two references, one of them empty, and is refused rather than guessed at.
+    """
     given = [
-        name
+        (name, value)
         for name, value in (
             ("customerId", customer_id),
             ("externalCustomerId", external_customer_id),
         )
-        if value
+        if value is not None
     ]
     if len(given) != 1:
         message = (
@@ -87,6 +91,12 @@ def check_customer_reference(
             else "Give customerId or externalCustomerId, not both."
         )
         return [Violation(UserErrorCode.CUSTOMER_REFERENCE_INVALID, message, path, event_id)]
+    [(name, value)] = given
+    if not value:
+        message = f"{name} must not be empty."
+        return [
+            Violation(UserErrorCode.CUSTOMER_REFERENCE_INVALID, message, (*path, name), event_id)
+        ]
     if external_customer_id and len(external_customer_id) > MAX_EXTERNAL_CUSTOMER_ID_LENGTH:
         message = (
             f"externalCustomerId must be at most {MAX_EXTERNAL_CUSTOMER_ID_LENGTH} characters long."

@@ -139,7 +139,7 @@ def test_i3_event_name_outside_1_to_255_characters_is_invalid(event_name: str) -
 
 @pytest.mark.parametrize(
     ("customer_id", "external_customer_id"),
-    [("cus_01", None), (None, "acme"), ("cus_01", ""), ("", "acme"), (None, "c" * 255)],
+    [("cus_01", None), (None, "acme"), (None, "c" * 255)],
 )
 def test_i4_exactly_one_non_empty_reference_is_valid(
     customer_id: str | None, external_customer_id: str | None
@@ -151,8 +151,9 @@ def test_i4_exactly_one_non_empty_reference_is_valid(
     ("customer_id", "external_customer_id", "message_part"),
     [
         (None, None, "exactly one"),
-        ("", "", "exactly one"),
-        ("", None, "exactly one"),
+        ("", "", "not both"),
+        ("cus_01", "", "not both"),
+        ("", "acme", "not both"),
         ("cus_01", "acme", "not both"),
     ],
 )
@@ -162,6 +163,18 @@ def test_i4_no_reference_or_both_references_are_invalid(
     violations = check_customer_reference(customer_id, external_customer_id, ("events", "3"), "e1")
     assert summary(violations) == [("CUSTOMER_REFERENCE_INVALID", ("events", "3"), "e1")]
     assert message_part in violations[0].message
+
+
+@pytest.mark.parametrize(
+    ("customer_id", "external_customer_id", "field"),
+    [("", None, "customerId"), (None, "", "externalCustomerId")],
+)
+def test_i4_the_one_reference_given_must_not_be_empty(
+    customer_id: str | None, external_customer_id: str | None, field: str
+) -> None:
+    violations = check_customer_reference(customer_id, external_customer_id, ("events", "3"), "e1")
+    assert summary(violations) == [("CUSTOMER_REFERENCE_INVALID", ("events", "3", field), "e1")]
+    assert "must not be empty" in violations[0].message
 
 
 def test_i4_external_customer_id_longer_than_255_characters_is_invalid() -> None:

@@ -209,6 +209,22 @@ async def test_c1_identical_amendment_is_a_no_op(
     assert await count_rows(database, "event_corrections") == 0
 
 
+async def test_c1_identical_amendment_with_huge_floats_is_a_no_op(
+    api: GraphQLClient, database: Database, customer: dict[str, Any]
+) -> None:
+    # Read back from PostgreSQL's jsonb, 1e16 must still be the float it was sent as.
+    metadata = {"a": 1e16, "b": -2.5e200}
+    await ingest_one(api, "e1", metadata=metadata)
+    payload = await amend(api, eventId="e1", eventName="api.request", metadata=metadata)
+    assert payload["userErrors"] == []
+    assert payload["event"]["revision"] == 1
+    assert await count_rows(database, "event_revisions") == 1
+
+    payload = await amend(api, eventId="e1", eventName="api.request", metadata={"a": 10**16})
+    assert payload["event"]["revision"] == 2
+    assert type(payload["event"]["metadata"]["a"]) is int
+
+
 @pytest.mark.parametrize("changed", [1.0, True, "1"])
 async def test_c1_values_of_another_json_type_are_a_change(
     api: GraphQLClient, customer: dict[str, Any], changed: Any

@@ -237,6 +237,19 @@ async def test_q3_forged_cursor_with_a_huge_sequence_is_refused(api: GraphQLClie
     assert extensions["reason"] == "INVALID_CURSOR"
 
 
+@pytest.mark.parametrize(
+    "timestamp", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "2026-13-01T00:00:00"]
+)
+async def test_q3_forged_cursor_with_an_impossible_timestamp_is_refused(
+    api: GraphQLClient, timestamp: str
+) -> None:
+    forged = json.dumps(["events", api.tenant.business_id, timestamp, 1]).encode()
+    cursor = base64.urlsafe_b64encode(forged).rstrip(b"=").decode()
+    for argument in ("after", "before"):
+        extensions = await bad_argument(api, **{argument: cursor})
+        assert extensions["reason"] == "INVALID_CURSOR"
+
+
 # Q4 — filters
 
 

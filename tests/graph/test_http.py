@@ -378,3 +378,84 @@ async def test_large_documents_are_not_kept_in_the_shared_caches(api: GraphQLCli
     # A small document never seen before (the cache is shared by the whole process).
     await api.data(f"{{ small_{uuid.uuid4().hex}: viewer {{ id }} }}")
     assert cache.cache_info().currsize == before + 1  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("escaped", ["\\ud800", "a\\udfffb", "\\ud83d", "\\ude00\\ud83d"])
+async def test_unpaired_surrogate_escapes_are_refused_before_anything_is_written(
+    client: httpx.AsyncClient, tenant: Tenant, database: Database, escaped: str
+) -> None:
+    body = (
+        '{"query": "mutation($input: IngestEventsInput!) { ingestEvents(input: $input) '
+        '{ ingestedCount } }", "variables": {"input": {"events": [{"eventId": "e1", '
+        f'"eventName": "n{escaped}", "externalCustomerId": "acme"}}]}}}}}}'
+    )
+    response = await client.post(
+        "/graphql", content=body, headers=tenant.headers | {"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "BAD_REQUEST"
+    assert "surrogate" in error["message"]
+    assert await count_rows(database, "events") == 0
+
+
+async def test_a_paired_surrogate_escape_is_one_character(api: GraphQLClient) -> None:
+    body = (
+        '{"query": "query($id: String!) { event(eventId: $id) { id } }", '
+        '"variables": {"id": "\\ud83d\\ude00"}}'
+    )
+    response = await api.http.post(
+        "/graphql", content=body, headers=api.tenant.headers | {"Content-Type": "application/json"}
+    )
+    assert response.status_code == 200
+    assert response.json() == {"data": {"event": None}}
+
+
+async def test_failures_outside_execution_are_masked_graphql_errors(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def pool_timeout(*_args: object) -> None:
+        raise TimeoutError("QueuePool limit reached; secret postgres://admin:hunter2@db")
+
+    monkeypatch.setattr(BusinessRepository, "authenticate", pool_timeout)
+    response = await client.post("/graphql", json={"query": VIEWER}, headers=tenant.headers)
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith(GRAPHQL_RESPONSE_JSON)
+    assert response.json() == {
+        "errors": [
+            {"message": "Internal server error", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}
+        ]
+    }
+    assert "hunter2" not in response.text
+    assert "hunter2" in caplog.text
+
+
+async def test_several_operations_without_an_operation_name_run_none(
+    api: GraphQLClient, database: Database
+) -> None:
+    document = (
+        "query Look { viewer { id } } "
+        'mutation Write { createCustomer(input: {externalId: "acme"}) { customer { id } } }'
+    )
+    response = await api.post(document)
+    assert response.status_code == 400, response.text
+    error = response.json()["errors"][0]
+    assert "send operationName" in error["message"]
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert "data" not in response.json()
+    assert await count_rows(database, "customers") == 0
+
+
+async def test_several_operations_run_the_one_named(api: GraphQLClient) -> None:
+    document = "query First { viewer { id } } query Second { viewer { name } }"
+    for name, field in (("First", "id"), ("Second", "name")):
+        response = await api.http.post(
+            "/graphql",
+            json={"query": document, "operationName": name},
+            headers=api.tenant.headers,
+        )
+        assert response.status_code == 200, response.text
+        assert list(response.json()["data"]["viewer"]) == [field]

@@ -39,6 +39,24 @@ def rejected(payload: dict[str, Any]) -> None:
 # I1 — batch size
 
 
+async def test_i1_a_full_batch_written_inline_fits_the_request_bounds(
+    api: GraphQLClient, database: Database
+) -> None:
+    # No variables: 1000 events with 50 metadata keys each, as GraphQL literals.
+    metadata = "{" + ", ".join(f'key{index}: "value"' for index in range(50)) + "}"
+    events = ", ".join(
+        f'{{eventId: "e{index}", eventName: "api.request", externalCustomerId: "acme", '
+        f"metadata: {metadata}}}"
+        for index in range(1000)
+    )
+    response = await api.post(
+        f"mutation {{ ingestEvents(input: {{events: [{events}]}}) {{ ingestedCount }} }}"
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == {"data": {"ingestEvents": {"ingestedCount": 1000}}}
+    assert await count_rows(database, "events") == 1000
+
+
 async def test_i1_empty_batch_is_rejected(api: GraphQLClient, database: Database) -> None:
     payload = await ingest(api, [])
     rejected(payload)
@@ -133,15 +151,22 @@ async def test_i4_both_customer_references_are_invalid(
     await assert_nothing_stored(database)
 
 
-async def test_i4_empty_strings_do_not_count_as_references(
-    api: GraphQLClient, database: Database
+@pytest.mark.parametrize(
+    ("references", "field"),
+    [
+        ({"customerId": "", "externalCustomerId": ""}, ["events", "0"]),
+        ({"customerId": "", "externalCustomerId": "acme"}, ["events", "0"]),
+        ({"customerId": ""}, ["events", "0", "customerId"]),
+        ({"externalCustomerId": ""}, ["events", "0", "externalCustomerId"]),
+    ],
+)
+async def test_i4_an_empty_reference_is_invalid_and_never_reaches_the_database(
+    api: GraphQLClient, database: Database, references: dict[str, str], field: list[str]
 ) -> None:
-    event = event_input("e1", external_customer_id=None) | {
-        "customerId": "",
-        "externalCustomerId": "",
-    }
+    event = event_input("e1", external_customer_id=None) | references
     payload = await ingest(api, [event])
     assert codes(payload) == ["CUSTOMER_REFERENCE_INVALID"]
+    assert payload["userErrors"][0]["field"] == field
     await assert_nothing_stored(database)
 
 
@@ -222,6 +247,35 @@ async def test_i5_timestamp_with_offset_is_returned_in_utc_with_microseconds(
     assert event is not None
     assert event["timestamp"] == moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     assert event["timestamp"].endswith(".000007Z")
+
+
+async def test_i5_lowercase_t_and_z_of_rfc_3339_are_accepted(api: GraphQLClient) -> None:
+    moment = (now_utc() - timedelta(minutes=5)).replace(microsecond=250000)
+    lowercase = moment.strftime("%Y-%m-%dt%H:%M:%S.%fz")
+    payload = await ingest(api, [event_input("e1", timestamp=lowercase)])
+    assert payload["ingested"] == ["e1"]
+    event = await get_event(api, "e1")
+    assert event is not None
+    assert event["timestamp"] == moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    ["2026-01-31", "2026-01-31T12:00Z", "20260131T120000Z", "2026-W05-6T12:00:00Z", "soon"],
+)
+async def test_i5_a_timestamp_that_is_not_an_rfc_3339_date_time_is_bad_user_input(
+    api: GraphQLClient, database: Database, timestamp: str
+) -> None:
+    response = await api.post(
+        "mutation($input: IngestEventsInput!) { ingestEvents(input: $input) { ingestedCount } }",
+        {"input": {"events": [event_input("e1", timestamp=timestamp)]}},
+    )
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "RFC 3339" in error["message"]
+    assert "timestamp" in error["message"]
+    await assert_nothing_stored(database)
 
 
 async def test_i5_timestamp_older_than_the_past_window(
@@ -353,6 +407,10 @@ async def test_i6_metadata_is_stored_and_returned_exactly(api: GraphQLClient) ->
         "negative": -3,
         "float": 1.5,
         "whole_float": 2.0,
+        # PostgreSQL's numeric would print these as integers if written as 1e16.
+        "huge_float": 1e16,
+        "huger_float": -1.5e300,
+        "tiny_float": 1e-7,
         "true": True,
         "false": False,
         "text": "héllo ✓",
@@ -366,8 +424,38 @@ async def test_i6_metadata_is_stored_and_returned_exactly(api: GraphQLClient) ->
     assert type(event["metadata"]["int"]) is int
     assert type(event["metadata"]["float"]) is float
     assert type(event["metadata"]["whole_float"]) is float
+    assert type(event["metadata"]["huge_float"]) is float
+    assert type(event["metadata"]["huger_float"]) is float
     assert event["metadata"]["true"] is True
     assert event["revisions"][0]["metadata"] == metadata
+
+
+async def test_i6_negative_zero_is_stored_as_zero_on_every_database(api: GraphQLClient) -> None:
+    await ingest(api, [event_input("e1", metadata={"zero": -0.0})])
+    event = await get_event(api, "e1")
+    assert event is not None
+    assert repr(event["metadata"]["zero"]) == "0.0"
+
+
+@pytest.mark.parametrize("digits", ["18446744073709551616", "-9223372036854775809", "1" * 40])
+async def test_i6_integers_beyond_64_bits_are_invalid_not_rounded_to_floats(
+    api: GraphQLClient, database: Database, digits: str
+) -> None:
+    # Written by hand: a JSON parser that turned these into floats would store them.
+    body = (
+        '{"query": "mutation($input: IngestEventsInput!) { ingestEvents(input: $input) '
+        '{ ingestedCount userErrors { code field } } }", "variables": {"input": {"events": '
+        f'[{{"eventId": "e1", "eventName": "n", "externalCustomerId": "acme", '
+        f'"metadata": {{"units": {digits}}}}}]}}}}}}'
+    )
+    response = await api.http.post(
+        "/graphql", content=body, headers=api.tenant.headers | {"Content-Type": "application/json"}
+    )
+    payload = response.json()["data"]["ingestEvents"]
+    assert payload["userErrors"] == [
+        {"code": "METADATA_VALUE_INVALID", "field": ["events", "0", "metadata", "units"]}
+    ]
+    await assert_nothing_stored(database)
 
 
 # I7 — duplicates inside one request
