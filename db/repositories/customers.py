@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db import ids
 from db.database import dialect_of
 from db.errors import RuleViolations, UserErrorCode, Violation
+from db.lookups import one_of
 from db.pagination import Keyset, Page, PageRequest, fetch_page
 from db.records import CustomerRecord
 from db.rules.customers import check_new_customer
@@ -80,7 +81,8 @@ class CustomerRepository:
             return {}
         rows = await self.session.execute(
             sa.select(customers).where(
-                customers.c.business_id == self.business_id, customers.c.id.in_(customer_ids)
+                customers.c.business_id == self.business_id,
+                one_of(customers.c.id, customer_ids, dialect_of(self.session)),
             )
         )
         return {row.id: _to_record(row) for row in rows}
@@ -91,7 +93,7 @@ class CustomerRepository:
         rows = await self.session.execute(
             sa.select(customers).where(
                 customers.c.business_id == self.business_id,
-                customers.c.external_id.in_(external_ids),
+                one_of(customers.c.external_id, external_ids, dialect_of(self.session)),
             )
         )
         return {row.external_id: _to_record(row) for row in rows}
@@ -101,7 +103,8 @@ class CustomerRepository:
             return set()
         rows = await self.session.execute(
             sa.select(customers.c.id).where(
-                customers.c.business_id == self.business_id, customers.c.id.in_(customer_ids)
+                customers.c.business_id == self.business_id,
+                one_of(customers.c.id, customer_ids, dialect_of(self.session)),
             )
         )
         return set(rows.scalars())

@@ -12,6 +12,7 @@ from db.database import dialect_of
 from db.errors import BadUserInput, UserErrorCode
 from db.event_filter import EventFilter, EventOrder
 from db.filters import Filter, parse_filter
+from db.lookups import one_of
 from db.pagination import Keyset, Page, PageRequest, fetch_page
 from db.records import EventRecord
 from db.repositories.customers import CustomerRepository
@@ -98,7 +99,8 @@ class EventListing:
                 events.c.external_customer_id == event_filter.external_customer_id
             )
         if event_filter.event_ids is not None:
-            where.conditions.append(events.c.event_id.in_(_checked_event_ids(event_filter)))
+            event_ids = _checked_event_ids(event_filter)
+            where.conditions.append(one_of(events.c.event_id, event_ids, dialect_of(self.session)))
 
         event_name = event_filter.event_name
         metadata_filters: list[Filter] = []

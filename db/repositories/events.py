@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db import ids
 from db.database import dialect_of
 from db.errors import RuleViolations
+from db.lookups import one_of, same_business
 from db.records import EventDraft, EventRecord, EventRevisionRecord, IngestResult
 from db.repositories.customers import CustomerRepository
 from db.repositories.event_inserts import NewEvent, insert_new_events
@@ -122,8 +123,8 @@ class EventRepository:
             return set()
         rows = await self.session.execute(
             sa.select(events.c.event_id).where(
-                events.c.business_id == self.business_id,
-                events.c.event_id.in_(candidates),
+                same_business(events.c.business_id, self.business_id, self.dialect_name),
+                one_of(events.c.event_id, candidates, self.dialect_name),
                 events.c.deprecated_at.is_not(None),
             )
         )
@@ -158,7 +159,8 @@ class EventRepository:
         row = (
             await self.session.execute(
                 sa.select(events).where(
-                    events.c.business_id == self.business_id, events.c.event_id == event_id
+                    same_business(events.c.business_id, self.business_id, self.dialect_name),
+                    events.c.event_id == event_id,
                 )
             )
         ).first()
@@ -170,7 +172,8 @@ class EventRepository:
         row = (
             await self.session.execute(
                 sa.select(events).where(
-                    events.c.business_id == self.business_id, events.c.id == event_server_id
+                    same_business(events.c.business_id, self.business_id, self.dialect_name),
+                    events.c.id == event_server_id,
                 )
             )
         ).first()
@@ -189,7 +192,7 @@ class EventRepository:
             .join(events, events.c.sequence == event_revisions.c.event_sequence)
             .where(
                 events.c.business_id == self.business_id,
-                event_revisions.c.event_sequence.in_(sequences),
+                one_of(event_revisions.c.event_sequence, sequences, self.dialect_name),
             )
             .order_by(event_revisions.c.event_sequence, event_revisions.c.revision)
         )
