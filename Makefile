@@ -6,8 +6,14 @@ INSTALLED := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+BENCH_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
+export BENCH_POSTGRES_URL
+# What the benchmark needs beyond `make install`: wrk, from Debian's packages.
+BENCH_WRK = command -v wrk >/dev/null 2>&1 || { \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk >/dev/null; }
 
-.PHONY: install run test lint schema clean
+.PHONY: install run test lint schema clean bench bench-quick bench-profile
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -36,6 +42,21 @@ lint: $(INSTALLED)
 ## Write schema.graphql from the code.
 schema: $(INSTALLED)
 	$(BIN)/usage-events export-schema
+
+## The benchmark of SPEC §13 (BENCHMARKS.md): 1 000 000 events on SQLite and on PostgreSQL.
+## BENCH_POSTGRES_URL names a database to CREATE DATABASE from; without PostgreSQL it is skipped.
+bench: $(INSTALLED)
+	@$(BENCH_WRK)
+	BENCH_COMMAND="make bench" $(BIN)/python -m bench run
+
+## The same on 20 000 events, in under two minutes.
+bench-quick: $(INSTALLED)
+	@$(BENCH_WRK)
+	BENCH_COMMAND="make bench-quick" $(BIN)/python -m bench run --quick
+
+## Where each scenario's time goes, by layer (pyinstrument, in process, quick data set).
+bench-profile: $(INSTALLED)
+	$(BIN)/python -m bench profile
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis

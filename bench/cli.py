@@ -1,0 +1,182 @@
+"""`python -m bench run` (what `make bench` and `make bench-quick` call) and `… report`."""
+
+import asyncio
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import asyncpg  # type: ignore[import-untyped]
+import typer
+from rich.console import Console
+
+from bench.config import configured
+from bench.databases import (
+    DEFAULT_POSTGRES_ADMIN_URL,
+    BenchDatabase,
+    postgres_database,
+    postgres_reachable,
+    sqlite_database,
+)
+from bench.report import machine, markdown, print_results
+from bench.scenarios import run_database
+from bench.seed import seed
+from bench.servers import MemorySampler
+from bench.wrk import wrk_executable
+
+RESULTS_DIRECTORY = Path(__file__).parent / "results"
+
+app = typer.Typer(
+    help="The usage-events benchmark (SPEC §13).", no_args_is_help=True, add_completion=False
+)
+# Wide enough for the tables when the output goes to a pipe or a file.
+console = Console(width=None if sys.stdout.isatty() else 150)
+
+
+async def _postgres_version(dsn: str) -> str:
+    connection = await asyncpg.connect(dsn)
+    try:
+        return str(await connection.fetchval("SHOW server_version"))
+    finally:
+        await connection.close()
+
+
+@app.command()
+def run(
+    quick: Annotated[
+        bool, typer.Option(help="A small data set: done in under two minutes.")
+    ] = False,
+    events: Annotated[int | None, typer.Option(help="Events of the main business.")] = None,
+    databases: Annotated[
+        str, typer.Option(help="Comma-separated: sqlite, postgresql.")
+    ] = "sqlite,postgresql",
+    postgres_url: Annotated[
+        str, typer.Option(envvar="BENCH_POSTGRES_URL", help="A database to CREATE DATABASE from.")
+    ] = DEFAULT_POSTGRES_ADMIN_URL,
+    seed_value: Annotated[int, typer.Option("--seed", help="Random seed of the data set.")] = 2026,
+) -> None:
+    """Seed, start the servers, run every scenario beside its floor, print and save the results."""
+    config = configured(quick, events)
+    wrk_executable()
+    started = time.perf_counter()
+    kinds = [kind.strip() for kind in databases.split(",") if kind.strip()]
+    results: dict[str, Any] = {
+        "mode": config.name,
+        "command": os.environ.get("BENCH_COMMAND") or "python -m bench " + " ".join(sys.argv[1:]),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "config": {key: getattr(config, key) for key in config.__dataclass_fields__},
+        "databases": {},
+    }
+    if "postgresql" in kinds and (problem := asyncio.run(postgres_reachable(postgres_url))):
+        console.print(
+            f"[yellow]PostgreSQL at {postgres_url} is not reachable ({problem}); skipped.[/yellow]"
+        )
+        results["databases"]["postgresql"] = {"error": f"not reachable: {problem}"}
+        kinds.remove("postgresql")
+
+    log_directory = Path(tempfile.mkdtemp(prefix="usage-events-bench-logs-"))
+    console.print(
+        f"[bold]usage-events benchmark[/bold] ({config.name}: {config.events:,} events); "
+        f"logs in {log_directory}"
+    )
+    failed = False
+    with MemorySampler() as sampler:
+        for kind in kinds:
+            context = sqlite_database() if kind == "sqlite" else postgres_database(postgres_url)
+            try:
+                with context as database:
+                    results["databases"][kind] = _run_one(
+                        database, config, seed_value, sampler, log_directory
+                    )
+            except Exception as error:  # one database failing still reports the other
+                failed = True
+                console.print(f"[red]{kind} failed:[/red]")
+                console.print(traceback.format_exc())
+                results["databases"][kind] = {"error": f"{type(error).__name__}: {error}"}
+    results["seconds"] = time.perf_counter() - started
+    for data in results["databases"].values():
+        if "postgresql_version" in data:
+            results["machine"]["postgresql"] = data["postgresql_version"]
+
+    RESULTS_DIRECTORY.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = RESULTS_DIRECTORY / f"{stamp}-{config.name}.json"
+    text = json.dumps(results, indent=2, default=str)
+    path.write_text(text)
+    (RESULTS_DIRECTORY / f"latest-{config.name}.json").write_text(text)
+    (RESULTS_DIRECTORY / f"latest-{config.name}.md").write_text(markdown(results))
+    print_results(console, results)
+    console.print(f"results: {path} (Markdown: {RESULTS_DIRECTORY / f'latest-{config.name}.md'})")
+    if not failed:
+        shutil.rmtree(log_directory, ignore_errors=True)
+    else:
+        console.print(f"server logs kept in {log_directory}")
+        raise typer.Exit(1)
+
+
+def _run_one(
+    database: BenchDatabase,
+    config: Any,
+    seed_value: int,
+    sampler: MemorySampler,
+    log_directory: Path,
+) -> dict[str, Any]:
+    console.print(
+        f"[bold]{database.kind}[/bold]: seeding {config.events:,} + {config.small_events:,} events"
+    )
+    seeded = seed(database, config, random.Random(seed_value))
+    console.print(f"  seeded in {seeded.seconds:.1f} s")
+    results = run_database(database, config, seeded, sampler, log_directory, console)
+    data = results.as_dict()
+    if database.postgres_dsn:
+        data["postgresql_version"] = asyncio.run(_postgres_version(database.postgres_dsn))
+    return data
+
+
+@app.command()
+def report(
+    path: Annotated[
+        Path, typer.Argument(help="A results JSON of bench/results/.")
+    ] = RESULTS_DIRECTORY / "latest-full.json",
+) -> None:
+    """Print the Markdown of a results file (the 'latest' part of BENCHMARKS.md)."""
+    results = json.loads(path.read_text())
+    for data in results["databases"].values():
+        if "postgresql_version" in data:
+            results["machine"]["postgresql"] = data["postgresql_version"]
+    print(markdown(results))
+
+
+@app.command()
+def profile(
+    databases: Annotated[
+        str, typer.Option(help="Comma-separated: sqlite, postgresql.")
+    ] = "sqlite,postgresql",
+    requests: Annotated[int, typer.Option(help="Read requests per scenario.")] = 300,
+    postgres_url: Annotated[
+        str, typer.Option(envvar="BENCH_POSTGRES_URL", help="A database to CREATE DATABASE from.")
+    ] = DEFAULT_POSTGRES_ADMIN_URL,
+    seed_value: Annotated[int, typer.Option("--seed", help="Random seed of the data set.")] = 2026,
+) -> None:
+    """Where each scenario's time goes, by layer, on the quick data set (pyinstrument)."""
+    from bench.profile import QUICK, markdown, profile_database
+
+    results = []
+    for kind in [kind.strip() for kind in databases.split(",") if kind.strip()]:
+        context = sqlite_database() if kind == "sqlite" else postgres_database(postgres_url)
+        with context as database:
+            seeded = seed(database, QUICK, random.Random(seed_value))
+            console.print(f"[bold]{kind}[/bold]: profiling on {QUICK.events:,} events")
+            results.extend(profile_database(database, seeded, requests))
+    text = markdown(results)
+    RESULTS_DIRECTORY.mkdir(exist_ok=True)
+    (RESULTS_DIRECTORY / "latest-profile.md").write_text(text)
+    print(text)

@@ -1,0 +1,852 @@
+"""The scenarios of SPEC §13 and the scale checks of issue 5, on one seeded database.
+
+Every figure is measured beside its floor in the same run, against real server processes
+(`usage-events serve` and the floor server of bench/floor_app.py), by load generators in
+processes of their own (wrk for reads, bench/ingest_client.py for ingestion).
+"""
+
+import asyncio
+import json
+import random
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+import httpx
+import orjson
+import sqlalchemy as sa
+from rich.console import Console
+
+from bench.config import BenchConfig
+from bench.databases import BenchDatabase
+from bench.ingest_client import distinct_event_ids
+from bench.ingest_floor import driver_floor, graphql_core_floor, median_ms
+from bench.seed import Seeded, SeededBusiness
+from bench.servers import (
+    MemorySampler,
+    Server,
+    free_port,
+    hwm_mib,
+    rss_mib,
+    start_server,
+    stop_server,
+    usage_events_command,
+    wait_ready,
+)
+from bench.workload import EVENT_NAMES, event_body, ingest_body, ingest_events, iso, list_body
+from bench.wrk import WrkResult, run_wrk
+from db.database import Database
+from db.pagination import encode_cursor
+from db.repositories.event_listing import NEWEST_FIRST
+from db.settings import Settings
+from db.tables import events
+
+GRAPHQL_PATH = "/graphql"
+FLOOR_LIST_PATH = "/floor/events"
+FLOOR_EVENT_PATH = "/floor/event"
+# How many customers / eventIds the list and point-read requests rotate over.
+ROTATE_CUSTOMERS = 20
+# The scale check calls a listing flat when the big data set costs at most this much more.
+FLAT_RATIO = 1.5
+# Memory is "flat" under sustained ingestion when it grows at most this much after warm-up.
+FLAT_MEMORY_GROWTH = 0.10
+
+
+@dataclass
+class Row:
+    """One line of the results table: a figure beside its floor."""
+
+    scenario: str
+    figure: float
+    floor: float
+    unit: str
+    ratio: float
+    target: str
+    passed: bool
+    figure_label: str = "service"
+    floor_label: str = "floor"
+    peak_rss_mib: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DatabaseResults:
+    kind: str
+    seed: dict[str, Any] = field(default_factory=dict)
+    ceiling: dict[str, Any] = field(default_factory=dict)
+    rows: list[Row] = field(default_factory=list)
+    scale: list[dict[str, Any]] = field(default_factory=list)
+    soak: dict[str, Any] = field(default_factory=dict)
+    concurrency: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["rows"] = [asdict(row) for row in self.rows]
+        return data
+
+
+class Bench:
+    """The scenarios against one database, with both servers running."""
+
+    def __init__(
+        self,
+        database: BenchDatabase,
+        config: BenchConfig,
+        seeded: Seeded,
+        service: Server,
+        floor: Server,
+        sampler: MemorySampler,
+        log_directory: Path,
+        console: Console,
+    ) -> None:
+        self.database = database
+        self.config = config
+        self.seeded = seeded
+        self.service = service
+        self.floor = floor
+        self.sampler = sampler
+        self.log_directory = log_directory
+        self.console = console
+        self.results = DatabaseResults(database.kind)
+        self.http = httpx.Client(timeout=120)
+        # Service p50s already measured, by (business, filter name): reused by the scale check.
+        # Service results by the exact bodies sent: the scale check reuses what it can.
+        self.measured: dict[tuple[str, tuple[bytes, ...]], WrkResult] = {}
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def say(self, message: str) -> None:
+        self.console.print(f"  [dim]{self.database.kind}[/dim] {message}")
+
+    def warn(self, message: str) -> None:
+        self.results.warnings.append(message)
+        self.console.print(f"  [yellow]warning ({self.database.kind}):[/yellow] {message}")
+
+    def post(self, server: Server, path: str, body: bytes, key: str) -> dict[str, Any]:
+        response = self.http.post(
+            server.url + path,
+            content=body,
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        )
+        payload: dict[str, Any] = orjson.loads(response.content)
+        if response.status_code != 200 or payload.get("errors"):
+            raise RuntimeError(
+                f"{server.name} {path} answered {response.status_code}: {response.text[:500]}"
+            )
+        return payload
+
+    def probe(self, what: str, bodies: list[bytes], key: str, floor_path: str) -> list[Any]:
+        """The service's data for each body, checked against the floor's (and warming both)."""
+        answers = []
+        differs = 0
+        for body in bodies:
+            service = self.post(self.service, GRAPHQL_PATH, body, key)["data"]
+            floor = self.post(self.floor, floor_path, body, key)["data"]
+            differs += service != floor
+            answers.append(service)
+        if differs:
+            self.warn(
+                f"{what}: the service and the floor answered {differs} of {len(bodies)} "
+                "requests differently"
+            )
+        return answers
+
+    def full_pages(self, what: str, bodies: list[bytes], key: str) -> list[bool]:
+        answers = self.probe(what, bodies, key, FLOOR_LIST_PATH)
+        return [len(answer["events"]["nodes"]) == self.config.page_size for answer in answers]
+
+    def keep_full(self, what: str, bodies: list[bytes], full: list[bool]) -> list[bytes]:
+        """Only requests whose answer is a full page: every request then serializes as much."""
+        kept = [body for body, is_full in zip(bodies, full, strict=True) if is_full]
+        if len(kept) < len(bodies):
+            self.say(
+                f"  {what}: {len(bodies) - len(kept)} of {len(bodies)} filters match less than "
+                "a page; left out"
+            )
+        if not kept:
+            self.warn(f"{what}: no filter matches a full page; measured anyway")
+            return bodies
+        return kept
+
+    def wrk(
+        self,
+        server: Server,
+        path: str,
+        bodies: list[bytes],
+        key: str,
+        *,
+        connections: int,
+        seconds: int,
+    ) -> WrkResult:
+        result = run_wrk(
+            server.url,
+            method="POST",
+            lines=[body.decode() for body in bodies],
+            authorization=f"Bearer {key}",
+            path=path,
+            connections=connections,
+            seconds=seconds,
+        )
+        if result.error_count:
+            self.warn(f"wrk against {server.name}{path}: errors {result.errors}")
+        return result
+
+    def measure_pair(
+        self, bodies: list[bytes], key: str, floor_path: str, *, connections: int, seconds: int
+    ) -> tuple[WrkResult, WrkResult, dict[str, float]]:
+        """Floor, then service, each in a memory window; returns (service, floor, peaks)."""
+        if self.config.warmup_seconds:
+            for server, path in ((self.floor, floor_path), (self.service, GRAPHQL_PATH)):
+                self.wrk(
+                    server,
+                    path,
+                    bodies,
+                    key,
+                    connections=connections,
+                    seconds=self.config.warmup_seconds,
+                )
+        with self.sampler.window() as floor_window:
+            floor = self.wrk(
+                self.floor, floor_path, bodies, key, connections=connections, seconds=seconds
+            )
+        with self.sampler.window() as service_window:
+            service = self.wrk(
+                self.service, GRAPHQL_PATH, bodies, key, connections=connections, seconds=seconds
+            )
+        peaks = {
+            "service": round(service_window.peaks.get(self.service.name, 0.0), 1),
+            "floor": round(floor_window.peaks.get(self.floor.name, 0.0), 1),
+        }
+        return service, floor, peaks
+
+    # -- filters ---------------------------------------------------------------------------
+
+    def rotated_customers(self, business: SeededBusiness) -> list[str]:
+        """Customers whose events fill a page, spread over the size ranking."""
+        full = [
+            customer
+            for customer, count in business.customer_sizes
+            if count >= self.config.page_size
+        ]
+        chosen = full or [customer for customer, _ in business.customer_sizes[:ROTATE_CUSTOMERS]]
+        step = max(1, len(chosen) // ROTATE_CUSTOMERS)
+        return chosen[::step][:ROTATE_CUSTOMERS]
+
+    def window(self) -> dict[str, str]:
+        """A seven-day window inside the seeded month."""
+        now = self.seeded.now
+        return {"start": iso(now - timedelta(days=20)), "end": iso(now - timedelta(days=13))}
+
+    def filters(self, business: SeededBusiness, name: str) -> list[dict[str, Any] | None]:
+        names = [event_name for event_name, _ in EVENT_NAMES]
+        if name == "none":
+            return [None]
+        if name == "customerId":
+            return [{"customerId": customer} for customer in self.rotated_customers(business)]
+        if name == "externalCustomerId":
+            by_id = {customer.id: customer.external_id for customer in business.customers}
+            externals = [by_id[c] for c in self.rotated_customers(business) if by_id.get(c)]
+            return [{"externalCustomerId": external} for external in externals]
+        if name == "eventName":
+            return [{"eventName": event_name} for event_name in names]
+        if name == "eventName+range":
+            return [{"eventName": event_name, **self.window()} for event_name in names]
+        if name == "range":
+            return [self.window()]
+        if name == "meterId":
+            return [{"meterId": meter_id} for meter_id in business.meter_ids]
+        raise ValueError(name)
+
+    def list_bodies(self, business: SeededBusiness, name: str) -> list[bytes]:
+        return [list_body(f, self.config.page_size) for f in self.filters(business, name)]
+
+    # -- scenarios ---------------------------------------------------------------------------
+
+    def ceiling(self) -> None:
+        """What the load generators manage against endpoints that do no work."""
+        self.say("load generator ceilings")
+        key = self.seeded.main.api_key
+        ceiling: dict[str, Any] = {}
+        for server in (self.floor, self.service):
+            result = run_wrk(
+                server.url,
+                method="GET",
+                lines=["/healthz"],
+                authorization=f"Bearer {key}",
+                connections=self.config.point_read_connections,
+                seconds=self.config.ceiling_seconds,
+            )
+            ceiling[f"wrk_healthz_{server.name}"] = result.as_dict()
+        result = run_wrk(
+            self.floor.url,
+            method="GET",
+            lines=["/healthz"],
+            authorization=f"Bearer {key}",
+            connections=1,
+            seconds=self.config.ceiling_seconds,
+        )
+        ceiling["wrk_healthz_floor_1_connection"] = result.as_dict()
+        sink_batches = min(20, self.config.ingest_batches)
+        one = self.ingest_client(self.floor, "/sink", key, sink_batches, 1, "fresh", "sink1")
+        many = self.ingest_client(
+            self.floor,
+            "/sink",
+            key,
+            sink_batches * 2,
+            self.config.concurrency_clients,
+            "fresh",
+            "sinkn",
+        )
+        ceiling["ingest_client_sink"] = {
+            "ms_per_batch_median": round(statistics.median(one["latencies_ms"]), 2),
+            "batches_per_second_1_connection": round(one["batches"] / one["wall_seconds"], 1),
+            f"batches_per_second_{self.config.concurrency_clients}_connections": round(
+                many["batches"] / many["wall_seconds"], 1
+            ),
+        }
+        self.results.ceiling = ceiling
+
+    def list_scenario(self) -> None:
+        main = self.seeded.main
+        for name in ("customerId", "eventName+range", "meterId"):
+            self.say(f"list events(first: {self.config.page_size}) by {name}")
+            bodies = self.list_bodies(main, name)
+            bodies = self.keep_full(
+                name, bodies, self.full_pages(f"list by {name}", bodies, main.api_key)
+            )
+            service, floor, peaks = self.measure_pair(
+                bodies,
+                main.api_key,
+                FLOOR_LIST_PATH,
+                connections=1,
+                seconds=self.config.list_seconds,
+            )
+            self.measured[(main.api_key, tuple(bodies))] = service
+            for percentile in ("p50", "p99"):
+                figure = getattr(service, f"{percentile}_ms")
+                floor_figure = getattr(floor, f"{percentile}_ms")
+                ratio = figure / floor_figure
+                self.results.rows.append(
+                    Row(
+                        scenario=f"list {name} {percentile}",
+                        figure=figure,
+                        floor=floor_figure,
+                        unit="ms",
+                        ratio=ratio,
+                        target="≤ 2×",
+                        passed=ratio <= 2.0,
+                        floor_label="plain JSON endpoint",
+                        peak_rss_mib=peaks,
+                        details={
+                            "service": service.as_dict(),
+                            "floor": floor.as_dict(),
+                            "requests_rotated": len(bodies),
+                        },
+                    )
+                )
+
+    def deep_cursor(self, business: SeededBusiness, page: int) -> str:
+        """The `after` cursor of page `page` (1-based), from the row just before it."""
+
+        async def position() -> tuple[Any, ...]:
+            database = Database.from_settings(Settings(database_url=self.database.url))
+            try:
+                async with database.session() as session:
+                    row = (
+                        await session.execute(
+                            sa.select(events.c.timestamp, events.c.sequence)
+                            .where(
+                                events.c.business_id == business.id,
+                                events.c.deprecated_at.is_(None),
+                            )
+                            .order_by(*NEWEST_FIRST.order())
+                            .offset((page - 1) * self.config.page_size - 1)
+                            .limit(1)
+                        )
+                    ).one()
+                    return (row.timestamp, row.sequence)
+            finally:
+                await database.dispose()
+
+        return encode_cursor(NEWEST_FIRST, business.id, asyncio.run(position()))
+
+    def deep_page_scenario(self) -> None:
+        main = self.seeded.main
+        deepest = main.events // self.config.page_size
+        page = min(self.config.deep_page, deepest)
+        self.say(
+            f"deep page: page {page} vs page 1 (events(first: {self.config.page_size}), no filter)"
+        )
+        first_bodies = [list_body(None, self.config.page_size)]
+        deep_bodies = [list_body(None, self.config.page_size, after=self.deep_cursor(main, page))]
+        for bodies, what in ((first_bodies, "page 1"), (deep_bodies, f"page {page}")):
+            if not all(self.full_pages(what, bodies, main.api_key)):
+                self.warn(f"deep page: {what} is not a full page")
+        first_service, first_floor, first_peaks = self.measure_pair(
+            first_bodies,
+            main.api_key,
+            FLOOR_LIST_PATH,
+            connections=1,
+            seconds=self.config.deep_page_seconds,
+        )
+        deep_service, deep_floor, deep_peaks = self.measure_pair(
+            deep_bodies,
+            main.api_key,
+            FLOOR_LIST_PATH,
+            connections=1,
+            seconds=self.config.deep_page_seconds,
+        )
+        self.measured[(main.api_key, tuple(first_bodies))] = first_service
+        ratio = deep_service.p50_ms / first_service.p50_ms
+        note = "" if page == self.config.deep_page else f" (deepest page of {main.events} events)"
+        self.results.rows.append(
+            Row(
+                scenario=f"deep page {page} p50{note}",
+                figure=deep_service.p50_ms,
+                floor=first_service.p50_ms,
+                unit="ms",
+                ratio=ratio,
+                target="≤ 1.5×",
+                passed=ratio <= 1.5,
+                figure_label=f"page {page}",
+                floor_label="page 1",
+                peak_rss_mib={
+                    "service": max(first_peaks["service"], deep_peaks["service"]),
+                    "floor": max(first_peaks["floor"], deep_peaks["floor"]),
+                },
+                details={
+                    "page": page,
+                    "requested_page": self.config.deep_page,
+                    "service_page_1": first_service.as_dict(),
+                    "service_deep": deep_service.as_dict(),
+                    "floor_page_1": first_floor.as_dict(),
+                    "floor_deep": deep_floor.as_dict(),
+                    "floor_deep_over_page_1": round(deep_floor.p50_ms / first_floor.p50_ms, 3),
+                },
+            )
+        )
+
+    def point_read_scenario(self) -> None:
+        main = self.seeded.main
+        connections = self.config.point_read_connections
+        self.say(f"point read event(eventId:), {connections} connections")
+        bodies = [event_body(event_id) for event_id in main.sample_event_ids]
+
+        answers = self.probe("point read", bodies[:20], main.api_key, FLOOR_EVENT_PATH)
+        if any(answer["event"] is None for answer in answers):
+            self.warn("a point read found no event")
+        service, floor, peaks = self.measure_pair(
+            bodies,
+            main.api_key,
+            FLOOR_EVENT_PATH,
+            connections=connections,
+            seconds=self.config.point_read_seconds,
+        )
+        ratio = service.requests_per_second / floor.requests_per_second
+        self.results.rows.append(
+            Row(
+                scenario=f"point read ({connections} connections)",
+                figure=service.requests_per_second,
+                floor=floor.requests_per_second,
+                unit="req/s",
+                ratio=ratio,
+                target="≥ 0.5×",
+                passed=ratio >= 0.5,
+                floor_label="plain JSON endpoint",
+                peak_rss_mib=peaks,
+                details={
+                    "service": service.as_dict(),
+                    "floor": floor.as_dict(),
+                    "event_ids_rotated": len(bodies),
+                },
+            )
+        )
+
+    def scale_check(self) -> None:
+        """List latency with each indexed filter: the small business vs the main one."""
+        names = [
+            "none",
+            "customerId",
+            "externalCustomerId",
+            "eventName",
+            "eventName+range",
+            "range",
+            "meterId",
+        ]
+        self.say(
+            f"scale check: {self.seeded.small.events} vs {self.seeded.main.events} stored events, "
+            f"{len(names)} filters"
+        )
+        small, main = self.seeded.small, self.seeded.main
+        for name in names:
+            bodies = {"small": self.list_bodies(small, name), "main": self.list_bodies(main, name)}
+            full = {
+                "small": self.full_pages(f"scale {name} (small)", bodies["small"], small.api_key),
+                "main": self.full_pages(f"scale {name} (main)", bodies["main"], main.api_key),
+            }
+            if name not in ("customerId", "externalCustomerId"):
+                # The same filters on both sides (event names, meters): those full on both.
+                both = [a and b for a, b in zip(full["small"], full["main"], strict=True)]
+                full = {"small": both, "main": both}
+            measured: dict[str, WrkResult] = {}
+            for label, business in (("small", small), ("main", main)):
+                kept = self.keep_full(f"scale {name} ({label})", bodies[label], full[label])
+                reused = self.measured.get((business.api_key, tuple(kept)))
+                measured[label] = reused or self.wrk(
+                    self.service,
+                    GRAPHQL_PATH,
+                    kept,
+                    business.api_key,
+                    connections=1,
+                    seconds=self.config.scale_seconds,
+                )
+                self.measured[(business.api_key, tuple(kept))] = measured[label]
+            ratio = measured["main"].p50_ms / measured["small"].p50_ms
+            self.results.scale.append(
+                {
+                    "filter": name,
+                    "small_events": self.seeded.small.events,
+                    "main_events": self.seeded.main.events,
+                    "small_p50_ms": round(measured["small"].p50_ms, 3),
+                    "main_p50_ms": round(measured["main"].p50_ms, 3),
+                    "small_p99_ms": round(measured["small"].p99_ms, 3),
+                    "main_p99_ms": round(measured["main"].p99_ms, 3),
+                    "ratio": round(ratio, 3),
+                    "flat": ratio <= FLAT_RATIO,
+                }
+            )
+
+    # -- ingestion ---------------------------------------------------------------------------
+
+    def ingest_client(
+        self,
+        server: Server,
+        path: str,
+        key: str,
+        batches: int,
+        connections: int,
+        mode: str,
+        prefix: str,
+        *,
+        with_ids: bool = False,
+    ) -> dict[str, Any]:
+        command = [
+            sys.executable, "-m", "bench.ingest_client",
+            "--url", server.url + path,
+            "--key", key,
+            "--batches", str(batches),
+            "--connections", str(connections),
+            "--mode", mode,
+            "--prefix", f"{self.database.kind}-{prefix}",
+            "--batch-size", str(self.config.batch_size),
+        ]  # fmt: skip
+        if with_ids:
+            command.append("--with-ids")
+        completed = subprocess.run(
+            command, capture_output=True, text=True, check=False, timeout=3600
+        )
+        if completed.returncode != 0:
+            raise RuntimeError(f"ingest client failed:\n{completed.stderr[-3000:]}")
+        report: dict[str, Any] = json.loads(completed.stdout)
+        if report["failed_batches"]:
+            self.warn(
+                f"ingest against {server.name}{path}: {report['failed_batches']} failed "
+                f"batches: {report['problems']}"
+            )
+        return report
+
+    def ingest_scenario(self) -> None:
+        batches = self.config.ingest_batches
+        self.say(f"ingest: {batches} batches of {self.config.batch_size} over HTTP, one client")
+        business = self.seeded.businesses["ingest"]
+        with self.sampler.window() as window:
+            report = self.ingest_client(
+                self.service, GRAPHQL_PATH, business.api_key, batches, 1, "fresh", "ingest"
+            )
+        service_ms = statistics.median(report["latencies_ms"])
+        events_per_second = report["events_sent"] / (sum(report["latencies_ms"]) / 1000)
+
+        self.say(
+            f"ingest floor: bare driver + graphql-core, {self.config.ingest_floor_batches} batches"
+        )
+        floor_business = self.seeded.businesses["ingest-floor"]
+        bodies = [
+            ingest_body(
+                ingest_events(
+                    [f"floor-{batch:06d}-{index:04d}" for index in range(self.config.batch_size)],
+                    random.Random(batch),
+                    self.seeded.now,
+                )
+            )
+            for batch in range(self.config.ingest_floor_batches)
+        ]
+        target = (
+            self.database.postgres_dsn
+            if self.database.kind == "postgresql"
+            else str(self.database.sqlite_path)
+        )
+        assert target is not None
+        driver = driver_floor(self.database.kind, target, floor_business.id, bodies)
+        core = graphql_core_floor(bodies)
+        floor_ms = median_ms(driver) + median_ms(core)
+        ratio = service_ms / floor_ms
+        self.results.rows.append(
+            Row(
+                scenario=f"ingest ({self.config.batch_size}-event batch)",
+                figure=service_ms,
+                floor=floor_ms,
+                unit="ms/batch",
+                ratio=ratio,
+                target="≤ 2×",
+                passed=ratio <= 2.0,
+                floor_label="driver + graphql-core",
+                peak_rss_mib={"service": round(window.peaks.get(self.service.name, 0.0), 1)},
+                details={
+                    "service_events_per_second": round(events_per_second, 1),
+                    "floor_events_per_second": round(self.config.batch_size / floor_ms * 1000, 1),
+                    "service_ms_p90": round(_percentile(report["latencies_ms"], 90), 2),
+                    "service_ms_mean": round(statistics.fmean(report["latencies_ms"]), 2),
+                    "driver_ms_median": round(median_ms(driver), 2),
+                    "graphql_core_ms_median": round(median_ms(core), 2),
+                    "batches": batches,
+                    "floor_batches": len(bodies),
+                    "ingested": report["ingested_count"],
+                },
+            )
+        )
+
+    def concurrency_scenario(self) -> None:
+        """PostgreSQL: 2 server processes and N clients with overlapping eventIds vs 1 and 1."""
+        clients = self.config.concurrency_clients
+        one = self.seeded.businesses["concurrency-1"]
+        many = self.seeded.businesses["concurrency-n"]
+        self.say(
+            f"concurrency baseline: 1 process, 1 client, "
+            f"{self.config.concurrency_baseline_batches} overlapping batches"
+        )
+        with self.sampler.window() as baseline_window:
+            baseline = self.ingest_client(
+                self.service,
+                GRAPHQL_PATH,
+                one.api_key,
+                self.config.concurrency_baseline_batches,
+                1,
+                "overlap",
+                "conc1",
+                with_ids=True,
+            )
+        self.say(
+            f"concurrency: serve --workers 2, {clients} clients, "
+            f"{self.config.concurrency_batches} overlapping batches"
+        )
+        port = free_port()
+        server = start_server(
+            "service-2-workers",
+            [*usage_events_command(), "serve", "--workers", "2", "--port", str(port)],
+            self.database.url, self.log_directory, port,
+        )  # fmt: skip
+        try:
+            wait_ready(server, workers=2)
+            self.sampler.track(server)
+            with self.sampler.window() as window:
+                report = self.ingest_client(
+                    server,
+                    GRAPHQL_PATH,
+                    many.api_key,
+                    self.config.concurrency_batches,
+                    clients,
+                    "overlap",
+                    "concn",
+                    with_ids=True,
+                )
+            workers_hwm = hwm_mib(server)
+        finally:
+            self.sampler.untrack(server)
+            stop_server(server)
+        checks = {
+            "baseline": self.stored_once(one.id, baseline),
+            "concurrent": self.stored_once(many.id, report),
+        }
+        baseline_eps = baseline["events_sent"] / baseline["wall_seconds"]
+        concurrent_eps = report["events_sent"] / report["wall_seconds"]
+        scaling = concurrent_eps / baseline_eps
+        exactly_once = all(check["exactly_once"] for check in checks.values())
+        self.results.concurrency = {"checks": checks, "scaling": round(scaling, 3)}
+        self.results.rows.append(
+            Row(
+                scenario=f"concurrency (2 processes, {clients} clients)",
+                figure=concurrent_eps,
+                floor=baseline_eps,
+                unit="events/s",
+                ratio=scaling,
+                target="> 1× and exactly once",
+                passed=scaling > 1.0 and exactly_once,
+                figure_label=f"2 processes, {clients} clients",
+                floor_label="1 process, 1 client",
+                peak_rss_mib={
+                    "service (1 process)": round(
+                        baseline_window.peaks.get(self.service.name, 0.0), 1
+                    ),
+                    "service (2 workers, whole tree)": round(window.peaks.get(server.name, 0.0), 1),
+                },
+                details={
+                    "exactly_once": exactly_once,
+                    "checks": checks,
+                    "new_events_per_second": round(
+                        report["ingested_count"] / report["wall_seconds"], 1
+                    ),
+                    "baseline_new_events_per_second": round(
+                        baseline["ingested_count"] / baseline["wall_seconds"], 1
+                    ),
+                    "batch_ms_median": round(statistics.median(report["latencies_ms"]), 2),
+                    "baseline_batch_ms_median": round(
+                        statistics.median(baseline["latencies_ms"]), 2
+                    ),
+                    "workers_hwm_mib_sum": round(workers_hwm, 1),
+                },
+            )
+        )
+
+    def stored_once(self, business_id: str, report: dict[str, Any]) -> dict[str, Any]:
+        """Every event stored exactly once, and listed as `ingested` by exactly one request."""
+        assert self.database.postgres_dsn is not None
+
+        async def count() -> tuple[int, int, int]:
+            connection = await asyncpg.connect(self.database.postgres_dsn)
+            try:
+                row = await connection.fetchrow(
+                    "SELECT count(*) AS rows, count(DISTINCT event_id) AS distinct_ids,"
+                    " (SELECT count(*) FROM event_revisions r JOIN events e"
+                    "   ON e.sequence = r.event_sequence WHERE e.business_id = $1) AS revisions"
+                    " FROM events WHERE business_id = $1",
+                    business_id,
+                )
+                assert row is not None
+                return int(row["rows"]), int(row["distinct_ids"]), int(row["revisions"])
+            finally:
+                await connection.close()
+
+        rows, distinct, revisions = asyncio.run(count())
+        expected = distinct_event_ids("overlap", report["batches"], self.config.batch_size)
+        exactly_once = (
+            rows == distinct == expected == revisions
+            and report["failed_batches"] == 0
+            and report["ingested_count"] == rows
+            and report.get("listed_distinct") == rows
+            and report.get("listed_more_than_once") == 0
+            and report["ingested_count"] + report["duplicate_count"] == report["events_sent"]
+        )
+        return {
+            "rows": rows,
+            "distinct_event_ids": distinct,
+            "expected_distinct": expected,
+            "revisions": revisions,
+            "reported_ingested": report["ingested_count"],
+            "reported_duplicates": report["duplicate_count"],
+            "listed_more_than_once": report.get("listed_more_than_once"),
+            "failed_batches": report["failed_batches"],
+            "exactly_once": exactly_once,
+        }
+
+    def soak(self) -> None:
+        """Server memory before, during and after a sustained ingest."""
+        batches = self.config.soak_batches
+        self.say(
+            f"memory under sustained ingest: {batches} batches "
+            f"({batches * self.config.batch_size} events)"
+        )
+        business = self.seeded.businesses["soak"]
+        before = rss_mib(self.service)
+        with self.sampler.window(keep_samples=True) as window:
+            report = self.ingest_client(
+                self.service, GRAPHQL_PATH, business.api_key, batches, 1, "fresh", "soak"
+            )
+        after = rss_mib(self.service)
+        samples = [value for _moment, value in window.samples.get(self.service.name, [])]
+
+        def at(fraction: float) -> float:
+            return samples[min(len(samples) - 1, int(len(samples) * fraction))] if samples else 0.0
+
+        warmed = at(0.1)
+        growth = (after - warmed) / warmed if warmed else 0.0
+        self.results.soak = {
+            "batches": batches,
+            "events": report["ingested_count"],
+            "seconds": round(report["wall_seconds"], 1),
+            "events_per_second": round(report["events_sent"] / report["wall_seconds"], 1),
+            "rss_before_mib": round(before, 1),
+            "rss_at_10_percent_mib": round(warmed, 1),
+            "rss_at_50_percent_mib": round(at(0.5), 1),
+            "rss_at_90_percent_mib": round(at(0.9), 1),
+            "rss_after_mib": round(after, 1),
+            "rss_peak_mib": round(window.peaks.get(self.service.name, 0.0), 1),
+            "growth_after_warmup": round(growth, 3),
+            "flat": growth <= FLAT_MEMORY_GROWTH,
+            "batch_ms_first_10_median": round(statistics.median(report["latencies_ms"][:10]), 2),
+            "batch_ms_last_10_median": round(statistics.median(report["latencies_ms"][-10:]), 2),
+        }
+
+
+def _percentile(values: list[float], percentile: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(len(ordered) * percentile / 100))]
+
+
+def run_database(
+    database: BenchDatabase,
+    config: BenchConfig,
+    seeded: Seeded,
+    sampler: MemorySampler,
+    log_directory: Path,
+    console: Console,
+) -> DatabaseResults:
+    started = time.perf_counter()
+    service_port, floor_port = free_port(), free_port()
+    service = start_server(
+        "service", [*usage_events_command(), "serve", "--port", str(service_port)],
+        database.url, log_directory, service_port,
+    )  # fmt: skip
+    floor = start_server(
+        "floor", [sys.executable, "-m", "bench.floor_app", "--port", str(floor_port)],
+        database.url, log_directory, floor_port,
+    )  # fmt: skip
+    try:
+        wait_ready(service)
+        wait_ready(floor)
+        sampler.track(service)
+        sampler.track(floor)
+        bench = Bench(database, config, seeded, service, floor, sampler, log_directory, console)
+        bench.results.seed = {
+            "events": seeded.main.events,
+            "small_events": seeded.small.events,
+            "customers": len(seeded.main.customers),
+            "seconds": round(seeded.seconds, 1),
+        }
+        bench.ceiling()
+        bench.list_scenario()
+        bench.deep_page_scenario()
+        bench.point_read_scenario()
+        bench.scale_check()
+        bench.ingest_scenario()
+        if database.kind == "postgresql":
+            bench.concurrency_scenario()
+        bench.soak()
+        bench.results.seed["service_vmhwm_mib"] = round(hwm_mib(service), 1)
+        bench.results.seed["floor_vmhwm_mib"] = round(hwm_mib(floor), 1)
+        bench.results.seconds = time.perf_counter() - started
+        return bench.results
+    finally:
+        sampler.untrack(service)
+        sampler.untrack(floor)
+        stop_server(service)
+        stop_server(floor)
