@@ -20,11 +20,16 @@ import orjson
 _MAY_HOLD_INEXACT_NUMBER = re.compile(rb"[0-9]e\+?[0-9]|-0\.0(?![0-9])")
 
 
-def dump_json(value: Any) -> str:
-    """`value` as JSON text whose numbers read back with the same type and value."""
-    text = orjson.dumps(value)
+def dump_json(value: Any, *, sort_keys: bool = False) -> str:
+    """`value` as JSON text whose numbers read back with the same type and value.
+
+    With `sort_keys`, the text is canonical: two documents that the database would store
+    alike (`-0.0` and `0.0` included) get the same text.
+    """
+    option = orjson.OPT_SORT_KEYS if sort_keys else 0
+    text = orjson.dumps(value, option=option)
     if _MAY_HOLD_INEXACT_NUMBER.search(text):
-        text = orjson.dumps(_with_exact_numbers(value))
+        text = orjson.dumps(_with_exact_numbers(value), option=option)
     return text.decode()
 
 

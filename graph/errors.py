@@ -48,7 +48,12 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
         if original.field is not None:
             extensions["field"] = list(original.field)
         return _shaped(error, original.message, extensions)
-    if original is not None and not isinstance(original, GraphQLError):
+    # A scalar's own message about a literal in the document (a bad DateTime written
+    # inline) reaches validation as a plain exception: it is the client's error, not ours.
+    literal_refused = error.path is None and (error.extensions or {}).get("code") == (
+        VALIDATION_FAILED
+    )
+    if original is not None and not isinstance(original, GraphQLError) and not literal_refused:
         logger.error("unexpected error while resolving %s", error.path, exc_info=original)
         return _shaped(error, "Internal server error", {"code": INTERNAL_SERVER_ERROR})
     extensions = dict(error.extensions or {})

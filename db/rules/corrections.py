@@ -4,9 +4,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from db.errors import UserErrorCode, Violation
+from db.json_text import dump_json
 from db.records import CustomerRecord, EventRecord
 from db.rules.ingestion import check_event_name, check_metadata
 from db.settings import Settings
@@ -122,16 +121,13 @@ def _check_same_customer(
 def is_same_body(amendment: Amendment, event: EventRecord) -> bool:
     """C1: an amendment identical to the current body is a no-op.
 
-    Compared as JSON text, because in Python `1 == 1.0 == True` while in the stored
-    document they are three different values.
+    Compared as the JSON text the database stores, because in Python `1 == 1.0 == True`
+    while in the stored document they are three different values, and because the store
+    writes `-0.0` as `0.0`.
     """
-    return amendment.event_name == event.event_name and _canonical_json(
-        amendment.metadata
-    ) == _canonical_json(event.metadata)
-
-
-def _canonical_json(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    return amendment.event_name == event.event_name and dump_json(
+        amendment.metadata, sort_keys=True
+    ) == dump_json(event.metadata, sort_keys=True)
 
 
 def check_correction_limit(

@@ -42,3 +42,10 @@ def test_negative_zero_is_written_as_zero() -> None:
 def test_strings_that_look_like_exponents_are_left_alone() -> None:
     document = {"model": "1e+16", "sign": "-0.0", "n": 1e-7}
     assert dump_json(document) == orjson.dumps(document).decode()
+
+
+def test_sorted_text_is_the_same_for_documents_stored_alike() -> None:
+    assert dump_json({"b": -0.0, "a": 1e16}, sort_keys=True) == dump_json(
+        {"a": 1e16, "b": 0.0}, sort_keys=True
+    )
+    assert dump_json({"a": 1}, sort_keys=True) != dump_json({"a": 1.0}, sort_keys=True)

@@ -225,6 +225,18 @@ async def test_c1_identical_amendment_with_huge_floats_is_a_no_op(
     assert type(payload["event"]["metadata"]["a"]) is int
 
 
+async def test_c1_identical_amendment_with_negative_zero_is_a_no_op(
+    api: GraphQLClient, database: Database, customer: dict[str, Any]
+) -> None:
+    # Stored as 0.0; sent again as -0.0, it is the same body and no correction.
+    await ingest_one(api, "e1", metadata={"x": -0.0})
+    for _ in range(2):
+        payload = await amend(api, eventId="e1", eventName="api.request", metadata={"x": -0.0})
+        assert payload["userErrors"] == []
+        assert payload["event"]["revision"] == 1
+    assert await count_rows(database, "event_corrections") == 0
+
+
 @pytest.mark.parametrize("changed", [1.0, True, "1"])
 async def test_c1_values_of_another_json_type_are_a_change(
     api: GraphQLClient, customer: dict[str, Any], changed: Any

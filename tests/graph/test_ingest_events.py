@@ -278,6 +278,21 @@ async def test_i5_a_timestamp_that_is_not_an_rfc_3339_date_time_is_bad_user_inpu
     await assert_nothing_stored(database)
 
 
+@pytest.mark.parametrize("timestamp", ["2026-01-31", "2026-01-31T12:00Z"])
+async def test_i5_a_bad_timestamp_written_inline_is_a_validation_error_not_a_server_error(
+    api: GraphQLClient, database: Database, timestamp: str
+) -> None:
+    response = await api.post(
+        'mutation { ingestEvents(input: {events: [{eventId: "e1", eventName: "n", '
+        f'externalCustomerId: "acme", timestamp: "{timestamp}"}}]}}) {{ ingestedCount }} }}'
+    )
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert "RFC 3339" in error["message"]
+    await assert_nothing_stored(database)
+
+
 async def test_i5_timestamp_older_than_the_past_window(
     api: GraphQLClient, database: Database
 ) -> None:
