@@ -13,9 +13,14 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.database import Database
+from db.event_filter import EventFilter, EventOrder
+from db.pagination import PageRequest
+from db.repositories.event_listing import EventListing
 from db.repositories.events import EventRepository
+from db.settings import Settings
 from db.tables import events
 from tests.support import Tenant, make_tenant, now_utc
 
@@ -57,7 +62,7 @@ async def grown_since_analyze(database: Database) -> Tenant:
 
 
 async def plans_of(
-    database: Database, business_id: str, run: Callable[[EventRepository], Awaitable[object]]
+    database: Database, business_id: str, run: Callable[[AsyncSession], Awaitable[object]]
 ) -> str:
     """The plans of every statement on `events` that `run` sends."""
     sent: list[tuple[str, Any]] = []
@@ -69,7 +74,7 @@ async def plans_of(
     sa.event.listen(database.engine.sync_engine, "before_cursor_execute", record)
     try:
         async with database.session() as session:
-            await run(EventRepository(session, business_id))
+            await run(session)
     finally:
         sa.event.remove(database.engine.sync_engine, "before_cursor_execute", record)
     assert sent, "the lookup sent no statement"
@@ -94,10 +99,11 @@ def assert_no_scan_of_the_business(plan: str, dialect: str) -> None:
 async def test_point_read_by_event_id_uses_the_unique_index(
     database: Database, grown_since_analyze: Tenant
 ) -> None:
+    business = grown_since_analyze.business_id
     plan = await plans_of(
         database,
-        grown_since_analyze.business_id,
-        lambda repository: repository.get_by_event_id("new-42"),
+        business,
+        lambda session: EventRepository(session, business).get_by_event_id("new-42"),
     )
     assert_no_scan_of_the_business(plan, database.dialect_name)
     if database.dialect_name == "postgresql":
@@ -109,12 +115,30 @@ async def test_deprecated_check_of_a_batch_never_reads_the_whole_business(
     database: Database, grown_since_analyze: Tenant, batch_size: int
 ) -> None:
     event_ids = [f"new-{index}" for index in range(batch_size)]
+    business = grown_since_analyze.business_id
     plan = await plans_of(
         database,
-        grown_since_analyze.business_id,
-        lambda repository: repository._deprecated_event_ids(event_ids),
+        business,
+        lambda session: EventRepository(session, business)._deprecated_event_ids(event_ids),
     )
     assert_no_scan_of_the_business(plan, database.dialect_name)
     if database.dialect_name == "postgresql" and batch_size == 20:
         # For 1000 ids a scan of this small table is cheaper, and the planner knows it.
+        assert "uq_events_business_id_event_id" in plan, plan
+
+
+async def test_listing_by_event_ids_finds_them_through_the_unique_index(
+    database: Database, grown_since_analyze: Tenant
+) -> None:
+    business = grown_since_analyze.business_id
+    wanted = EventFilter(event_ids=tuple(f"new-{index}" for index in range(20)))
+    plan = await plans_of(
+        database,
+        business,
+        lambda session: EventListing(session, business).page(
+            wanted, EventOrder.TIMESTAMP_DESC, PageRequest(first=10), Settings()
+        ),
+    )
+    assert_no_scan_of_the_business(plan, database.dialect_name)
+    if database.dialect_name == "postgresql":
         assert "uq_events_business_id_event_id" in plan, plan
