@@ -17,7 +17,7 @@ import asyncpg  # type: ignore[import-untyped]
 import typer
 from rich.console import Console
 
-from bench.config import configured
+from bench.config import QUICK, configured
 from bench.databases import (
     DEFAULT_POSTGRES_ADMIN_URL,
     BenchDatabase,
@@ -167,7 +167,7 @@ def profile(
     seed_value: Annotated[int, typer.Option("--seed", help="Random seed of the data set.")] = 2026,
 ) -> None:
     """Where each scenario's time goes, by layer, on the quick data set (pyinstrument)."""
-    from bench.profile import QUICK, markdown, profile_database
+    from bench.profile import markdown, profile_database
 
     results = []
     for kind in [kind.strip() for kind in databases.split(",") if kind.strip()]:

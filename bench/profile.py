@@ -14,13 +14,11 @@ import random
 import time
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 from pyinstrument import Profiler
 from pyinstrument.frame import AWAIT_FRAME_IDENTIFIER, SELF_TIME_FRAME_IDENTIFIER, Frame
 
-from bench.config import QUICK
 from bench.databases import BenchDatabase
 from bench.seed import Seeded
 from bench.workload import EVENT_NAMES, event_body, ingest_body, ingest_events, list_body
@@ -177,11 +175,3 @@ def markdown(results: list[ProfileResult]) -> str:
                 lines.append(f"| {layer} | {ms:.2f} | {ms / profiled:.0%} |")
         lines.append("")
     return "\n".join(lines)
-
-
-def write_markdown(results: list[ProfileResult], path: Path) -> None:
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(markdown(results))
-
-
-__all__ = ["QUICK", "markdown", "profile_database", "write_markdown"]

@@ -37,6 +37,7 @@ class CustomerRepository:
     def __init__(self, session: AsyncSession, business_id: str) -> None:
         self.session = session
         self.business_id = business_id
+        self.dialect_name = dialect_of(session)
 
     async def create(
         self, *, external_id: str | None, name: str | None, email: str | None, now: datetime
@@ -52,9 +53,7 @@ class CustomerRepository:
             email=email,
             created_at=now,
         )
-        insert = insert_or_ignore(
-            dialect_of(self.session), customers, ["business_id", "external_id"]
-        )
+        insert = insert_or_ignore(self.dialect_name, customers, ["business_id", "external_id"])
         inserted = await self.session.execute(
             insert.values(
                 id=customer.id,
@@ -82,7 +81,7 @@ class CustomerRepository:
         rows = await self.session.execute(
             sa.select(customers).where(
                 customers.c.business_id == self.business_id,
-                one_of(customers.c.id, customer_ids, dialect_of(self.session)),
+                one_of(customers.c.id, customer_ids, self.dialect_name),
             )
         )
         return {row.id: _to_record(row) for row in rows}
@@ -93,7 +92,7 @@ class CustomerRepository:
         rows = await self.session.execute(
             sa.select(customers).where(
                 customers.c.business_id == self.business_id,
-                one_of(customers.c.external_id, external_ids, dialect_of(self.session)),
+                one_of(customers.c.external_id, external_ids, self.dialect_name),
             )
         )
         return {row.external_id: _to_record(row) for row in rows}
@@ -104,7 +103,7 @@ class CustomerRepository:
         rows = await self.session.execute(
             sa.select(customers.c.id).where(
                 customers.c.business_id == self.business_id,
-                one_of(customers.c.id, customer_ids, dialect_of(self.session)),
+                one_of(customers.c.id, customer_ids, self.dialect_name),
             )
         )
         return set(rows.scalars())

@@ -43,6 +43,7 @@ class EventListing:
     def __init__(self, session: AsyncSession, business_id: str) -> None:
         self.session = session
         self.business_id = business_id
+        self.dialect_name = dialect_of(session)
 
     async def page(
         self,
@@ -55,7 +56,7 @@ class EventListing:
         # A list of eventIds is found through the unique (business_id, eventId) index; the
         # business must not look tiny to the planner then (see db.lookups).
         business = (
-            same_business(events.c.business_id, self.business_id, dialect_of(self.session))
+            same_business(events.c.business_id, self.business_id, self.dialect_name)
             if event_filter.event_ids is not None
             else events.c.business_id == self.business_id
         )
@@ -83,7 +84,7 @@ class EventListing:
         costs at most what the bitmap would read and stops at the page's end, so sorting is
         switched off for that one statement.
         """
-        if not enforce or dialect_of(self.session) != "postgresql":
+        if not enforce or self.dialect_name != "postgresql":
             yield
             return
         await self.session.execute(sa.text("SET LOCAL enable_sort = off"))
@@ -107,7 +108,7 @@ class EventListing:
             )
         if event_filter.event_ids is not None:
             event_ids = _checked_event_ids(event_filter)
-            where.conditions.append(one_of(events.c.event_id, event_ids, dialect_of(self.session)))
+            where.conditions.append(one_of(events.c.event_id, event_ids, self.dialect_name))
 
         event_name = event_filter.event_name
         metadata_filters: list[Filter] = []
@@ -133,10 +134,9 @@ class EventListing:
             where.conditions.append(events.c.event_name == event_name)
         if event_filter.metadata is not None:
             metadata_filters.append(_parsed_metadata_filter(event_filter.metadata))
-        dialect = dialect_of(self.session)
         where.filters_metadata = bool(metadata_filters)
         where.conditions += [
-            metadata_filter.to_sql(events.c.metadata, dialect)
+            metadata_filter.to_sql(events.c.metadata, self.dialect_name)
             for metadata_filter in metadata_filters
         ]
 
