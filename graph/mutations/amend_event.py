@@ -1,15 +1,16 @@
 from datetime import datetime
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.errors import RuleViolations
 from db.repositories.corrections import EventCorrectionRepository
 from db.rules.corrections import Amendment
 from db.rules.ingestion import utc_now
 from graph.context import Info
+from graph.mutations.base import run_mutation
 from graph.scalars import JSON
 from graph.types.event import Event
-from graph.types.user_error import UserError, user_errors
+from graph.types.user_error import UserError
 
 
 @strawberry.input(
@@ -44,17 +45,17 @@ class AmendEventInput:
 
 @strawberry.type
 class AmendEventPayload:
-    event: Event | None
-    user_errors: list[UserError]
+    event: Event | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 async def amend_event(info: Info, input: AmendEventInput) -> AmendEventPayload:
     """Replace an event's body; the previous body stays readable in `revisions` (C1)."""
     context = info.context
-    try:
-        async with context.writing() as session:
-            repository = EventCorrectionRepository(session, context.business.id)
-            record = await repository.amend(input.to_amendment(), context.settings, utc_now())
-    except RuleViolations as error:
-        return AmendEventPayload(event=None, user_errors=user_errors(error.violations))
-    return AmendEventPayload(event=Event.from_record(record), user_errors=[])
+
+    async def amend(session: AsyncSession) -> AmendEventPayload:
+        repository = EventCorrectionRepository(session, context.business.id)
+        record = await repository.amend(input.to_amendment(), context.settings, utc_now())
+        return AmendEventPayload(event=Event.from_record(record))
+
+    return await run_mutation(info, AmendEventPayload, amend)

@@ -1,13 +1,14 @@
 """archiveMeter and unarchiveMeter: one switch, two names."""
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.errors import RuleViolations
 from db.repositories.meters import MeterRepository
 from db.rules.ingestion import utc_now
 from graph.context import Info
+from graph.mutations.base import run_mutation
 from graph.types.meter import Meter
-from graph.types.user_error import UserError, user_errors
+from graph.types.user_error import UserError
 
 
 @strawberry.input
@@ -17,20 +18,20 @@ class MeterIdInput:
 
 @strawberry.type
 class MeterPayload:
-    meter: Meter | None
-    user_errors: list[UserError]
+    meter: Meter | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 async def _set_archived(info: Info, meter_id: str, archived: bool) -> MeterPayload:
     context = info.context
-    try:
-        async with context.writing() as session:
-            record = await MeterRepository(session, context.business.id).set_archived(
-                meter_id, archived, utc_now()
-            )
-    except RuleViolations as error:
-        return MeterPayload(meter=None, user_errors=user_errors(error.violations))
-    return MeterPayload(meter=Meter.from_record(record), user_errors=[])
+
+    async def switch(session: AsyncSession) -> MeterPayload:
+        record = await MeterRepository(session, context.business.id).set_archived(
+            meter_id, archived, utc_now()
+        )
+        return MeterPayload(meter=Meter.from_record(record))
+
+    return await run_mutation(info, MeterPayload, switch)
 
 
 async def archive_meter(info: Info, input: MeterIdInput) -> MeterPayload:

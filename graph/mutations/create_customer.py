@@ -1,11 +1,12 @@
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.errors import RuleViolations
 from db.repositories.customers import CustomerRepository
 from db.rules.ingestion import utc_now
 from graph.context import Info
+from graph.mutations.base import run_mutation
 from graph.types.customer import Customer
-from graph.types.user_error import UserError, user_errors
+from graph.types.user_error import UserError
 
 
 @strawberry.input
@@ -19,17 +20,17 @@ class CreateCustomerInput:
 
 @strawberry.type
 class CreateCustomerPayload:
-    customer: Customer | None
-    user_errors: list[UserError]
+    customer: Customer | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 async def create_customer(info: Info, input: CreateCustomerInput) -> CreateCustomerPayload:
     context = info.context
-    try:
-        async with context.writing() as session:
-            record = await CustomerRepository(session, context.business.id).create(
-                external_id=input.external_id, name=input.name, email=input.email, now=utc_now()
-            )
-    except RuleViolations as error:
-        return CreateCustomerPayload(customer=None, user_errors=user_errors(error.violations))
-    return CreateCustomerPayload(customer=Customer.from_record(record), user_errors=[])
+
+    async def create(session: AsyncSession) -> CreateCustomerPayload:
+        record = await CustomerRepository(session, context.business.id).create(
+            external_id=input.external_id, name=input.name, email=input.email, now=utc_now()
+        )
+        return CreateCustomerPayload(customer=Customer.from_record(record))
+
+    return await run_mutation(info, CreateCustomerPayload, create)

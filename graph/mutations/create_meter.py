@@ -1,13 +1,14 @@
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.errors import RuleViolations
 from db.repositories.meters import MeterRepository
 from db.rules.ingestion import utc_now
 from db.rules.meters import MeterDraft
 from graph.context import Info
+from graph.mutations.base import run_mutation
 from graph.types.filter_input import MeterFilterInput
 from graph.types.meter import AggregationType, Meter
-from graph.types.user_error import UserError, user_errors
+from graph.types.user_error import UserError
 
 
 @strawberry.input
@@ -41,17 +42,17 @@ class CreateMeterInput:
 
 @strawberry.type
 class CreateMeterPayload:
-    meter: Meter | None
-    user_errors: list[UserError]
+    meter: Meter | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 async def create_meter(info: Info, input: CreateMeterInput) -> CreateMeterPayload:
     context = info.context
-    try:
-        async with context.writing() as session:
-            record = await MeterRepository(session, context.business.id).create(
-                input.to_draft(), utc_now()
-            )
-    except RuleViolations as error:
-        return CreateMeterPayload(meter=None, user_errors=user_errors(error.violations))
-    return CreateMeterPayload(meter=Meter.from_record(record), user_errors=[])
+
+    async def create(session: AsyncSession) -> CreateMeterPayload:
+        record = await MeterRepository(session, context.business.id).create(
+            input.to_draft(), utc_now()
+        )
+        return CreateMeterPayload(meter=Meter.from_record(record))
+
+    return await run_mutation(info, CreateMeterPayload, create)

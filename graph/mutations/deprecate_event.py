@@ -1,11 +1,12 @@
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.errors import RuleViolations
 from db.repositories.corrections import EventCorrectionRepository
 from db.rules.ingestion import utc_now
 from graph.context import Info
+from graph.mutations.base import run_mutation
 from graph.types.event import Event
-from graph.types.user_error import UserError, user_errors
+from graph.types.user_error import UserError
 
 
 @strawberry.input
@@ -16,19 +17,19 @@ class DeprecateEventInput:
 
 @strawberry.type
 class DeprecateEventPayload:
-    event: Event | None
-    user_errors: list[UserError]
+    event: Event | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 async def deprecate_event(info: Info, input: DeprecateEventInput) -> DeprecateEventPayload:
     """Withdraw an event from billing; it stays readable and its eventId stays taken (C2)."""
     context = info.context
-    try:
-        async with context.writing() as session:
-            repository = EventCorrectionRepository(session, context.business.id)
-            record = await repository.deprecate(
-                input.event_id, input.reason, context.settings, utc_now()
-            )
-    except RuleViolations as error:
-        return DeprecateEventPayload(event=None, user_errors=user_errors(error.violations))
-    return DeprecateEventPayload(event=Event.from_record(record), user_errors=[])
+
+    async def deprecate(session: AsyncSession) -> DeprecateEventPayload:
+        repository = EventCorrectionRepository(session, context.business.id)
+        record = await repository.deprecate(
+            input.event_id, input.reason, context.settings, utc_now()
+        )
+        return DeprecateEventPayload(event=Event.from_record(record))
+
+    return await run_mutation(info, DeprecateEventPayload, deprecate)

@@ -3,15 +3,16 @@ from datetime import datetime
 from typing import Any
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types.arguments import InputContext
 
-from db.errors import RuleViolations
 from db.records import EventDraft
 from db.repositories.events import EventRepository
 from db.rules.ingestion import utc_now
 from graph.context import Info
+from graph.mutations.base import run_mutation
 from graph.scalars import JSON
-from graph.types.user_error import UserError, user_errors
+from graph.types.user_error import UserError
 
 
 @strawberry.input(description="One usage event. Give customerId or externalCustomerId.")
@@ -67,34 +68,29 @@ IngestEventsInput.__strawberry_definition__.from_input = _ingest_input_from_coer
 
 @strawberry.type
 class IngestEventsPayload:
-    ingested_count: int
-    duplicate_count: int
-    ingested: list[str] = strawberry.field(description="eventIds stored by this request.")
-    duplicates: list[str] = strawberry.field(
-        description="eventIds that were stored already and were ignored."
+    ingested_count: int = 0
+    duplicate_count: int = 0
+    ingested: list[str] = strawberry.field(
+        default_factory=list, description="eventIds stored by this request."
     )
-    user_errors: list[UserError]
+    duplicates: list[str] = strawberry.field(
+        default_factory=list, description="eventIds that were stored already and were ignored."
+    )
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 async def ingest_events(info: Info, input: IngestEventsInput) -> IngestEventsPayload:
     """Store a batch of events: all of them, or none and every error (SPEC §2)."""
     context = info.context
-    try:
-        async with context.writing() as session:
-            repository = EventRepository(session, context.business.id)
-            result = await repository.ingest(input.drafts, context.settings, utc_now())
-    except RuleViolations as error:
+
+    async def ingest(session: AsyncSession) -> IngestEventsPayload:
+        repository = EventRepository(session, context.business.id)
+        result = await repository.ingest(input.drafts, context.settings, utc_now())
         return IngestEventsPayload(
-            ingested_count=0,
-            duplicate_count=0,
-            ingested=[],
-            duplicates=[],
-            user_errors=user_errors(error.violations),
+            ingested_count=len(result.ingested),
+            duplicate_count=len(result.duplicates),
+            ingested=result.ingested,
+            duplicates=result.duplicates,
         )
-    return IngestEventsPayload(
-        ingested_count=len(result.ingested),
-        duplicate_count=len(result.duplicates),
-        ingested=result.ingested,
-        duplicates=result.duplicates,
-        user_errors=[],
-    )
+
+    return await run_mutation(info, IngestEventsPayload, ingest)
