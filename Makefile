@@ -13,17 +13,36 @@ BENCH_WRK = command -v wrk >/dev/null 2>&1 || { \
 	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk >/dev/null; }
 
-.PHONY: install run test lint schema clean bench bench-quick bench-profile
+# uv installs exactly what uv.lock says. It is itself pinned and kept in a folder of its
+# own, so a fresh machine needs nothing but Python to start.
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+# The Python given, never one uv would download; the environment is .venv.
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-$(INSTALLED): pyproject.toml
+.PHONY: install upgrade run test lint schema clean bench bench-quick bench-profile
+
+$(UV):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "usage-events needs Python 3.11 or newer (PYTHON=$(PYTHON))."; exit 1; }
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet uv==$(UV_VERSION)
+
+# --locked: install the lock as it is, and fail if pyproject.toml asks for something else.
+$(INSTALLED): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked --quiet --python $(PYTHON)
 	@touch $(INSTALLED)
 
 install: $(INSTALLED)
+
+## Move every dependency to the newest release its pin allows, then run lint and every test.
+upgrade: $(UV)
+	$(UV) lock --upgrade --python $(PYTHON)
+	$(UV) sync --locked --quiet --python $(PYTHON)
+	@touch $(INSTALLED)
+	$(MAKE) lint test
 
 ## Migrate the database, make sure a demo business and key exist, and serve GraphQL.
 run: $(INSTALLED)
@@ -59,4 +78,4 @@ bench-profile: $(INSTALLED)
 	$(BIN)/python -m bench profile
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -1,5 +1,6 @@
 """The async engine of a process and the sessions that requests open on it."""
 
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,6 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from db.json_text import dump_json
 from db.settings import Settings
 
+# `->>` (3.38) reads metadata in ingestion and filters; `RETURNING` (3.35) reports what an
+# insert stored. Python's sqlite3 module carries the library of its own build.
+MINIMUM_SQLITE_VERSION = (3, 38, 0)
+
 # A SQLite writer waits this long for the write lock before giving up with "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -20,6 +25,23 @@ def dialect_of(session: AsyncSession) -> str:
     """ "sqlite" or "postgresql": the few statements that differ ask this."""
     assert session.bind is not None, "sessions are always bound to the engine"
     return session.bind.dialect.name
+
+
+class UnsupportedDatabaseError(Exception):
+    """The database cannot run this service; the message says what is needed."""
+
+
+def check_sqlite_version(version: tuple[int, int, int] | None = None) -> None:
+    """Refuse at start-up a SQLite too old for the SQL the service sends, instead of failing
+    on the first ingest with a masked server error."""
+    version = version or sqlite3.sqlite_version_info
+    if version < MINIMUM_SQLITE_VERSION:
+        needed = ".".join(map(str, MINIMUM_SQLITE_VERSION))
+        found = ".".join(map(str, version))
+        raise UnsupportedDatabaseError(
+            f"usage-events needs SQLite {needed} or newer; this Python's sqlite3 module has "
+            f"SQLite {found}. Use a newer Python build, or PostgreSQL."
+        )
 
 
 class Database:
@@ -32,6 +54,8 @@ class Database:
     @classmethod
     def from_settings(cls, settings: Settings) -> "Database":
         url = sa.make_url(settings.database_url)
+        if url.get_backend_name() == "sqlite":
+            check_sqlite_version()
         engine = create_async_engine(
             url,
             json_serializer=dump_json,

@@ -4,6 +4,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import make_url
+
+from db.database import check_sqlite_version
 
 MIGRATIONS_DIRECTORY = Path(__file__).parent / "migrations"
 
@@ -18,4 +21,6 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade_to_head(database_url: str) -> None:
     """Bring the database at `database_url` to the newest schema. Blocking; not for a loop."""
+    if make_url(database_url).get_backend_name() == "sqlite":
+        check_sqlite_version()
     command.upgrade(alembic_config(database_url), "head")

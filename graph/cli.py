@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -9,9 +10,10 @@ from urllib.parse import quote
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 from rich.console import Console
 
-from db.database import Database
+from db.database import Database, UnsupportedDatabaseError
 from db.demo import seed_demo
 from db.migrate import upgrade_to_head
 from db.repositories.businesses import BusinessRepository
@@ -191,6 +193,28 @@ def export_schema(
     console.print(f"Wrote {path}.")
 
 
+def _configuration_problem(error: ValidationError) -> str:
+    """One line per bad setting, named as it is set: USAGE_EVENTS_<NAME>."""
+    lines = ["The configuration is invalid:"]
+    for problem in error.errors():
+        name = "_".join(str(part) for part in problem["loc"]).upper()
+        setting = f"USAGE_EVENTS_{name}" if name else "settings"
+        lines.append(f"  {setting}: {problem['msg']}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """The `usage-events` command: set-up mistakes are one clear message, not a traceback."""
+    try:
+        app()
+    except ValidationError as error:
+        console.print(_configuration_problem(error), style="red", markup=False, soft_wrap=True)
+        sys.exit(2)
+    except UnsupportedDatabaseError as error:
+        console.print(str(error), style="red", markup=False, soft_wrap=True)
+        sys.exit(2)
+
+
 def _shown_url(url: str) -> str:
     """The database URL without its password."""
     from sqlalchemy import make_url
@@ -199,4 +223,4 @@ def _shown_url(url: str) -> str:
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m graph.cli`
-    app()
+    main()

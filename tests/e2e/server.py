@@ -32,7 +32,7 @@ def usage_events_executable() -> str:
         return str(beside_python)
     on_path = shutil.which("usage-events")
     if on_path is None:
-        pytest.fail("the `usage-events` command is not installed (pip install -e '.[dev]')")
+        pytest.fail("the `usage-events` command is not installed (make install)")
     return on_path
 
 

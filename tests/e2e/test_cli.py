@@ -24,7 +24,13 @@ from db.database import Database
 from db.migrate import alembic_config
 from db.settings import Settings
 from graph.app import create_app
-from tests.e2e.server import REPO_ROOT, describe, run_cli
+from tests.e2e.server import (
+    REPO_ROOT,
+    cli_environment,
+    describe,
+    run_cli,
+    usage_events_executable,
+)
 
 BUSINESS_ID = re.compile(r"bus_[0-9A-HJKMNP-TV-Z]{26}")
 API_KEY_ID = re.compile(r"key_[0-9A-HJKMNP-TV-Z]{26}")
@@ -317,3 +323,56 @@ def test_create_business_plain_output_names_the_key_id(database_url: str, tmp_pa
     result = run_cli("create-business", "Key id shown", database_url=database_url, cwd=tmp_path)
     assert result.returncode == 0
     assert re.search(r"API key key_[0-9A-Z]{26}", result.stdout)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "said"),
+    [
+        ("USAGE_EVENTS_INGEST_PAST_WINDOW", "an hour", "USAGE_EVENTS_INGEST_PAST_WINDOW: "),
+        ("USAGE_EVENTS_DEFAULT_PAGE_SIZE", "500", "must not exceed MAX_PAGE_SIZE (100)"),
+        ("USAGE_EVENTS_MAX_BATCH_SIZE", "0", "USAGE_EVENTS_MAX_BATCH_SIZE: "),
+    ],
+)
+def test_a_bad_setting_is_one_clear_message_not_a_traceback(
+    tmp_path: Path, setting: str, value: str, said: str
+) -> None:
+    # Given a mistaken setting in the environment
+    environment = cli_environment(f"sqlite+aiosqlite:///{tmp_path / 'events.db'}")
+    environment[setting] = value
+
+    # When any command starts
+    result = subprocess.run(
+        [usage_events_executable(), "migrate"],
+        env=environment,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    # Then it stops before touching the database, saying which setting is wrong
+    assert result.returncode == 2, describe(result)
+    assert "The configuration is invalid:" in result.stderr, describe(result)
+    assert said in result.stderr, describe(result)
+    assert "Traceback" not in result.stderr, describe(result)
+    assert not (tmp_path / "events.db").exists()
+
+
+def test_durations_in_seconds_start_the_service(tmp_path: Path) -> None:
+    environment = cli_environment(f"sqlite+aiosqlite:///{tmp_path / 'events.db'}")
+    environment["USAGE_EVENTS_INGEST_PAST_WINDOW"] = "3600"
+    environment["USAGE_EVENTS_CORRECTION_WINDOW"] = "8640000"
+
+    result = subprocess.run(
+        [usage_events_executable(), "migrate"],
+        env=environment,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, describe(result)
+    assert (tmp_path / "events.db").exists()

@@ -1,0 +1,58 @@
+"""Settings (SPEC §10): durations in seconds or ISO-8601, and bounds that fit together."""
+
+from datetime import timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from db.settings import Settings
+
+DURATIONS = ["ingest_past_window", "ingest_future_window", "correction_window"]
+
+
+@pytest.mark.parametrize("name", DURATIONS)
+@pytest.mark.parametrize(
+    ("written", "meant"),
+    [
+        ("3600", timedelta(hours=1)),
+        (" 90 ", timedelta(seconds=90)),
+        ("0.5", timedelta(milliseconds=500)),
+        ("0.000001", timedelta(microseconds=1)),
+        ("0", timedelta(0)),
+        ("PT1H", timedelta(hours=1)),
+        ("P100D", timedelta(days=100)),
+        ("PT5M", timedelta(minutes=5)),
+    ],
+)
+def test_durations_from_the_environment_are_seconds_or_iso8601(
+    monkeypatch: pytest.MonkeyPatch, name: str, written: str, meant: timedelta
+) -> None:
+    # Given the duration as an environment variable, which is always a string
+    monkeypatch.setenv(f"USAGE_EVENTS_{name.upper()}", written)
+
+    # When the settings are read, then it means what it says
+    assert getattr(Settings(), name) == meant
+
+
+@pytest.mark.parametrize("name", DURATIONS)
+@pytest.mark.parametrize("written", ["-5", "-PT1H", "an hour", "1h", ""])
+def test_durations_that_are_not_durations_are_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, written: str
+) -> None:
+    monkeypatch.setenv(f"USAGE_EVENTS_{name.upper()}", written)
+
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+
+    assert [problem["loc"] for problem in raised.value.errors()] == [(name,)]
+
+
+def test_default_page_size_may_not_exceed_max_page_size() -> None:
+    with pytest.raises(ValidationError, match=r"DEFAULT_PAGE_SIZE \(101\) must not exceed"):
+        Settings(default_page_size=101, max_page_size=100)
+
+
+def test_default_page_size_may_equal_max_page_size() -> None:
+    settings = Settings(default_page_size=100, max_page_size=100)
+
+    assert settings.default_page_size == settings.max_page_size == 100
