@@ -12,7 +12,7 @@ the floor server pays the same.
 import asyncio
 import random
 import time
-from collections import Counter
+from collections import defaultdict
 from dataclasses import dataclass
 
 import httpx
@@ -64,14 +64,14 @@ def layer_of(file_path: str | None) -> str:
 WAITING = "waiting: database server, event loop"
 
 
-def self_time_by_layer(root: Frame | None) -> Counter[str]:
+def self_time_by_layer(root: Frame | None) -> dict[str, float]:
     """Seconds of samples charged to the layer of the innermost Python frame running.
 
     Time in C code (orjson, sqlite3, regular expressions) counts for the layer of the
     Python code that called it. "[await]" time is the coroutine suspended: the database
     working, or the event loop.
     """
-    totals: Counter[str] = Counter()
+    totals: defaultdict[str, float] = defaultdict(float)
     stack: list[tuple[Frame, str]] = [(root, "other Python")] if root is not None else []
     while stack:
         frame, parent_layer = stack.pop()
@@ -102,7 +102,7 @@ class ProfileResult:
 
 async def _profile_requests(
     settings: Settings, key: str, bodies: list[bytes], warm_up: list[bytes]
-) -> tuple[float, Counter[str]]:
+) -> tuple[float, dict[str, float]]:
     """Bodies are made beforehand, so the profile holds the service's work alone."""
     database = Database.from_settings(settings)
     transport = httpx.ASGITransport(app=create_app(settings, database))
@@ -122,7 +122,9 @@ async def _profile_requests(
             elapsed = time.perf_counter() - started
     finally:
         await database.dispose()
-    return elapsed, self_time_by_layer(profiler.last_session.root_frame())
+    session = profiler.last_session
+    assert session is not None, "the profiler ran"
+    return elapsed, self_time_by_layer(session.root_frame())
 
 
 def profile_database(database: BenchDatabase, seeded: Seeded, requests: int) -> list[ProfileResult]:

@@ -188,3 +188,6 @@ events = Event.__table__  # type: ignore[attr-defined]
 event_revisions = EventRevision.__table__  # type: ignore[attr-defined]
 event_corrections = EventCorrection.__table__  # type: ignore[attr-defined]
 meters = Meter.__table__  # type: ignore[attr-defined]
+
+# Every table of the service, for migrations and tests that walk them all.
+metadata: sa.MetaData = SQLModel.metadata

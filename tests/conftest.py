@@ -20,14 +20,14 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from db.database import Database
 from db.migrate import upgrade_to_head
 from db.settings import Settings
-from db.tables import SQLModel
+from db.tables import metadata
 from graph.app import create_app
 from tests.support import GraphQLClient, Tenant, make_tenant
 
 POSTGRES_URL_VARIABLE = "USAGE_EVENTS_TEST_POSTGRES_URL"
 REQUIRE_POSTGRES_VARIABLE = "USAGE_EVENTS_TEST_REQUIRE_POSTGRES"
 # Every table of the models, emptied between PostgreSQL tests.
-TABLES = [table.name for table in SQLModel.metadata.sorted_tables]
+TABLES = [table.name for table in metadata.sorted_tables]
 
 
 def _postgres_unavailable(reason: str) -> None:

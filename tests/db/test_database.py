@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 
-from db import database as database_module
 from db.database import (
     MINIMUM_SQLITE_VERSION,
     Database,
@@ -35,7 +34,7 @@ def test_an_older_sqlite_is_refused_naming_the_minimum(version: tuple[int, int, 
 
 @pytest.fixture
 def old_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(database_module.sqlite3, "sqlite_version_info", (3, 31, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
 
 
 @pytest.mark.usefixtures("old_sqlite")

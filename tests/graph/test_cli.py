@@ -1,17 +1,17 @@
 """The command line in process: set-up mistakes are one clear message (SPEC §11)."""
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from db import database as database_module
 from db.settings import get_settings
 from graph.cli import main
 
 
 @pytest.fixture
 def old_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(database_module.sqlite3, "sqlite_version_info", (3, 31, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
 
 
 @pytest.mark.usefixtures("old_sqlite")
