@@ -67,7 +67,7 @@ class CustomerRepository:
         if inserted.first() is None:
             message = "Another customer of your business already has this externalId."
             raise RuleViolations(
-                [Violation(UserErrorCode.EXTERNAL_ID_TAKEN, message, ("input", "externalId"))]
+                [Violation(UserErrorCode.EXTERNAL_ID_TAKEN, message, ("externalId",))]
             )
         return customer
 

@@ -100,7 +100,7 @@ class MeterRepository:
         """Archive or unarchive; doing it twice changes nothing the second time."""
         meter = await self.get(meter_id)
         if meter is None:
-            raise RuleViolations([meter_not_found(("input", "id"))])
+            raise RuleViolations([meter_not_found(("id",))])
         if meter.archived == archived:
             return meter
         await self.session.execute(

@@ -24,16 +24,12 @@ class Amendment:
     reason: str | None = None
 
 
-def input_path(*rest: str) -> tuple[str, ...]:
-    return ("input", *rest)
-
-
 def event_not_found(event_id: str) -> Violation:
     """C3: unknown eventId, or another business's."""
     return Violation(
         UserErrorCode.EVENT_NOT_FOUND,
         "Your business has no event with this eventId.",
-        input_path("eventId"),
+        ("eventId",),
         event_id,
     )
 
@@ -45,7 +41,7 @@ def check_event_amendable(event: EventRecord) -> list[Violation]:
             Violation(
                 UserErrorCode.EVENT_DEPRECATED,
                 "The event is deprecated and can no longer be amended.",
-                input_path("eventId"),
+                ("eventId",),
                 event.event_id,
             )
         ]
@@ -58,7 +54,7 @@ def customer_missing(event: EventRecord) -> Violation:
         UserErrorCode.CUSTOMER_NOT_FOUND,
         f"No customer has the externalId {event.external_customer_id!r} this event was sent "
         "with; create that customer before correcting the event.",
-        input_path("eventId"),
+        ("eventId",),
         event.event_id,
     )
 
@@ -68,25 +64,25 @@ def check_amendment(
 ) -> list[Violation]:
     """C1: the new body is valid (I3, I6) and its timestamp and customer are the stored ones."""
     event_id = event.event_id
-    violations = check_event_name(amendment.event_name, input_path("eventName"), event_id)
+    violations = check_event_name(amendment.event_name, ("eventName",), event_id)
     if amendment.metadata is None:
         violations.append(
             Violation(
                 UserErrorCode.METADATA_INVALID,
                 "metadata is required: an amendment replaces the whole body; send {} for none.",
-                input_path("metadata"),
+                ("metadata",),
                 event_id,
             )
         )
     else:
-        violations += check_metadata(amendment.metadata, input_path("metadata"), event_id, settings)
+        violations += check_metadata(amendment.metadata, ("metadata",), event_id, settings)
     if amendment.timestamp is not None and amendment.timestamp != event.timestamp:
         violations.append(
             Violation(
                 UserErrorCode.TIMESTAMP_MISMATCH,
                 f"The event's timestamp is {event.timestamp.isoformat()}; an amendment cannot "
                 "change it.",
-                input_path("timestamp"),
+                ("timestamp",),
                 event_id,
             )
         )
@@ -111,7 +107,7 @@ def _check_same_customer(
         Violation(
             UserErrorCode.CUSTOMER_MISMATCH,
             "The event belongs to another customer; an amendment cannot move it.",
-            input_path(name),
+            (name,),
             event_id,
         )
         for name in mismatches
@@ -142,7 +138,7 @@ def check_correction_limit(
             UserErrorCode.CORRECTION_LIMIT_EXCEEDED,
             f"This customer's events have had {corrections_in_window} {kind}s in the last "
             f"{settings.correction_window}; at most {limit} are allowed.",
-            input_path("eventId"),
+            ("eventId",),
             event_id,
         )
     ]

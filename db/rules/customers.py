@@ -13,13 +13,13 @@ def check_new_customer(
     violations: list[Violation] = []
     if external_id is not None and not 1 <= len(external_id) <= MAX_EXTERNAL_ID_LENGTH:
         message = f"externalId must be 1 to {MAX_EXTERNAL_ID_LENGTH} characters long, or absent."
-        violations.append(Violation(UserErrorCode.INVALID_INPUT, message, ("input", "externalId")))
+        violations.append(Violation(UserErrorCode.INVALID_INPUT, message, ("externalId",)))
     if name is not None and len(name) > MAX_NAME_LENGTH:
         message = f"name must be at most {MAX_NAME_LENGTH} characters long."
-        violations.append(Violation(UserErrorCode.INVALID_INPUT, message, ("input", "name")))
+        violations.append(Violation(UserErrorCode.INVALID_INPUT, message, ("name",)))
     if email is not None and not _looks_like_email(email):
         message = f"email must look like name@domain and be at most {MAX_EMAIL_LENGTH} characters."
-        violations.append(Violation(UserErrorCode.INVALID_INPUT, message, ("input", "email")))
+        violations.append(Violation(UserErrorCode.INVALID_INPUT, message, ("email",)))
     return violations
 
 

@@ -44,7 +44,7 @@ def check_new_meter(draft: MeterDraft) -> tuple[Filter | None, list[Violation]]:
             Violation(
                 UserErrorCode.INVALID_INPUT,
                 f"name must be 1 to {MAX_METER_NAME_LENGTH} characters long.",
-                ("input", "name"),
+                ("name",),
             )
         )
     if draft.description is not None and len(draft.description) > MAX_DESCRIPTION_LENGTH:
@@ -52,7 +52,7 @@ def check_new_meter(draft: MeterDraft) -> tuple[Filter | None, list[Violation]]:
             Violation(
                 UserErrorCode.INVALID_INPUT,
                 f"description must be at most {MAX_DESCRIPTION_LENGTH} characters long.",
-                ("input", "description"),
+                ("description",),
             )
         )
     if draft.measurement_unit is not None and not (
@@ -62,21 +62,21 @@ def check_new_meter(draft: MeterDraft) -> tuple[Filter | None, list[Violation]]:
             Violation(
                 UserErrorCode.INVALID_INPUT,
                 f"measurementUnit must be 1 to {MAX_MEASUREMENT_UNIT_LENGTH} characters long.",
-                ("input", "measurementUnit"),
+                ("measurementUnit",),
             )
         )
-    violations += check_event_name(draft.event_name, ("input", "eventName"), None)
+    violations += check_event_name(draft.event_name, ("eventName",), None)
     violations += _check_aggregation(draft)
     meter_filter: Filter | None = None
     if draft.filter is not None:
-        meter_filter, filter_violations = parse_filter(draft.filter, ("input", "filter"))
+        meter_filter, filter_violations = parse_filter(draft.filter, ("filter",))
         violations += filter_violations
     return meter_filter, violations
 
 
 def _check_aggregation(draft: MeterDraft) -> list[Violation]:
     key = draft.aggregation_key
-    path = ("input", "aggregation", "key")
+    path = ("aggregation", "key")
     if draft.aggregation_type is AggregationType.COUNT:
         if key is not None and not 1 <= len(key) <= MAX_AGGREGATION_KEY_LENGTH:
             message = f"aggregation.key must be 1 to {MAX_AGGREGATION_KEY_LENGTH} characters."

@@ -48,7 +48,7 @@ def test_c1_valid_amendment_has_no_violations() -> None:
 def test_c1_missing_metadata_is_invalid() -> None:
     violations = check_amendment(amendment(metadata=None), stored_event(), CUSTOMER, Settings())
     assert [(v.code, v.field) for v in violations] == [
-        (UserErrorCode.METADATA_INVALID, ("input", "metadata"))
+        (UserErrorCode.METADATA_INVALID, ("metadata",))
     ]
 
 
@@ -76,8 +76,8 @@ def test_c1_references_to_another_customer_mismatch_each() -> None:
         Settings(),
     )
     assert [(v.code, v.field) for v in violations] == [
-        (UserErrorCode.CUSTOMER_MISMATCH, ("input", "customerId")),
-        (UserErrorCode.CUSTOMER_MISMATCH, ("input", "externalCustomerId")),
+        (UserErrorCode.CUSTOMER_MISMATCH, ("customerId",)),
+        (UserErrorCode.CUSTOMER_MISMATCH, ("externalCustomerId",)),
     ]
 
 

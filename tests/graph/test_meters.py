@@ -153,7 +153,7 @@ async def test_m1_aggregations_other_than_count_need_a_key(
     payload = await create_meter_payload(api, aggregation={"type": aggregation})
     assert payload["meter"] is None
     assert [(error["code"], error["field"]) for error in payload["userErrors"]] == [
-        ("AGGREGATION_INVALID", ["input", "aggregation", "key"])
+        ("AGGREGATION_INVALID", ["aggregation", "key"])
     ]
     assert await count_rows(database, "meters") == 0
 
@@ -163,9 +163,9 @@ async def test_m1_invalid_fields_are_all_reported(api: GraphQLClient, database: 
         api, name="", eventName="e" * 256, aggregation={"type": "SUM", "key": ""}
     )
     assert [(error["code"], error["field"]) for error in payload["userErrors"]] == [
-        ("INVALID_INPUT", ["input", "name"]),
-        ("EVENT_NAME_INVALID", ["input", "eventName"]),
-        ("AGGREGATION_INVALID", ["input", "aggregation", "key"]),
+        ("INVALID_INPUT", ["name"]),
+        ("EVENT_NAME_INVALID", ["eventName"]),
+        ("AGGREGATION_INVALID", ["aggregation", "key"]),
     ]
     assert await count_rows(database, "meters") == 0
 
@@ -178,27 +178,27 @@ async def test_m1_invalid_fields_are_all_reported(api: GraphQLClient, database: 
     [
         (
             {"clauses": [{"key": "n", "operator": "GREATER_THAN", "value": "10"}]},
-            ["input", "filter", "clauses", "0", "value"],
+            ["filter", "clauses", "0", "value"],
         ),
         (
             {"clauses": [{"key": "n", "operator": "CONTAINS", "value": 1}]},
-            ["input", "filter", "clauses", "0", "value"],
+            ["filter", "clauses", "0", "value"],
         ),
         (
             {"clauses": [{"key": "n", "operator": "EQUALS", "value": {"a": 1}}]},
-            ["input", "filter", "clauses", "0", "value"],
+            ["filter", "clauses", "0", "value"],
         ),
         (
             {"clauses": [{"key": "", "operator": "EQUALS", "value": 1}]},
-            ["input", "filter", "clauses", "0", "key"],
+            ["filter", "clauses", "0", "key"],
         ),
         (
             {"groups": [{"groups": [{"groups": [{}]}]}]},
-            ["input", "filter", "groups", "0", "groups", "0", "groups", "0"],
+            ["filter", "groups", "0", "groups", "0", "groups", "0"],
         ),
         (
             {"clauses": [{"key": f"k{n}", "operator": "EQUALS", "value": n} for n in range(51)]},
-            ["input", "filter"],
+            ["filter"],
         ),
     ],
 )
@@ -245,7 +245,7 @@ async def test_archiving_an_unknown_or_foreign_meter_is_not_found(
             payload = (await api.data(mutation, {"id": meter_id}))[name]
             assert payload == {
                 "meter": None,
-                "userErrors": [{"code": "METER_NOT_FOUND", "field": ["input", "id"]}],
+                "userErrors": [{"code": "METER_NOT_FOUND", "field": ["id"]}],
             }
     data = await api.data("query($id: ID!) { meter(id: $id) { id } }", {"id": theirs["id"]})
     assert data["meter"] is None
