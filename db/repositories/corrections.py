@@ -22,6 +22,7 @@ from db.rules.corrections import (
     check_amendment,
     check_correction_limit,
     check_event_amendable,
+    check_reason,
     customer_missing,
     event_not_found,
     is_same_body,
@@ -39,6 +40,9 @@ class EventCorrectionRepository:
 
     async def amend(self, amendment: Amendment, settings: Settings, now: datetime) -> EventRecord:
         """Replace the event's body with a new revision; a no-op if the body is the same."""
+        # Before any row is read or locked: the reason needs nothing stored to be checked.
+        if violations := check_reason(amendment.reason, amendment.event_id):
+            raise RuleViolations(violations)
         event, customer = await self._lock_event_and_customer(amendment.event_id)
         if violations := check_event_amendable(event):
             raise RuleViolations(violations)
@@ -74,6 +78,8 @@ class EventCorrectionRepository:
         self, event_id: str, reason: str | None, settings: Settings, now: datetime
     ) -> EventRecord:
         """Mark the event deprecated; deprecating it again changes nothing (C2)."""
+        if violations := check_reason(reason, event_id):
+            raise RuleViolations(violations)
         event, customer = await self._lock_event_and_customer(event_id)
         if event.deprecated:
             return event

@@ -24,6 +24,26 @@ class Amendment:
     reason: str | None = None
 
 
+# A reason is an audit note kept on every revision, not a document. Metadata strings stop at
+# 500 characters (I6); a reason may say more (a ticket reference and a sentence or two of
+# why), but without a bound each correction could store as much as a request can carry.
+MAX_REASON_LENGTH = 1000
+
+
+def check_reason(reason: str | None, event_id: str) -> list[Violation]:
+    """C1, C2: the optional reason of an amendment or deprecation has a length bound."""
+    if reason is None or len(reason) <= MAX_REASON_LENGTH:
+        return []
+    return [
+        Violation(
+            UserErrorCode.REASON_TOO_LONG,
+            f"reason must be at most {MAX_REASON_LENGTH} characters long; it has {len(reason)}.",
+            ("reason",),
+            event_id,
+        )
+    ]
+
+
 def event_not_found(event_id: str) -> Violation:
     """C3: unknown eventId, or another business's."""
     return Violation(

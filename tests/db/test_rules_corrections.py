@@ -5,10 +5,12 @@ from datetime import UTC, datetime, timedelta, timezone
 from db.errors import UserErrorCode
 from db.records import CustomerRecord, EventRecord
 from db.rules.corrections import (
+    MAX_REASON_LENGTH,
     Amendment,
     check_amendment,
     check_correction_limit,
     check_event_amendable,
+    check_reason,
     is_same_body,
 )
 from db.settings import Settings
@@ -88,6 +90,23 @@ def test_c1_same_body_ignores_key_order_but_not_json_types() -> None:
     assert not is_same_body(amendment(metadata={"a": True, "b": "x"}), event)
     assert not is_same_body(amendment(metadata={"a": 1}), event)
     assert not is_same_body(amendment(event_name="other", metadata={"a": 1, "b": "x"}), event)
+
+
+def test_c1_c2_reason_is_optional_and_at_most_1000_characters() -> None:
+    assert MAX_REASON_LENGTH == 1000
+    assert check_reason(None, "e1") == []
+    assert check_reason("", "e1") == []
+    assert check_reason("r" * 1000, "e1") == []
+    violations = check_reason("r" * 1001, "e1")
+    assert [(v.code, v.field, v.event_id) for v in violations] == [
+        (UserErrorCode.REASON_TOO_LONG, ("reason",), "e1")
+    ]
+    assert "1000" in violations[0].message
+
+
+def test_c1_c2_reason_length_counts_characters_not_bytes() -> None:
+    assert check_reason("é" * 1000, "e1") == []
+    assert check_reason("😀" * 1000, "e1") == []
 
 
 def test_c3_deprecated_event_is_not_amendable() -> None:

@@ -279,6 +279,74 @@ async def test_c2_deprecating_again_succeeds_and_changes_nothing(
     assert await count_rows(database, "event_corrections") == 1
 
 
+# C1, C2 — a reason is at most 1000 characters
+
+
+async def test_c1_c2_reason_of_1000_characters_is_kept(
+    api: GraphQLClient, customer: dict[str, Any]
+) -> None:
+    await ingest_one(api, "e1")
+    reason = "é" * 1000
+
+    amended = await amend(api, eventId="e1", eventName="x", metadata={}, reason=reason)
+    deprecated = await deprecate(api, "e1", reason=reason)
+
+    assert amended["userErrors"] == []
+    assert amended["event"]["revisions"][-1]["reason"] == reason
+    assert deprecated["userErrors"] == []
+    assert deprecated["event"]["deprecationReason"] == reason
+
+
+async def test_c1_longer_reason_refuses_the_amendment_before_reading_the_event(
+    api: GraphQLClient, database: Database, customer: dict[str, Any], statements: list[str]
+) -> None:
+    # Given a stored event
+    await ingest_one(api, "e1", metadata={"n": 0})
+    statements.clear()
+
+    # When it is amended with a reason of 1001 characters
+    payload = await amend(api, eventId="e1", eventName="x", metadata={"n": 1}, reason="r" * 1001)
+
+    # Then the amendment is refused before any event row is read, and nothing is written
+    assert payload["event"] is None
+    assert [
+        (error["code"], error["field"], error["eventId"]) for error in payload["userErrors"]
+    ] == [("REASON_TOO_LONG", ["reason"], "e1")]
+    assert not [sql for sql in statements if "FROM events" in sql]
+    assert await count_rows(database, "event_revisions") == 1
+    assert await count_rows(database, "event_corrections") == 0
+    event = await get_event(api, "e1")
+    assert event is not None
+    assert (event["revision"], event["eventName"], event["metadata"]) == (
+        1,
+        "api.request",
+        {"n": 0},
+    )
+
+
+async def test_c2_longer_reason_refuses_the_deprecation_before_reading_the_event(
+    api: GraphQLClient, database: Database, customer: dict[str, Any], statements: list[str]
+) -> None:
+    # Given a stored event
+    await ingest_one(api, "e1")
+    statements.clear()
+
+    # When it is deprecated with a reason of 1001 characters
+    payload = await deprecate(api, "e1", reason="r" * 1001)
+
+    # Then the deprecation is refused before any event row is read, and nothing is written
+    assert payload["event"] is None
+    assert [
+        (error["code"], error["field"], error["eventId"]) for error in payload["userErrors"]
+    ] == [("REASON_TOO_LONG", ["reason"], "e1")]
+    assert not [sql for sql in statements if "FROM events" in sql]
+    assert await count_rows(database, "event_corrections") == 0
+    event = await get_event(api, "e1")
+    assert event is not None
+    assert event["deprecated"] is False
+    assert event["deprecationReason"] is None
+
+
 async def test_i9_deprecated_event_id_cannot_be_ingested_again(
     api: GraphQLClient, customer: dict[str, Any]
 ) -> None:
