@@ -23,6 +23,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .PHONY: install upgrade run test lint schema clean bench bench-quick bench-profile
+.PHONY: graphiql-assets
 
 $(UV):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -61,6 +62,11 @@ lint: $(INSTALLED)
 ## Write schema.graphql from the code.
 schema: $(INSTALLED)
 	$(BIN)/usage-events export-schema
+
+## Refresh graph/graphiql_assets/ from the npm packages pinned in scripts/graphiql_assets.py
+## (needs npm); the same version must come back with the same sha256s.
+graphiql-assets: $(INSTALLED)
+	$(BIN)/python scripts/graphiql_assets.py
 
 ## The benchmark of SPEC §13 (BENCHMARKS.md): 1 000 000 events on SQLite and on PostgreSQL.
 ## BENCH_POSTGRES_URL names a database to CREATE DATABASE from; without PostgreSQL it is skipped.

@@ -1,4 +1,4 @@
-"""The Starlette application: /graphql, /healthz, /readyz."""
+"""The Starlette application: /graphql (and GraphiQL's files), /healthz, /readyz."""
 
 import contextlib
 import gc
@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from db.database import Database
 from db.settings import Settings, get_settings
+from graph.graphiql import ASSET_MOUNT, graphiql_assets_app
 from graph.http import GraphQLEndpoint
 from graph.schema import build_schema
 
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     return Starlette(
         routes=[
             Route("/graphql", endpoint.handle, methods=["GET", "POST"]),
+            Mount(ASSET_MOUNT, app=graphiql_assets_app()),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],

@@ -15,7 +15,7 @@ import orjson
 import strawberry
 from graphql import GraphQLError
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
@@ -25,7 +25,7 @@ from db.repositories.businesses import BusinessRepository
 from db.settings import Settings
 from graph.context import RequestContext
 from graph.errors import INTERNAL_SERVER_ERROR, UNAUTHENTICATED, format_error, is_request_error
-from graph.graphiql import graphiql_page
+from graph.graphiql import graphiql_response
 from graph.input_guards import body_may_hold_nul, nested_deeper_than, nul_location
 
 logger = logging.getLogger("usage_events.http")
@@ -52,7 +52,7 @@ class GraphQLEndpoint:
         media_type = _response_media_type(request)
         try:
             if request.method == "GET" and _wants_graphiql(request):
-                return HTMLResponse(graphiql_page())
+                return graphiql_response()
             return await self._handle(request, media_type)
         except HTTPError as error:
             body = {"errors": [{"message": error.message, "extensions": {"code": error.code}}]}

@@ -86,16 +86,6 @@ async def test_health_and_readiness_need_no_key(client: httpx.AsyncClient) -> No
     assert ready.json() == {"status": "ready"}
 
 
-async def test_graphiql_page_needs_no_key_and_says_how_to_send_it(
-    client: httpx.AsyncClient,
-) -> None:
-    response = await client.get("/graphql", headers={"Accept": "text/html"})
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/html")
-    assert "graphiql" in response.text.lower()
-    assert '{"Authorization": "Bearer uek_..."}' in response.text
-
-
 async def test_get_runs_queries(client: httpx.AsyncClient, tenant: Tenant) -> None:
     response = await client.get("/graphql", params={"query": VIEWER}, headers=tenant.headers)
     assert response.status_code == 200
