@@ -12,6 +12,13 @@ from db.tables import api_keys, businesses
 
 
 class BusinessRepository:
+    """The one repository not scoped to a business (see db.repositories.scoped).
+
+    Its callers act for no business yet: the CLI creates businesses and their keys, and
+    authentication finds the business of a key. Nothing here reads or writes a business's
+    customers, events or meters.
+    """
+
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 

@@ -11,12 +11,12 @@ from datetime import datetime
 from typing import Literal
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.errors import RuleViolations
 from db.records import CustomerRecord, EventRecord
 from db.repositories.customers import CustomerRepository
 from db.repositories.events import EventRepository, event_record
+from db.repositories.scoped import BusinessScopedRepository
 from db.rules.corrections import (
     Amendment,
     check_amendment,
@@ -33,11 +33,7 @@ from db.tables import customers, event_corrections, event_revisions, events
 CorrectionKind = Literal["amendment", "deprecation"]
 
 
-class EventCorrectionRepository:
-    def __init__(self, session: AsyncSession, business_id: str) -> None:
-        self.session = session
-        self.business_id = business_id
-
+class EventCorrectionRepository(BusinessScopedRepository):
     async def amend(self, amendment: Amendment, settings: Settings, now: datetime) -> EventRecord:
         """Replace the event's body with a new revision; a no-op if the body is the same."""
         # Before any row is read or locked: the reason needs nothing stored to be checked.
@@ -54,20 +50,23 @@ class EventCorrectionRepository:
 
         revision = event.revision + 1
         await self.session.execute(
-            sa.insert(event_revisions).values(
-                event_sequence=event.sequence,
-                revision=revision,
-                event_name=amendment.event_name,
-                timestamp=event.timestamp,
-                customer_id=event.customer_id,
-                external_customer_id=event.external_customer_id,
-                metadata=amendment.metadata,
-                created_at=now,
-                reason=amendment.reason,
+            self.insert_values(
+                event_revisions,
+                {
+                    "event_sequence": event.sequence,
+                    "revision": revision,
+                    "event_name": amendment.event_name,
+                    "timestamp": event.timestamp,
+                    "customer_id": event.customer_id,
+                    "external_customer_id": event.external_customer_id,
+                    "metadata": amendment.metadata,
+                    "created_at": now,
+                    "reason": amendment.reason,
+                },
             )
         )
         await self.session.execute(
-            sa.update(events)
+            self.update_of(events, lookup=True)
             .where(events.c.sequence == event.sequence)
             .values(event_name=amendment.event_name, metadata=amendment.metadata, revision=revision)
         )
@@ -85,7 +84,7 @@ class EventCorrectionRepository:
             return event
         await self._check_limit(customer, "deprecation", settings, now, event.event_id)
         await self.session.execute(
-            sa.update(events)
+            self.update_of(events, lookup=True)
             .where(events.c.sequence == event.sequence)
             .values(deprecated_at=now, deprecation_reason=reason)
         )
@@ -102,12 +101,16 @@ class EventCorrectionRepository:
         if customer is None:
             raise RuleViolations([customer_missing(event)])
         await self.session.execute(
-            sa.select(customers.c.id).where(customers.c.id == customer.id).with_for_update()
+            self.readable(customers, customers.c.id)
+            .where(customers.c.id == customer.id)
+            .with_for_update()
         )
         # Read again under the lock: a racing correction may have committed meanwhile.
         row = (
             await self.session.execute(
-                sa.select(events).where(events.c.sequence == event.sequence).with_for_update()
+                self.readable(events, lookup=True)
+                .where(events.c.sequence == event.sequence)
+                .with_for_update()
             )
         ).one()
         return event_record(row), customer
@@ -131,7 +134,7 @@ class EventCorrectionRepository:
         if settings.correction_limit == 0:
             return
         counted = await self.session.execute(
-            sa.select(sa.func.count()).where(
+            self.readable(event_corrections, sa.func.count()).where(
                 event_corrections.c.customer_id == customer.id,
                 event_corrections.c.kind == kind,
                 event_corrections.c.created_at > now - settings.correction_window,
@@ -146,17 +149,21 @@ class EventCorrectionRepository:
         self, customer: CustomerRecord, event: EventRecord, kind: CorrectionKind, now: datetime
     ) -> None:
         await self.session.execute(
-            sa.insert(event_corrections).values(
-                business_id=self.business_id,
-                customer_id=customer.id,
-                event_sequence=event.sequence,
-                kind=kind,
-                created_at=now,
+            self.insert_values(
+                event_corrections,
+                {
+                    "customer_id": customer.id,
+                    "event_sequence": event.sequence,
+                    "kind": kind,
+                    "created_at": now,
+                },
             )
         )
 
     async def _reload(self, event: EventRecord) -> EventRecord:
         row = (
-            await self.session.execute(sa.select(events).where(events.c.sequence == event.sequence))
+            await self.session.execute(
+                self.readable(events, lookup=True).where(events.c.sequence == event.sequence)
+            )
         ).one()
         return event_record(row)

@@ -4,19 +4,14 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from db import ids
-from db.database import dialect_of
 from db.errors import RuleViolations, UserErrorCode, Violation
-from db.lookups import one_of
-from db.pagination import Keyset, Page, PageRequest, fetch_page
+from db.pagination import Keyset, Page, PageRequest
 from db.records import CustomerRecord
+from db.repositories.scoped import BusinessScopedRepository
 from db.rules.customers import check_new_customer
 from db.settings import Settings
 from db.tables import customers
-from db.upsert import insert_or_ignore
 
 # Customer ids are ULIDs, so id order is creation order, and one column makes it total.
 CUSTOMER_KEYSET = Keyset("customers", (customers.c.id,), (str,))
@@ -33,12 +28,7 @@ def _to_record(row: Any) -> CustomerRecord:
     )
 
 
-class CustomerRepository:
-    def __init__(self, session: AsyncSession, business_id: str) -> None:
-        self.session = session
-        self.business_id = business_id
-        self.dialect_name = dialect_of(session)
-
+class CustomerRepository(BusinessScopedRepository):
     async def create(
         self, *, external_id: str | None, name: str | None, email: str | None, now: datetime
     ) -> CustomerRecord:
@@ -53,17 +43,18 @@ class CustomerRepository:
             email=email,
             created_at=now,
         )
-        insert = insert_or_ignore(self.dialect_name, customers, ["business_id", "external_id"])
-        inserted = await self.session.execute(
-            insert.values(
-                id=customer.id,
-                business_id=customer.business_id,
-                external_id=customer.external_id,
-                name=customer.name,
-                email=customer.email,
-                created_at=customer.created_at,
-            ).returning(customers.c.id)
+        insert = self.insert_values(
+            customers,
+            {
+                "id": customer.id,
+                "external_id": customer.external_id,
+                "name": customer.name,
+                "email": customer.email,
+                "created_at": customer.created_at,
+            },
+            ignoring_conflicts_on=["business_id", "external_id"],
         )
+        inserted = await self.session.execute(insert.returning(customers.c.id))
         if inserted.first() is None:
             message = "Another customer of your business already has this externalId."
             raise RuleViolations(
@@ -79,10 +70,7 @@ class CustomerRepository:
         if not customer_ids:
             return {}
         rows = await self.session.execute(
-            sa.select(customers).where(
-                customers.c.business_id == self.business_id,
-                one_of(customers.c.id, customer_ids, self.dialect_name),
-            )
+            self.readable(customers).where(self.one_of(customers.c.id, customer_ids))
         )
         return {row.id: _to_record(row) for row in rows}
 
@@ -90,10 +78,7 @@ class CustomerRepository:
         if not external_ids:
             return {}
         rows = await self.session.execute(
-            sa.select(customers).where(
-                customers.c.business_id == self.business_id,
-                one_of(customers.c.external_id, external_ids, self.dialect_name),
-            )
+            self.readable(customers).where(self.one_of(customers.c.external_id, external_ids))
         )
         return {row.external_id: _to_record(row) for row in rows}
 
@@ -101,21 +86,13 @@ class CustomerRepository:
         if not customer_ids:
             return set()
         rows = await self.session.execute(
-            sa.select(customers.c.id).where(
-                customers.c.business_id == self.business_id,
-                one_of(customers.c.id, customer_ids, self.dialect_name),
+            self.readable(customers, customers.c.id).where(
+                self.one_of(customers.c.id, customer_ids)
             )
         )
         return set(rows.scalars())
 
     async def page(self, request: PageRequest, settings: Settings) -> Page[CustomerRecord]:
-        query = sa.select(customers).where(customers.c.business_id == self.business_id)
-        return await fetch_page(
-            self.session,
-            query,
-            CUSTOMER_KEYSET,
-            request,
-            scope=self.business_id,
-            settings=settings,
-            to_item=_to_record,
+        return await self.page_of(
+            self.readable(customers), CUSTOMER_KEYSET, request, settings, _to_record
         )

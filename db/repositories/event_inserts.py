@@ -5,7 +5,8 @@ builds and sends a thousand rows of bound parameters twice (events, then revisio
 each database receives the batch as a handful of arrays (PostgreSQL, `unnest`) or one
 JSON document (SQLite, `json_each`) and writes both tables from it. Either way the
 unique index decides what is new: `ON CONFLICT (business_id, event_id) DO NOTHING`
-(I8, I11), and only the rows actually inserted come back.
+(I8, I11), and only the rows actually inserted come back. The statements are hand-written,
+so the scoped repository binds their `:business_id` (BusinessScopedRepository.execute_text).
 """
 
 from collections.abc import Sequence
@@ -16,9 +17,9 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, TIMESTAMP
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.json_text import dump_json
+from db.repositories.scoped import BusinessScopedRepository
 
 # The sequence behind events.sequence on PostgreSQL (the BIGSERIAL default name).
 EVENTS_SEQUENCE_NAME = "events_sequence_seq"
@@ -92,26 +93,24 @@ _SQLITE_INSERT_FIRST_REVISIONS = sa.text(
     SELECT sequence, 1, event_name, timestamp, customer_id, external_customer_id, metadata,
            ingested_at
     FROM events
-    WHERE sequence IN (SELECT value FROM json_each(:sequences))
+    -- The unary + keeps the business check off the indexes: SQLite would otherwise read
+    -- the whole business through one, rather than each new row by its primary key.
+    WHERE sequence IN (SELECT value FROM json_each(:sequences)) AND +business_id = :business_id
     """
 )
 
 
 async def insert_new_events(
-    session: AsyncSession,
-    dialect_name: str,
-    business_id: str,
-    batch: Sequence[NewEvent],
-    now: datetime,
+    repository: BusinessScopedRepository, batch: Sequence[NewEvent], now: datetime
 ) -> dict[str, int]:
     """Insert the events whose eventId is new; returns eventId → sequence of those."""
-    if dialect_name == "postgresql":
-        return await _insert_on_postgresql(session, business_id, batch, now)
-    return await _insert_on_sqlite(session, business_id, batch, now)
+    if repository.dialect_name == "postgresql":
+        return await _insert_on_postgresql(repository, batch, now)
+    return await _insert_on_sqlite(repository, batch, now)
 
 
 async def _insert_on_postgresql(
-    session: AsyncSession, business_id: str, batch: Sequence[NewEvent], now: datetime
+    repository: BusinessScopedRepository, batch: Sequence[NewEvent], now: datetime
 ) -> dict[str, int]:
     # Two requests inserting overlapping eventIds in different orders would each wait for
     # a unique-index entry the other holds: a deadlock. Inserting in eventId order rules
@@ -119,7 +118,7 @@ async def _insert_on_postgresql(
     # order as the insertion order that breaks timestamp ties (Q2).
     sequences = sorted(
         (
-            await session.execute(
+            await repository.session.execute(
                 sa.select(sa.func.nextval(EVENTS_SEQUENCE_NAME)).select_from(
                     sa.func.generate_series(1, len(batch))
                 )
@@ -127,10 +126,9 @@ async def _insert_on_postgresql(
         ).scalars()
     )
     in_lock_order = sorted(zip(sequences, batch, strict=True), key=lambda pair: pair[1].event_id)
-    result = await session.execute(
+    result = await repository.execute_text(
         _POSTGRES_INSERT,
         {
-            "business_id": business_id,
             "now": now,
             "sequences": [sequence for sequence, _ in in_lock_order],
             "ids": [event.id for _, event in in_lock_order],
@@ -146,7 +144,7 @@ async def _insert_on_postgresql(
 
 
 async def _insert_on_sqlite(
-    session: AsyncSession, business_id: str, batch: Sequence[NewEvent], now: datetime
+    repository: BusinessScopedRepository, batch: Sequence[NewEvent], now: datetime
 ) -> dict[str, int]:
     # SQLite takes one writer at a time (BEGIN IMMEDIATE), so request order is lock order.
     document = dump_json(
@@ -163,13 +161,12 @@ async def _insert_on_sqlite(
             for event in batch
         ]
     )
-    result = await session.execute(
-        _SQLITE_INSERT_EVENTS,
-        {"business_id": business_id, "now": _sqlite_timestamp(now), "batch": document},
+    result = await repository.execute_text(
+        _SQLITE_INSERT_EVENTS, {"now": _sqlite_timestamp(now), "batch": document}
     )
     inserted = {row.event_id: row.sequence for row in result}
     if inserted:
-        await session.execute(
+        await repository.execute_text(
             _SQLITE_INSERT_FIRST_REVISIONS,
             {"sequences": orjson.dumps(list(inserted.values())).decode()},
         )

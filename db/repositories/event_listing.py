@@ -6,18 +6,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.database import dialect_of
 from db.errors import BadUserInput, UserErrorCode
 from db.event_filter import EventFilter, EventOrder
 from db.filters import Filter, parse_filter
-from db.lookups import one_of, same_business
-from db.pagination import Keyset, Page, PageRequest, fetch_page
+from db.pagination import Keyset, Page, PageRequest
 from db.records import EventRecord
 from db.repositories.customers import CustomerRepository
 from db.repositories.events import event_record
 from db.repositories.meters import MeterRepository
+from db.repositories.scoped import BusinessScopedRepository
 from db.settings import Settings
 from db.tables import events
 
@@ -39,12 +37,7 @@ class EventConditions:
     filters_metadata: bool = False
 
 
-class EventListing:
-    def __init__(self, session: AsyncSession, business_id: str) -> None:
-        self.session = session
-        self.business_id = business_id
-        self.dialect_name = dialect_of(session)
-
+class EventListing(BusinessScopedRepository):
     async def page(
         self,
         event_filter: EventFilter,
@@ -52,26 +45,15 @@ class EventListing:
         request: PageRequest,
         settings: Settings,
     ) -> Page[EventRecord]:
-        where = await self.conditions(event_filter)
+        where = await self._conditions(event_filter)
         # A list of eventIds is found through the unique (business_id, eventId) index; the
         # business must not look tiny to the planner then (see db.lookups).
-        business = (
-            same_business(events.c.business_id, self.business_id, self.dialect_name)
-            if event_filter.event_ids is not None
-            else events.c.business_id == self.business_id
-        )
-        query = sa.select(events).where(business, *where.conditions)
+        lookup = event_filter.event_ids is not None
+        query = self.readable(events, lookup=lookup).where(*where.conditions)
         keyset = NEWEST_FIRST if order is EventOrder.TIMESTAMP_DESC else OLDEST_FIRST
         async with self._ordered_index_scans(enforce=where.filters_metadata):
-            return await fetch_page(
-                self.session,
-                query,
-                keyset,
-                request,
-                scope=self.business_id,
-                settings=settings,
-                to_item=event_record,
-                branches=where.branches,
+            return await self.page_of(
+                query, keyset, request, settings, event_record, branches=where.branches
             )
 
     @asynccontextmanager
@@ -93,7 +75,7 @@ class EventListing:
         finally:
             await self.session.execute(sa.text("SET LOCAL enable_sort = on"))
 
-    async def conditions(self, event_filter: EventFilter) -> EventConditions:
+    async def _conditions(self, event_filter: EventFilter) -> EventConditions:
         """Q4 as SQL; raises BadUserInput for a bad filter, an unknown meter, a mismatch."""
         where = EventConditions()
         if not event_filter.include_deprecated:
@@ -108,7 +90,7 @@ class EventListing:
             )
         if event_filter.event_ids is not None:
             event_ids = _checked_event_ids(event_filter)
-            where.conditions.append(one_of(events.c.event_id, event_ids, self.dialect_name))
+            where.conditions.append(self.one_of(events.c.event_id, event_ids))
 
         event_name = event_filter.event_name
         metadata_filters: list[Filter] = []

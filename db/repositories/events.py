@@ -5,16 +5,12 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from db import ids
-from db.database import dialect_of
 from db.errors import RuleViolations
-from db.lookups import one_of, same_business
 from db.records import EventDraft, EventRecord, EventRevisionRecord, IngestResult
 from db.repositories.customers import CustomerRepository
 from db.repositories.event_inserts import NewEvent, insert_new_events
+from db.repositories.scoped import BusinessScopedRepository
 from db.rules.ingestion import (
     MAX_EVENT_ID_LENGTH,
     check_batch_size,
@@ -63,12 +59,7 @@ def _revision_record(row: Any) -> EventRevisionRecord:
     )
 
 
-class EventRepository:
-    def __init__(self, session: AsyncSession, business_id: str) -> None:
-        self.session = session
-        self.business_id = business_id
-        self.dialect_name = dialect_of(session)
-
+class EventRepository(BusinessScopedRepository):
     async def ingest(
         self, drafts: Sequence[EventDraft], settings: Settings, now: datetime
     ) -> IngestResult:
@@ -122,9 +113,8 @@ class EventRepository:
         if not candidates:
             return set()
         rows = await self.session.execute(
-            sa.select(events.c.event_id).where(
-                same_business(events.c.business_id, self.business_id, self.dialect_name),
-                one_of(events.c.event_id, candidates, self.dialect_name),
+            self.readable(events, events.c.event_id, lookup=True).where(
+                self.one_of(events.c.event_id, candidates),
                 events.c.deprecated_at.is_not(None),
             )
         )
@@ -148,9 +138,7 @@ class EventRepository:
                 drafts, ids.new_ids(ids.EVENT_PREFIX, len(drafts)), strict=True
             )
         ]
-        return await insert_new_events(
-            self.session, self.dialect_name, self.business_id, batch, now
-        )
+        return await insert_new_events(self, batch, now)
 
     async def get_by_event_id(self, event_id: str) -> EventRecord | None:
         """Q1: exact and case-sensitive; deprecated events included."""
@@ -158,10 +146,7 @@ class EventRepository:
             return None
         row = (
             await self.session.execute(
-                sa.select(events).where(
-                    same_business(events.c.business_id, self.business_id, self.dialect_name),
-                    events.c.event_id == event_id,
-                )
+                self.readable(events, lookup=True).where(events.c.event_id == event_id)
             )
         ).first()
         return event_record(row) if row else None
@@ -171,10 +156,7 @@ class EventRepository:
             return None
         row = (
             await self.session.execute(
-                sa.select(events).where(
-                    same_business(events.c.business_id, self.business_id, self.dialect_name),
-                    events.c.id == event_server_id,
-                )
+                self.readable(events, lookup=True).where(events.c.id == event_server_id)
             )
         ).first()
         return event_record(row) if row else None
@@ -186,14 +168,10 @@ class EventRepository:
         found: dict[int, list[EventRevisionRecord]] = defaultdict(list)
         if not sequences:
             return found
-        # Revisions hold no business id; joining events keeps the read inside the tenant.
+        # Revisions hold no business id; `readable` joins their events, of this business.
         rows = await self.session.execute(
-            sa.select(event_revisions)
-            .join(events, events.c.sequence == event_revisions.c.event_sequence)
-            .where(
-                events.c.business_id == self.business_id,
-                one_of(event_revisions.c.event_sequence, sequences, self.dialect_name),
-            )
+            self.readable(event_revisions)
+            .where(self.one_of(event_revisions.c.event_sequence, sequences))
             .order_by(event_revisions.c.event_sequence, event_revisions.c.revision)
         )
         for row in rows:

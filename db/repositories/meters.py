@@ -3,13 +3,11 @@
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from db import ids
 from db.errors import RuleViolations, UserErrorCode, Violation
-from db.pagination import Keyset, Page, PageRequest, fetch_page
+from db.pagination import Keyset, Page, PageRequest
 from db.records import MeterRecord
+from db.repositories.scoped import BusinessScopedRepository
 from db.rules.meters import MeterDraft, check_new_meter
 from db.settings import Settings
 from db.tables import meters
@@ -42,11 +40,7 @@ def meter_not_found(field: tuple[str, ...]) -> Violation:
     )
 
 
-class MeterRepository:
-    def __init__(self, session: AsyncSession, business_id: str) -> None:
-        self.session = session
-        self.business_id = business_id
-
+class MeterRepository(BusinessScopedRepository):
     async def create(self, draft: MeterDraft, now: datetime) -> MeterRecord:
         """A new meter; raises RuleViolations (INVALID_INPUT, AGGREGATION_INVALID, …)."""
         meter_filter, violations = check_new_meter(draft)
@@ -67,19 +61,21 @@ class MeterRepository:
             updated_at=now,
         )
         await self.session.execute(
-            sa.insert(meters).values(
-                id=meter.id,
-                business_id=meter.business_id,
-                name=meter.name,
-                description=meter.description,
-                event_name=meter.event_name,
-                aggregation_type=meter.aggregation_type,
-                aggregation_key=meter.aggregation_key,
-                measurement_unit=meter.measurement_unit,
-                filter=meter.filter,
-                archived_at=None,
-                created_at=meter.created_at,
-                updated_at=meter.updated_at,
+            self.insert_values(
+                meters,
+                {
+                    "id": meter.id,
+                    "name": meter.name,
+                    "description": meter.description,
+                    "event_name": meter.event_name,
+                    "aggregation_type": meter.aggregation_type,
+                    "aggregation_key": meter.aggregation_key,
+                    "measurement_unit": meter.measurement_unit,
+                    "filter": meter.filter,
+                    "archived_at": None,
+                    "created_at": meter.created_at,
+                    "updated_at": meter.updated_at,
+                },
             )
         )
         return meter
@@ -88,11 +84,7 @@ class MeterRepository:
         if len(meter_id) > MAX_METER_ID_LENGTH:
             return None
         row = (
-            await self.session.execute(
-                sa.select(meters).where(
-                    meters.c.business_id == self.business_id, meters.c.id == meter_id
-                )
-            )
+            await self.session.execute(self.readable(meters).where(meters.c.id == meter_id))
         ).first()
         return meter_record(row) if row else None
 
@@ -104,7 +96,7 @@ class MeterRepository:
         if meter.archived == archived:
             return meter
         await self.session.execute(
-            sa.update(meters)
+            self.update_of(meters)
             .where(meters.c.id == meter.id)
             .values(archived_at=now if archived else None, updated_at=now)
         )
@@ -115,15 +107,7 @@ class MeterRepository:
     async def page(
         self, request: PageRequest, settings: Settings, *, include_archived: bool
     ) -> Page[MeterRecord]:
-        query = sa.select(meters).where(meters.c.business_id == self.business_id)
+        query = self.readable(meters)
         if not include_archived:
             query = query.where(meters.c.archived_at.is_(None))
-        return await fetch_page(
-            self.session,
-            query,
-            METER_KEYSET,
-            request,
-            scope=self.business_id,
-            settings=settings,
-            to_item=meter_record,
-        )
+        return await self.page_of(query, METER_KEYSET, request, settings, meter_record)

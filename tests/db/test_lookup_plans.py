@@ -18,8 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.database import Database
 from db.event_filter import EventFilter, EventOrder
 from db.pagination import PageRequest
+from db.records import EventDraft
+from db.repositories.corrections import EventCorrectionRepository
+from db.repositories.customers import CustomerRepository
 from db.repositories.event_listing import EventListing
 from db.repositories.events import EventRepository
+from db.rules.corrections import Amendment
 from db.settings import Settings
 from db.tables import events
 from tests.support import Tenant, make_tenant, now_utc
@@ -62,13 +66,16 @@ async def grown_since_analyze(database: Database) -> Tenant:
 
 
 async def plans_of(
-    database: Database, business_id: str, run: Callable[[AsyncSession], Awaitable[object]]
+    database: Database,
+    business_id: str,
+    run: Callable[[AsyncSession], Awaitable[object]],
+    kinds: tuple[str, ...] = ("SELECT",),
 ) -> str:
-    """The plans of every statement on `events` that `run` sends."""
+    """The plans of every statement on `events` of the given kinds that `run` sends."""
     sent: list[tuple[str, Any]] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "events" in statement:
+        if statement.lstrip().upper().startswith(kinds) and "events" in statement:
             sent.append((statement, parameters))
 
     sa.event.listen(database.engine.sync_engine, "before_cursor_execute", record)
@@ -142,3 +149,43 @@ async def test_listing_by_event_ids_finds_them_through_the_unique_index(
     assert_no_scan_of_the_business(plan, database.dialect_name)
     if database.dialect_name == "postgresql":
         assert "uq_events_business_id_event_id" in plan, plan
+
+
+async def test_ingest_writes_first_revisions_of_the_new_events_by_key(
+    database: Database, tenant: Tenant
+) -> None:
+    """Also without any statistics, as a SQLite database that was never analyzed has none."""
+    business = tenant.business_id
+    drafts = [
+        EventDraft(f"fresh-{index}", "api.request", external_customer_id="c1")
+        for index in range(20)
+    ]
+    plan = await plans_of(
+        database,
+        business,
+        lambda session: EventRepository(session, business).ingest(drafts, Settings(), now_utc()),
+        kinds=("SELECT", "INSERT", "WITH"),
+    )
+    assert "ix_events_business_id_" not in plan, plan
+    assert "SCAN events" not in plan, plan
+
+
+async def test_a_correction_reads_and_writes_its_event_by_key(
+    database: Database, grown_since_analyze: Tenant
+) -> None:
+    business = grown_since_analyze.business_id
+    async with database.unit_of_work() as session:
+        await CustomerRepository(session, business).create(
+            external_id="c42", name=None, email=None, now=now_utc()
+        )
+    amendment = Amendment("new-42", "api.request", {"n": -42})
+    plan = await plans_of(
+        database,
+        business,
+        lambda session: EventCorrectionRepository(session, business).amend(
+            amendment, Settings(), now_utc()
+        ),
+        kinds=("SELECT", "INSERT", "UPDATE"),
+    )
+    assert_no_scan_of_the_business(plan, database.dialect_name)
+    assert "ix_events_business_id_" not in plan, plan

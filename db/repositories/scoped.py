@@ -1,0 +1,153 @@
+"""The base of every repository of a business's rows: tenant scope in one place (SPEC §7, T2).
+
+A repository derives each of its statements from this base, and each carries the business:
+`readable`, `update_of` and `delete_of` add the condition on `business_id`,
+`insert_values` sets the column, `execute_text` binds `:business_id` of hand-written SQL,
+and `page_of` issues cursors that only this business can use. A table without a business
+id of its own (event_revisions) is reached through its parent row (events): reads join the
+parent, inserts copy the key from this business's parent row, so another business's key
+reads and writes nothing.
+
+The business condition comes in the two flavours of db.lookups: by default the value
+itself, so that PostgreSQL plans listings by the business's real size; with `lookup=True`
+the value hidden from the planner, for lookups by a unique key that must stay index
+lookups however much the business grew since the last ANALYZE.
+"""
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db import lookups
+from db.database import dialect_of
+from db.pagination import Keyset, Page, PageRequest, fetch_page
+from db.settings import Settings
+from db.tables import event_revisions, events
+from db.upsert import insert_or_ignore
+
+Item = TypeVar("Item")
+
+BUSINESS_COLUMN = "business_id"
+
+
+@dataclass(frozen=True, slots=True)
+class Parent:
+    """How the rows of a table without a business id belong to rows of one that has it."""
+
+    table: sa.Table
+    key: sa.Column[Any]
+    link: sa.Column[Any]
+
+
+# Revisions are keyed by their event's sequence and belong to the event's business.
+PARENTS: dict[sa.Table, Parent] = {
+    event_revisions: Parent(events, events.c.sequence, event_revisions.c.event_sequence),
+}
+
+
+class BusinessScopedRepository:
+    def __init__(self, session: AsyncSession, business_id: str) -> None:
+        self.session = session
+        self.business_id = business_id
+        self.dialect_name = dialect_of(session)
+
+    def owns(self, table: sa.Table, *, lookup: bool = False) -> sa.ColumnElement[bool]:
+        """The condition that a row of `table`, which has a business id, is this business's."""
+        if BUSINESS_COLUMN not in table.c:
+            raise TypeError(f"{table.name} has no business id; reach it through its parent")
+        column = table.c[BUSINESS_COLUMN]
+        if lookup:
+            return lookups.same_business(column, self.business_id, self.dialect_name)
+        return column == self.business_id
+
+    def one_of(self, column: sa.Column[Any], values: Collection[Any]) -> sa.ColumnElement[bool]:
+        """`column IN values`, searched value by value through the column's index."""
+        return lookups.one_of(column, values, self.dialect_name)
+
+    def readable(self, table: sa.Table, *columns: Any, lookup: bool = False) -> sa.Select[Any]:
+        """SELECT `columns` (every column of `table` if none) of this business's rows."""
+        query = sa.select(*columns) if columns else sa.select(table)
+        query = query.select_from(table)
+        parent = PARENTS.get(table)
+        if parent is None:
+            return query.where(self.owns(table, lookup=lookup))
+        return query.join(parent.table, parent.key == parent.link).where(
+            self.owns(parent.table, lookup=lookup)
+        )
+
+    def update_of(self, table: sa.Table, *, lookup: bool = False) -> sa.Update:
+        """UPDATE of this business's rows of `table`; the caller narrows it further."""
+        return sa.update(table).where(self.owns(table, lookup=lookup))
+
+    def delete_of(self, table: sa.Table, *, lookup: bool = False) -> sa.Delete:
+        """DELETE of this business's rows of `table`; the caller narrows it further."""
+        return sa.delete(table).where(self.owns(table, lookup=lookup))
+
+    def insert_values(
+        self,
+        table: sa.Table,
+        values: Mapping[str, Any],
+        *,
+        ignoring_conflicts_on: Sequence[str] = (),
+    ) -> Any:
+        """INSERT of one row of this business (`ON CONFLICT DO NOTHING` on the columns given).
+
+        A row of a table without a business id is inserted only if its parent row is this
+        business's: the key is copied from that row (INSERT … SELECT), so a wrong key
+        inserts nothing.
+        """
+        if BUSINESS_COLUMN in values:
+            raise ValueError("the business of a scoped insert is the repository's own")
+        parent = PARENTS.get(table)
+        if parent is None:
+            insert = (
+                insert_or_ignore(self.dialect_name, table, list(ignoring_conflicts_on))
+                if ignoring_conflicts_on
+                else sa.insert(table)
+            )
+            return insert.values(**values, **{BUSINESS_COLUMN: self.business_id})
+        if ignoring_conflicts_on:
+            raise NotImplementedError("no ON CONFLICT for rows inserted through their parent")
+        names = list(values)
+        selected = [
+            parent.key if name == parent.link.key else sa.literal(value, table.c[name].type)
+            for name, value in values.items()
+        ]
+        parent_row = sa.select(*selected).where(
+            self.owns(parent.table, lookup=True), parent.key == values[parent.link.key]
+        )
+        return sa.insert(table).from_select(names, parent_row)
+
+    async def execute_text(
+        self, statement: sa.TextClause, parameters: Mapping[str, Any]
+    ) -> sa.Result[Any]:
+        """A hand-written statement, its `:business_id` bound to this repository's business."""
+        if BUSINESS_COLUMN in parameters:
+            raise ValueError("the business of a scoped statement is the repository's own")
+        return await self.session.execute(
+            statement, {**parameters, BUSINESS_COLUMN: self.business_id}
+        )
+
+    async def page_of(
+        self,
+        query: sa.Select[Any],
+        keyset: Keyset,
+        request: PageRequest,
+        settings: Settings,
+        to_item: Callable[[Any], Item],
+        branches: Sequence[sa.ColumnElement[bool]] = (),
+    ) -> Page[Item]:
+        """A page of `query` (from `readable`), with cursors valid for this business only."""
+        return await fetch_page(
+            self.session,
+            query,
+            keyset,
+            request,
+            scope=self.business_id,
+            settings=settings,
+            to_item=to_item,
+            branches=branches,
+        )
