@@ -3,8 +3,11 @@
 Every correction takes the same locks in the same order — the customer's row, then the
 event's row — so that corrections of one customer are serialized (the rolling limits of
 C5 cannot be overrun by concurrent requests) and racing amendments of one event produce
-consecutive revisions (C6). On SQLite the write transaction (BEGIN IMMEDIATE) already
-serializes every writer, and FOR UPDATE is left out of the SQL.
+consecutive revisions (C6). The locks are FOR NO KEY UPDATE: they conflict with each
+other, but not with the FOR KEY SHARE that every insert of an event naming the customer
+takes through its foreign key, so corrections never hold up ingestion. On SQLite the write
+transaction (BEGIN IMMEDIATE) already serializes every writer, and the locking clause is
+left out of the SQL.
 """
 
 from datetime import datetime
@@ -100,17 +103,18 @@ class EventCorrectionRepository(BusinessScopedRepository):
         customer = await self._customer_of(event)
         if customer is None:
             raise RuleViolations([customer_missing(event)])
+        # SQLAlchemy spells FOR NO KEY UPDATE as key_share=True (without read=True).
         await self.session.execute(
             self.readable(customers, customers.c.id)
             .where(customers.c.id == customer.id)
-            .with_for_update()
+            .with_for_update(key_share=True)
         )
         # Read again under the lock: a racing correction may have committed meanwhile.
         row = (
             await self.session.execute(
                 self.readable(events, lookup=True)
                 .where(events.c.sequence == event.sequence)
-                .with_for_update()
+                .with_for_update(key_share=True)
             )
         ).one()
         return event_record(row), customer
