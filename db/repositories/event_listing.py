@@ -72,8 +72,14 @@ class EventListing(BusinessScopedRepository):
         await self.session.execute(sa.text("SET LOCAL enable_sort = off"))
         try:
             yield
-        finally:
+        except sa.exc.DBAPIError:
+            # The failed statement aborted the transaction, which ends the setting too; a
+            # statement now would fail with "current transaction is aborted" instead.
+            raise
+        except Exception:
             await self.session.execute(sa.text("SET LOCAL enable_sort = on"))
+            raise
+        await self.session.execute(sa.text("SET LOCAL enable_sort = on"))
 
     async def _conditions(self, event_filter: EventFilter) -> EventConditions:
         """Q4 as SQL; raises BadUserInput for a bad filter, an unknown meter, a mismatch."""
