@@ -12,6 +12,9 @@ Two planner traps, both measured on this project's tables:
 - SQLite plans `IN (?, ?, …)` with a few hundred bound values as a scan of the whole table
   (70 ms for 1000 eventIds among 200 000 events); the same values as a json_each subquery
   are searched one by one through the index (2.4 ms).
+
+Repositories reach both through their base, db.repositories.scoped
+(`readable(…, lookup=True)` and `one_of`).
 """
 
 from collections.abc import Collection

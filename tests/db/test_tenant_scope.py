@@ -507,6 +507,37 @@ async def test_t2_another_business_sees_and_changes_nothing(
     await WALKS[method](AsB(database, repository, method_name, seeded), seeded.a, settings)
 
 
+@pytest.mark.asyncio(loop_scope="session")
+async def test_t2_every_statement_the_base_builds_carries_the_business(database: Database) -> None:
+    async with database.session() as session:
+        scoped = BusinessScopedRepository(session, "bus_scoped")
+        statements = [
+            builder(table, lookup=lookup)
+            for table in (customers, events, event_corrections, meters)
+            for builder in (scoped.readable, scoped.update_of, scoped.delete_of)
+            for lookup in (False, True)
+        ]
+        statements += [
+            scoped.readable(event_revisions),
+            scoped.insert_values(meters, {"id": "mtr_1"}),
+            scoped.insert_values(customers, {"id": "cus_1"}, ignoring_conflicts_on=["id"]),
+            scoped.insert_values(event_revisions, {"event_sequence": 1, "revision": 2}),
+        ]
+        for statement in statements:
+            compiled = statement.compile(dialect=database.engine.dialect)
+            assert "business_id" in str(compiled), compiled
+            assert "bus_scoped" in compiled.params.values(), compiled
+
+        # A row of a table without a business id is only reached through its parent.
+        with pytest.raises(TypeError):
+            scoped.update_of(event_revisions)
+        # The business of a scoped statement is never the caller's to give.
+        with pytest.raises(ValueError, match="repository's own"):
+            scoped.insert_values(meters, {"id": "mtr_1", "business_id": "bus_other"})
+        with pytest.raises(ValueError, match="repository's own"):
+            await scoped.execute_text(sa.text("SELECT 1"), {"business_id": "bus_other"})
+
+
 # Tables whose rows belong to a business: only the base may build statements on them.
 TENANT_TABLES = {"customers", "events", "event_revisions", "event_corrections", "meters"}
 STATEMENT_BUILDERS = {"select", "insert", "update", "delete", "insert_or_ignore", "same_business"}
