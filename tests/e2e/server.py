@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,17 +117,28 @@ def _processes_in_group(group: int) -> list[int]:
 
 
 @contextmanager
-def running_server(database_url: str, directory: Path, *, workers: int) -> Iterator[RunningServer]:
-    """`usage-events serve` on a free port, ready when entered, stopped (all workers) on exit."""
+def running_server(
+    database_url: str,
+    directory: Path,
+    *,
+    workers: int,
+    settings: Mapping[str, str] | None = None,
+) -> Iterator[RunningServer]:
+    """`usage-events serve` on a free port, ready when entered, stopped (all workers) on exit.
+
+    `settings` are more USAGE_EVENTS_* variables for the server, e.g. {"CORS_ORIGINS": …}.
+    """
     port = _free_port()
     log_path = directory / "serve.log"
     command = [usage_events_executable(), "serve", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--workers", str(workers)]
+    environment = cli_environment(database_url)
+    environment.update({f"USAGE_EVENTS_{name}": value for name, value in (settings or {}).items()})
     with log_path.open("wb") as log:
         # A session of its own, so that stopping it reaches the worker processes too.
         process = subprocess.Popen(
             command,
-            env=cli_environment(database_url),
+            env=environment,
             cwd=directory,
             stdin=subprocess.DEVNULL,
             stdout=log,
