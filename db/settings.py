@@ -1,13 +1,15 @@
 """The one settings object of the service (SPEC §10), read from USAGE_EVENTS_* variables."""
 
+import json
 import re
 from datetime import timedelta
 from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Any, Self
+from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # "3600" or "0.5": a number of seconds, as SPEC §10 allows beside ISO-8601.
 _SECONDS = re.compile(r"\s*\d+(\.\d+)?\s*")
@@ -23,6 +25,66 @@ def _seconds_or_iso8601(value: Any) -> Any:
         seconds = Decimal(value.strip())
         return timedelta(seconds=int(seconds), microseconds=int(seconds % 1 * 1_000_000))
     return value
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _json_list(value: Any) -> Any:
+    """The environment's text as JSON, with a message that says what to write instead."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        raise ValueError(
+            'write a JSON list, e.g. ["https://app.example.com"], or [] for none'
+        ) from None
+
+
+def _browser_origins(origins: list[str]) -> list[str]:
+    """Each origin as a browser sends it in `Origin`: scheme://host[:port], nothing more.
+
+    A path, a query or a trailing slash would never equal a browser's Origin header, so
+    such a value is refused rather than left to match nothing; the case of scheme and host
+    and a default port are normalised, as browsers write them.
+    """
+    if "*" in origins:
+        if len(origins) > 1:
+            raise ValueError('"*" allows every origin and must stand alone')
+        return origins
+    return [_browser_origin(origin) for origin in origins]
+
+
+def _browser_origin(origin: str) -> str:
+    parts = urlsplit(origin)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # Not a number, or out of range.
+        port = -1
+    if (
+        scheme not in _DEFAULT_PORTS
+        or not parts.hostname
+        or not origin.isascii()
+        or "@" in parts.netloc
+        or parts.netloc.endswith(":")
+        or port == -1
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or origin.endswith(("?", "#"))
+    ):
+        raise ValueError(
+            f"{origin!r} is not an origin: write scheme://host[:port] "
+            '(e.g. "https://app.example.com"), or "*" alone'
+        )
+    host = parts.netloc.lower()
+    if port is not None:
+        host = host.rpartition(":")[0]  # "[::1]:8080" → "[::1]"
+    if port is None or port == _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
 
 
 # Durations are never negative: a negative window would turn every rule that uses it around.
@@ -56,6 +118,12 @@ class Settings(BaseSettings):
 
     # Size of the database connection pool of each server process.
     database_pool_size: int = Field(10, ge=1)
+
+    # Origins whose pages may call the API from a browser (CORS): a JSON list such as
+    # ["https://app.example.com"], or ["*"] for any origin. None by default.
+    cors_origins: Annotated[
+        list[str], NoDecode, BeforeValidator(_json_list), AfterValidator(_browser_origins)
+    ] = []
 
     @model_validator(mode="after")
     def _default_page_fits(self) -> Self:

@@ -5,6 +5,8 @@ import gc
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
@@ -56,5 +58,23 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],
+        middleware=[cors_middleware(settings)],
         lifespan=lifespan,
+    )
+
+
+def cors_middleware(settings: Settings) -> Middleware:
+    """Browser pages of the allowed origins may call the API (SPEC §10; none by default).
+
+    The API key travels in the Authorization header, never in a cookie, so credentials
+    stay off: a browser then sends no cookies along, and "*" (any origin) is safe to
+    allow, since a page can only use a key it already holds.
+    """
+    return Middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type"],
+        allow_credentials=False,
+        max_age=600,
     )

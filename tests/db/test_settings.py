@@ -56,3 +56,70 @@ def test_default_page_size_may_equal_max_page_size() -> None:
     settings = Settings(default_page_size=100, max_page_size=100)
 
     assert settings.default_page_size == settings.max_page_size == 100
+
+
+def test_cors_origins_are_closed_by_default() -> None:
+    assert Settings().cors_origins == []
+
+
+def test_cors_origins_are_read_as_a_json_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "USAGE_EVENTS_CORS_ORIGINS", '["https://app.example.com", "http://127.0.0.1:5173"]'
+    )
+
+    assert Settings().cors_origins == ["https://app.example.com", "http://127.0.0.1:5173"]
+
+
+@pytest.mark.parametrize(
+    ("written", "meant"),
+    [
+        ("https://App.Example.COM", "https://app.example.com"),
+        ("HTTPS://app.example.com:443", "https://app.example.com"),
+        ("http://app.example.com:80", "http://app.example.com"),
+        ("http://app.example.com:8080", "http://app.example.com:8080"),
+        ("http://[::1]:3000", "http://[::1]:3000"),
+    ],
+)
+def test_cors_origins_are_written_as_browsers_send_them(written: str, meant: str) -> None:
+    assert Settings(cors_origins=[written]).cors_origins == [meant]
+
+
+def test_cors_origins_may_be_any_origin_alone() -> None:
+    assert Settings(cors_origins=["*"]).cors_origins == ["*"]
+
+
+@pytest.mark.parametrize(
+    "origins",
+    [
+        ["https://app.example.com/"],
+        ["https://app.example.com/app"],
+        ["https://app.example.com?x=1"],
+        ["https://app.example.com#top"],
+        ["app.example.com"],
+        ["ftp://app.example.com"],
+        ["https://user@app.example.com"],
+        ["https://app.example.com:"],
+        ["https://app.example.com:99999"],
+        ["https://app.example.com:port"],
+        ["https://bücher.example"],
+        ["*", "https://app.example.com"],
+        [""],
+    ],
+)
+def test_cors_origins_that_are_not_origins_are_refused(origins: list[str]) -> None:
+    with pytest.raises(ValidationError) as raised:
+        Settings(cors_origins=origins)
+
+    assert [problem["loc"] for problem in raised.value.errors()] == [("cors_origins",)]
+
+
+@pytest.mark.parametrize("written", ["https://app.example.com", "[https://app.example.com]", '"*"'])
+def test_cors_origins_that_are_not_a_json_list_are_refused_with_an_example(
+    monkeypatch: pytest.MonkeyPatch, written: str
+) -> None:
+    monkeypatch.setenv("USAGE_EVENTS_CORS_ORIGINS", written)
+
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+
+    assert [problem["loc"] for problem in raised.value.errors()] == [("cors_origins",)]
