@@ -6,6 +6,7 @@ same walk over HTTP for a few sizes.
 """
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -31,7 +32,7 @@ async def stored(database: Database) -> tuple[Tenant, list[str]]:
     tenant = await make_tenant(database)
     now = now_utc()
     moments = [now - timedelta(seconds=7 * index) for index in range(DISTINCT_TIMESTAMPS)]
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "id": f"evt_{index:026d}",
             "business_id": tenant.business_id,

@@ -24,7 +24,7 @@ BUSINESS = "bus_01JAAAAAAAAAAAAAAAAAAAAAAA"
 OTHER_BUSINESS = "bus_01JBBBBBBBBBBBBBBBBBBBBBBB"
 SETTINGS = Settings(default_page_size=50, max_page_size=100)
 
-rows = sa.table("rows", sa.column("timestamp"), sa.column("sequence"))
+rows = sa.Table("rows", sa.MetaData(), sa.Column("timestamp"), sa.Column("sequence"))
 TIMELINE = Keyset("timeline", (rows.c.timestamp, rows.c.sequence), (datetime, int), True)
 
 
@@ -235,7 +235,7 @@ def test_q3_cursor_padding_is_optional() -> None:
 
 def dialect_sql(expression: Any) -> str:
     compiled = expression.compile(
-        dialect=sa.dialects.sqlite.dialect(),  # type: ignore[attr-defined]
+        dialect=sa.dialects.sqlite.dialect(),
         compile_kwargs={"literal_binds": True},
     )
     return str(compiled)

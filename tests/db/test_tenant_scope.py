@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import pytest
 import pytest_asyncio
@@ -252,6 +252,7 @@ class AsB:
         with pytest.raises((RuleViolations, BadUserInput)) as raised:
             await attempt()
         error = raised.value
+        assert isinstance(error, RuleViolations | BadUserInput)
         codes = (
             [violation.code for violation in error.violations]
             if isinstance(error, RuleViolations)
@@ -569,7 +570,7 @@ def test_t2_repositories_build_statements_only_through_the_scoped_base() -> None
     assert found == []
 
 
-def is_business_column(node: ast.AST) -> bool:
+def is_business_column(node: ast.AST) -> TypeGuard[ast.Attribute]:
     """`<table>.c.business_id`"""
     return (
         isinstance(node, ast.Attribute)
