@@ -91,8 +91,8 @@ async def test_page_loads_only_files_of_its_own_origin_each_with_its_bytes(
     page = PageElements((await graphiql(client)).text)
 
     icons = [link for link in page.links if link["rel"] == "icon"]
-    loaded = [(s["src"], s["integrity"]) for s in page.scripts if s.get("src")]
-    loaded += [(link["href"], link["integrity"]) for link in page.links if link not in icons]
+    loaded = [(str(s["src"]), s["integrity"]) for s in page.scripts if s.get("src")]
+    loaded += [(str(link["href"]), link["integrity"]) for link in page.links if link not in icons]
 
     assert len(icons) == 1
     assert str(icons[0]["href"]).startswith("data:image/svg+xml,")
