@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from graphql import GraphQLError, OperationDefinitionNode
 from strawberry.extensions import SchemaExtension
 
+from graph.internals import operation_name_sent
+
 
 class RequireOperationName(SchemaExtension):
     """A document of several operations needs operationName; none of them runs without it."""
@@ -18,10 +20,8 @@ class RequireOperationName(SchemaExtension):
         # Before validation runs: errors set here stop the request before execution.
         context = self.execution_context
         document = context.graphql_document
-        # Strawberry keeps the name the client sent only here; `operation_name` already
-        # holds its fallback. The tests run a named choice, so a rename cannot go unseen.
-        chosen_by_client = getattr(context, "_provided_operation_name", None) is not None
-        if document is not None and not chosen_by_client:
+        # Not `context.operation_name`: that already holds Strawberry's fallback.
+        if document is not None and operation_name_sent(context) is None:
             operations = sum(
                 isinstance(definition, OperationDefinitionNode)
                 for definition in document.definitions

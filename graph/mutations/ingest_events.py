@@ -10,6 +10,7 @@ from db.records import EventDraft
 from db.repositories.events import EventRepository
 from db.rules.ingestion import utc_now
 from graph.context import Info
+from graph.internals import build_input_with
 from graph.mutations.base import run_mutation
 from graph.scalars import JSON
 from graph.types.user_error import UserError
@@ -63,7 +64,7 @@ def _ingest_input_from_coerced(
     return instance
 
 
-IngestEventsInput.__strawberry_definition__.from_input = _ingest_input_from_coerced  # type: ignore[attr-defined]
+build_input_with(IngestEventsInput, _ingest_input_from_coerced)
 
 
 @strawberry.type

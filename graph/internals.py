@@ -1,0 +1,123 @@
+"""The one module that relies on Strawberry and graphql-core beyond their public APIs.
+
+Both are pinned to their patch series (pyproject.toml), and tests/graph/test_internals.py
+checks every assumption made here, naming it, so an upgrade that moves one of them
+fails there instead of quietly changing what the service answers. Everything else in
+graph/ uses the libraries' public APIs only.
+"""
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from graphql import GraphQLObjectType
+from graphql.execution.collect_fields import GroupedFieldSet
+from graphql.pyutils import AwaitableOrValue, Path, Undefined
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.types import ExecutionContext, get_object_definition
+from strawberry.types.arguments import InputContext
+
+# A plain leaf field: the attribute to read, its type's `coerce_output_value`, and whether
+# null is allowed.
+LeafPlan = tuple[str, Callable[[Any], Any], bool]
+
+# Values of these exact types are neither exceptions (which graphql-core raises) nor
+# awaitables (which it awaits), so the fast path coerces them without asking.
+_PLAIN_VALUE_TYPES = frozenset({str, int, float, bool, dict, list, datetime, Decimal})
+
+
+def operation_name_sent(context: ExecutionContext) -> str | None:
+    """The operationName of the request, or None when the client sent none."""
+    # Private: Strawberry keeps the name the client sent only in `_provided_operation_name`
+    # (the `provided_operation_name` init argument is not kept under its own name), and
+    # its public `operation_name` falls back to the document's first operation. Read
+    # without a default on purpose: if an upgrade renames it, every request fails loudly
+    # rather than every several-operation document being refused or run unasked.
+    name: str | None = context._provided_operation_name
+    return name
+
+
+def build_input_with(
+    input_type: type, build: Callable[[type, Mapping[str, Any], InputContext], Any]
+) -> None:
+    """Have Strawberry build arguments of `input_type` with `build`, from the coerced input."""
+    # `from_input` is a public field of the type's definition, but it is documented for
+    # integrations that create their own definitions (strawberry.pydantic); the
+    # `strawberry.input` decorator takes no such argument, so it is set after decoration.
+    # If Strawberry stopped consulting it, arguments would be built field by field and
+    # the resolver would get an instance without the fields `build` sets.
+    get_object_definition(input_type, strict=True).from_input = build
+
+
+class LeafReadingExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    """graphql-core's execution, except for the fields `leaf_plans` names: read and coerced here.
+
+    Private: `execute_fields` is marked private in graphql-core 3.3 (its signature and
+    the shape of `grouped_field_set`, response name → list of `FieldDetails` with a
+    `.node`, changed in 3.3 and may change again). If it were no longer called, every
+    field would simply go the standard way; if its signature changed, execution breaks.
+    For a plain leaf the result is what graphql-core's `execute_field` and
+    `complete_value` give: the value coerced by `coerce_output_value`. Every case where
+    they would do more — a null where none is allowed, an exception or awaitable as the
+    value, a coercion that fails or returns null, an attribute that raises — goes the
+    standard way (which reads the attribute once more), so results and errors match.
+    """
+
+    def leaf_plans(self, parent_type: GraphQLObjectType) -> Mapping[str, LeafPlan]:
+        """The fields of `parent_type`, by name, to read directly; none by default."""
+        return {}
+
+    def execute_fields(
+        self,
+        parent_type: GraphQLObjectType,
+        source_value: Any,
+        path: Path | None,
+        grouped_field_set: GroupedFieldSet,
+        position_context: Any,
+    ) -> AwaitableOrValue[dict[str, Any]]:
+        plans = self.leaf_plans(parent_type)
+        if not plans:
+            return super().execute_fields(
+                parent_type, source_value, path, grouped_field_set, position_context
+            )
+        read: dict[str, Any] = {}
+        rest: GroupedFieldSet = {}
+        for response_name, field_details_list in grouped_field_set.items():
+            plan = plans.get(field_details_list[0].node.name.value)
+            if plan is None:
+                rest[response_name] = field_details_list
+                continue
+            attribute, coerce, nullable = plan
+            try:
+                value = getattr(source_value, attribute)
+                if value is None:
+                    if nullable:
+                        read[response_name] = None
+                        continue
+                    coerced = None
+                elif type(value) in _PLAIN_VALUE_TYPES or not (
+                    isinstance(value, Exception) or self.is_awaitable(value)
+                ):
+                    coerced = coerce(value)
+                else:
+                    coerced = None
+            except Exception:  # the standard way below reports it as graphql-core does
+                coerced = None
+            if coerced is None or coerced is Undefined:
+                rest[response_name] = field_details_list
+            else:
+                read[response_name] = coerced
+        if not rest:
+            return read
+        completed = super().execute_fields(parent_type, source_value, path, rest, position_context)
+        order = list(grouped_field_set)
+        if self.is_awaitable(completed):
+
+            async def merged() -> dict[str, Any]:
+                results = {**read, **await completed}
+                return {name: results[name] for name in order if name in results}
+
+            return merged()
+        results = {**read, **completed}  # type: ignore[dict-item]
+        return {name: results[name] for name in order if name in results}

@@ -1,0 +1,204 @@
+"""What graph/internals.py relies on in Strawberry and graphql-core, checked one by one.
+
+A failure here means an upgrade of strawberry-graphql or graphql-core moved something
+the service reaches into; the message names it and what to look at in graph/internals.py.
+"""
+
+import inspect
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import strawberry
+from graphql import FieldNode, GraphQLObjectType
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.types.arguments import InputContext
+
+from graph.internals import (
+    LeafPlan,
+    LeafReadingExecutionContext,
+    build_input_with,
+    operation_name_sent,
+)
+
+UPGRADE = "an upgrade of strawberry-graphql or graphql-core changed it; see graph/internals.py"
+
+
+@strawberry.type
+class Pair:
+    left: str
+    right: str
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    def pairs(self) -> list[Pair]:
+        return [Pair(left="l1", right="r1"), Pair(left="l2", right="r2")]
+
+
+def test_execute_fields_keeps_the_signature_it_is_overridden_with() -> None:
+    parameters = list(
+        inspect.signature(StrawberryGraphQLCoreExecutionContext.execute_fields).parameters
+    )
+
+    assert parameters == [
+        "self",
+        "parent_type",
+        "source_value",
+        "path",
+        "grouped_field_set",
+        "position_context",
+    ], f"graphql-core's Executor.execute_fields now takes {parameters}: {UPGRADE}"
+
+
+def test_execute_fields_gets_every_object_with_field_details_by_response_name() -> None:
+    calls: list[tuple[str, dict[str, list[str]]]] = []
+
+    class Spy(LeafReadingExecutionContext):
+        def execute_fields(
+            self,
+            parent_type: GraphQLObjectType,
+            source_value: Any,
+            path: Any,
+            grouped_field_set: Any,
+            position_context: Any,
+        ) -> Any:
+            calls.append(
+                (
+                    parent_type.name,
+                    {
+                        response_name: [
+                            details.node.name.value
+                            for details in field_details_list
+                            if isinstance(details.node, FieldNode)
+                        ]
+                        for response_name, field_details_list in grouped_field_set.items()
+                    },
+                )
+            )
+            return super().execute_fields(
+                parent_type, source_value, path, grouped_field_set, position_context
+            )
+
+    schema = strawberry.Schema(query=Query, execution_context_class=Spy)
+
+    result = schema.execute_sync("{ pairs { l: left right ... on Pair { right } } }")
+
+    assert result.errors is None
+    expected = {"l": ["left"], "right": ["right", "right"]}
+    assert calls == [("Query", {"pairs": ["pairs"]}), ("Pair", expected), ("Pair", expected)], (
+        "graphql-core no longer executes each object's fields through execute_fields with "
+        f"response name → [FieldDetails(node=FieldNode, …)]: {UPGRADE}"
+    )
+
+
+def test_leaf_plans_decide_what_execute_fields_reads() -> None:
+    class ReadRightForLeft(LeafReadingExecutionContext):
+        def leaf_plans(self, parent_type: GraphQLObjectType) -> Mapping[str, LeafPlan]:
+            return {"left": ("right", str, False)} if parent_type.name == "Pair" else {}
+
+    schema = strawberry.Schema(query=Query, execution_context_class=ReadRightForLeft)
+
+    result = schema.execute_sync("{ pairs { left right } }")
+
+    assert result.data == {
+        "pairs": [{"left": "r1", "right": "r1"}, {"left": "r2", "right": "r2"}]
+    }, (
+        "Strawberry no longer runs its execution context class's execute_fields for object "
+        f"fields (execution_context_class → graphql-core's executor_class): {UPGRADE}"
+    )
+
+
+def test_only_the_operation_name_a_client_sent_is_reported() -> None:
+    seen: list[tuple[str | None, str | None]] = []
+
+    class Record(SchemaExtension):
+        def on_execute(self) -> Iterator[None]:
+            context = self.execution_context
+            seen.append((operation_name_sent(context), context.operation_name))
+            yield
+
+    schema = strawberry.Schema(query=Query, extensions=[Record])
+    document = "query First { pairs { left } } query Second { pairs { right } }"
+
+    schema.execute_sync(document, operation_name="Second")
+    schema.execute_sync(document)
+
+    assert seen == [("Second", "Second"), (None, "First")], (
+        "Strawberry's ExecutionContext._provided_operation_name no longer holds exactly the "
+        f"operationName the client sent (and operation_name its fallback): {UPGRADE}"
+    )
+
+
+def test_from_input_builds_the_argument_from_the_coerced_input() -> None:
+    calls: list[tuple[type, dict[str, Any], tuple[str | int, ...]]] = []
+
+    @strawberry.input
+    class Window:
+        first_day: int
+        last_day: int
+        length: strawberry.Private[int]
+
+    def build(cls: type, value: Mapping[str, Any], context: InputContext) -> Any:
+        calls.append((cls, dict(value), context.path))
+        window: Any = object.__new__(cls)
+        window.length = value["lastDay"] - value["firstDay"] + 1
+        return window
+
+    build_input_with(Window, build)
+
+    @strawberry.type
+    class WindowQuery:
+        @strawberry.field
+        def length(self, window: Window) -> int:
+            return window.length
+
+    schema = strawberry.Schema(query=WindowQuery)
+
+    inline = schema.execute_sync("{ length(window: {firstDay: 3, lastDay: 9}) }")
+    variables = schema.execute_sync(
+        "query($w: Window!) { length(window: $w) }",
+        variable_values={"w": {"firstDay": 1, "lastDay": 1}},
+    )
+
+    assert (inline.data, variables.data) == ({"length": 7}, {"length": 1}), (
+        "Strawberry no longer builds input arguments with the definition's from_input "
+        f"hook: {UPGRADE}"
+    )
+    assert calls == [
+        (Window, {"firstDay": 3, "lastDay": 9}, ("window",)),
+        (Window, {"firstDay": 1, "lastDay": 1}, ("window",)),
+    ], (
+        "Strawberry's from_input hook is no longer called with (class, the input keyed by "
+        f"GraphQL names, InputContext): {UPGRADE}"
+    )
+
+
+def test_schema_extensions_that_override_resolve_are_the_middleware_graphql_core_gets() -> None:
+    middleware: list[tuple[str, ...]] = []
+
+    class Hooking(SchemaExtension):
+        def resolve(self, _next: Any, root: Any, info: Any, *args: Any, **kwargs: Any) -> Any:
+            return _next(root, info, *args, **kwargs)
+
+    class NotHooking(SchemaExtension):
+        def on_execute(self) -> Iterator[None]:
+            yield
+
+    class Spy(StrawberryGraphQLCoreExecutionContext):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            manager = self.middleware_manager
+            names = () if manager is None else manager.middlewares
+            middleware.append(tuple(type(each).__name__ for each in names))
+
+    for extensions in ([NotHooking], [NotHooking, Hooking]):
+        schema = strawberry.Schema(query=Query, extensions=extensions, execution_context_class=Spy)
+        schema.execute_sync("{ pairs { left } }")
+
+    assert middleware == [(), ("Hooking",)], (
+        "Strawberry no longer hands exactly the schema extensions that override resolve to "
+        "graphql-core as the executor's middleware_manager.middlewares, which is how "
+        f"graph/execution.py knows to turn the leaf fast path off: {UPGRADE}"
+    )
