@@ -244,11 +244,17 @@ def _json_text(value: ScalarValue) -> str:
 # case-sensitive substring test; LIKE would not be.
 
 
+def sqlite_key_path(key: str) -> str | None:
+    """The SQLite JSON path (`$."key"`) that finds `key` exactly, or None if none does."""
+    if _PLAIN_SQLITE_KEY.fullmatch(key) and not _ESCAPED_BY_SOME_WRITERS.intersection(key):
+        return f'$."{key}"'
+    return None
+
+
 def _sqlite_clause(clause: Clause, column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
-    if _PLAIN_SQLITE_KEY.fullmatch(clause.key) and not _ESCAPED_BY_SOME_WRITERS.intersection(
-        clause.key
-    ):
-        path = sa.literal(f'$."{clause.key}"', sa.Text)
+    plain_path = sqlite_key_path(clause.key)
+    if plain_path is not None:
+        path = sa.literal(plain_path, sa.Text)
         return _sqlite_member_condition(
             clause, sa.func.json_type(column, path), sa.func.json_extract(column, path)
         )

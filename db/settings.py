@@ -87,6 +87,36 @@ def _browser_origin(origin: str) -> str:
     return f"{scheme}://{host}:{port}"
 
 
+# What a URL without a driver (or with the dialect's other name) runs on: the two drivers
+# the service is built for. postgresql:// is what PostgreSQL's own tools and most hosts
+# print, postgres:// what some hosts print; SQLAlchemy would pick a driver that is not
+# installed for the one and know no dialect for the other.
+_DRIVERS = {
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+}
+
+
+def _database_url(url: str) -> str:
+    """The URL with the service's own driver: postgresql+asyncpg:// or sqlite+aiosqlite://.
+
+    Only the scheme is rewritten, so that the rest (a password with %-escapes) stays as
+    written. Any other database or driver is refused here, before anything connects.
+    """
+    scheme, separator, rest = url.partition("://")
+    driver = _DRIVERS.get(scheme.lower())
+    if not separator or driver is None:
+        raise ValueError(
+            f"{scheme + separator or url!r} is not a database this service runs on: write "
+            "postgresql://user@host:5432/name (PostgreSQL, through asyncpg) or "
+            "sqlite:///path/to/file.db (SQLite, through aiosqlite)"
+        )
+    return f"{driver}://{rest}"
+
+
 # Durations are never negative: a negative window would turn every rule that uses it around.
 Duration = Annotated[timedelta, BeforeValidator(_seconds_or_iso8601), Field(ge=timedelta(0))]
 
@@ -94,7 +124,10 @@ Duration = Annotated[timedelta, BeforeValidator(_seconds_or_iso8601), Field(ge=t
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="USAGE_EVENTS_", frozen=True)
 
-    database_url: str = "sqlite+aiosqlite:///./usage-events.db"
+    # postgresql:// and postgres:// mean asyncpg, sqlite:// aiosqlite (see _database_url).
+    database_url: Annotated[str, AfterValidator(_database_url)] = (
+        "sqlite+aiosqlite:///./usage-events.db"
+    )
 
     max_batch_size: int = Field(1000, ge=1)
     ingest_past_window: Duration = timedelta(hours=1)
@@ -105,6 +138,8 @@ class Settings(BaseSettings):
 
     default_page_size: int = Field(50, ge=1)
     max_page_size: int = Field(100, ge=1)
+    # meterUsage and eventVolume answer at most this many buckets × series (U7, V2).
+    max_usage_points: int = Field(10_000, ge=1)
 
     # Bounds on every request (SPEC §9): introspection stays on, abuse is capped instead.
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024)

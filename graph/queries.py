@@ -18,10 +18,20 @@ from graph.types.event import Event
 from graph.types.event_filter_input import EventFilterInput, EventOrder
 from graph.types.meter import Meter
 from graph.types.node import Node
+from graph.usage.resolvers import event_volume, meter_usage
+from graph.usage.types import EventVolume, MeterUsage
 
 
 @strawberry.type
 class Query:
+    meter_usage: MeterUsage = strawberry.field(
+        resolver=meter_usage,
+        description="How much of a meter was used, per period and series, exactly (U1–U8).",
+    )
+    event_volume: EventVolume = strawberry.field(
+        resolver=event_volume, description="How many of your events arrived, per period."
+    )
+
     @strawberry.field(description="The business of the API key in use.")
     def viewer(self, info: Info) -> Business:
         return Business.from_record(info.context.business)

@@ -1,5 +1,6 @@
-"""The DateTime and JSON scalars of SPEC §12."""
+"""The DateTime, JSON and Decimal scalars of SPEC §12."""
 
+import decimal
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -7,7 +8,9 @@ from typing import Any
 import strawberry
 from strawberry.scalars import JSON
 
-__all__ = ["JSON", "DateTime", "parse_datetime", "serialize_datetime"]
+from db.usage.decimals import format_decimal
+
+__all__ = ["JSON", "DateTime", "ExactDecimal", "parse_datetime", "serialize_datetime"]
 
 
 # RFC 3339's date-time, with the offset optional (I5: none means UTC). Python's
@@ -49,4 +52,26 @@ DateTime = strawberry.scalar(
     description=("An RFC 3339 date-time. Input without a UTC offset is UTC; output is always UTC."),
     serialize=serialize_datetime,
     parse_value=parse_datetime,
+)
+
+
+def _parse_decimal(value: Any) -> decimal.Decimal:
+    if not isinstance(value, str):
+        raise ValueError('Decimal must be a string of digits, such as "1234.5".')
+    try:
+        parsed = decimal.Decimal(value)
+    except decimal.InvalidOperation:
+        raise ValueError(f"{value[:64]!r} is not a decimal number.") from None
+    if not parsed.is_finite():
+        raise ValueError("Decimal must be a finite number.")
+    return parsed
+
+
+# Strawberry's own Decimal scalar writes str(value) ("3.0", "1E+2"); U3 wants "3" and "100".
+# Fields are annotated with plain `Decimal`; the schema's scalar_map maps it to this.
+ExactDecimal = strawberry.scalar(
+    name="Decimal",
+    description=('An exact decimal number, as a string: "1234.5". No exponent, no trailing zeros.'),
+    serialize=format_decimal,
+    parse_value=_parse_decimal,
 )

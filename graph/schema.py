@@ -1,6 +1,7 @@
 """The Strawberry schema, with the bounds every request is held to (SPEC §9)."""
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import strawberry
@@ -21,7 +22,7 @@ from graph.execution import LeafFastPathExecutionContext
 from graph.mutations.root import Mutation
 from graph.operation_choice import RequireOperationName
 from graph.queries import Query
-from graph.scalars import DateTime
+from graph.scalars import DateTime, ExactDecimal
 from graph.types.business import Business
 from graph.types.customer import Customer
 from graph.types.event import Event
@@ -58,6 +59,6 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         mutation=Mutation,
         types=[Business, Customer, Event],
         extensions=extensions,
-        config=StrawberryConfig(scalar_map={datetime: DateTime}),
+        config=StrawberryConfig(scalar_map={datetime: DateTime, Decimal: ExactDecimal}),
         execution_context_class=LeafFastPathExecutionContext,
     )

@@ -36,6 +36,8 @@ from db.repositories.event_listing import EventListing
 from db.repositories.events import EventRepository
 from db.repositories.meters import MeterRepository
 from db.repositories.scoped import BusinessScopedRepository
+from db.repositories.usage import UsageRepository
+from db.repositories.volume import VolumeRepository
 from db.rules.corrections import Amendment
 from db.rules.meters import AggregationType, MeterDraft
 from db.settings import Settings
@@ -48,6 +50,7 @@ from db.tables import (
     events,
     meters,
 )
+from db.usage.query import Granularity, UsageQuery, VolumeQuery
 from tests.support import make_tenant, now_utc
 
 # The one repository that is not scoped: businesses and API keys, for the CLI and sign-in.
@@ -453,6 +456,48 @@ async def deprecate(b: AsB, a: BusinessA, settings: Settings) -> None:
     await b.refused(UserErrorCode.CUSTOMER_NOT_FOUND, "b-of-acme", None, settings, now_utc())
     deprecated = await b.call("shared-event", None, settings, now_utc())
     assert deprecated.deprecated
+
+
+@walks(UsageRepository, "meter_usage")
+async def meter_usage(b: AsB, a: BusinessA, settings: Settings) -> None:
+    now = now_utc()
+    start, end = now - timedelta(days=1), now + timedelta(days=1)
+    for meter_id in a.meter_ids:
+        await b.refused(UserErrorCode.METER_NOT_FOUND, UsageQuery(meter_id, start, end), settings)
+    async with b.database.session() as session:
+        meters_of_b = await MeterRepository(session, b.seeded.b_business_id).page(
+            PageRequest(), settings, include_archived=True
+        )
+    [(_, own_meter)] = meters_of_b.edges
+    for customer_id in a.customer_ids:
+        query = UsageQuery(own_meter.id, start, end, customer_ids=(customer_id,))
+        await b.refused(UserErrorCode.CUSTOMER_NOT_FOUND, query, settings)
+    # B's events only, A's external id "acme" included, which is no customer of B's.
+    grouped = UsageQuery(
+        own_meter.id, start, end, granularity=Granularity.HOUR, group_by_customer=True
+    )
+    answer = await b.call(grouped, settings)
+    assert answer.event_count == 3
+    assert answer.total == 3 * 42
+    assert answer.customers.keys() <= {series.customer_id for series in answer.series}
+    answer = await b.call(
+        UsageQuery(own_meter.id, start, end, external_customer_ids=a.external_ids), settings
+    )
+    assert answer.event_count == 2  # "shared" and "acme", as B sent them
+
+
+@walks(VolumeRepository, "event_volume")
+async def event_volume(b: AsB, a: BusinessA, settings: Settings) -> None:
+    now = now_utc()
+    query = VolumeQuery(now - timedelta(days=1), now + timedelta(days=1))
+    assert (await b.call(query, settings, now)).total == 3
+    for customer_id in a.customer_ids:
+        await b.refused(
+            UserErrorCode.CUSTOMER_NOT_FOUND,
+            VolumeQuery(query.start, query.end, customer_id=customer_id),
+            settings,
+            now,
+        )
 
 
 def repository_modules() -> list[Any]:

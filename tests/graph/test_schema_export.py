@@ -43,6 +43,10 @@ def test_user_error_code_enum_has_every_code_of_the_spec() -> None:
         "INVALID_CURSOR",
         "PAGE_SIZE_INVALID",
         "INVALID_INPUT",
+        "TIME_RANGE_INVALID",
+        "TIME_ZONE_INVALID",
+        "GROUP_BY_INVALID",
+        "USAGE_RESULT_TOO_LARGE",
     ]
     # Codes added beyond SPEC §8, each for a bound the spec leaves open.
     added_codes = ["REASON_TOO_LONG"]

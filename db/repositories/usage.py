@@ -1,0 +1,401 @@
+"""meterUsage (SPEC §14) read from the raw events: filtering, bucketing and grouping in SQL.
+
+Both databases select the events in scope in SQL (U1: the meter's event name and filter,
+the query's filter, customers, time range, visibility as of asOf) and never load another.
+PostgreSQL then aggregates in SQL: `numeric` from the jsonb number, bucket numbers by
+width_bucket over the edges, every cell, series total and grand total in one GROUPING SETS
+statement (U4). SQLite has no decimal type and reads JSON floats as REAL, so it sends the
+JSON text of the aggregated value of each event in scope, and Python adds it up exactly
+while the rows stream, placing each event in its bucket by bisection.
+
+Rollups (pre-aggregated per meter, for speed) slot in at `_cells`: a source that answers
+a UsagePlan with UsageCells. Shapes they cannot answer (asOf, an ad-hoc filter, MINUTE)
+keep reading the raw events here.
+"""
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP, aggregate_order_by
+
+from db.errors import BadUserInput, UserErrorCode
+from db.filters import Filter, sqlite_key_path
+from db.repositories.customers import CustomerRepository
+from db.repositories.meters import MeterRepository
+from db.repositories.scoped import BusinessScopedRepository
+from db.rules.meters import AggregationType
+from db.settings import Settings
+from db.tables import customers, event_revisions, events
+from db.usage.buckets import bucket_index
+from db.usage.cells import Accumulator, Cell, SeriesCells, UsageCells, assemble
+from db.usage.decimals import average, parse_json_exactly
+from db.usage.plan import UsagePlan, check_usage_query
+from db.usage.query import MeterUsage, SeriesKey, UsageQuery, canonical_group_value
+
+
+class UsageRepository(BusinessScopedRepository):
+    async def meter_usage(self, query: UsageQuery, settings: Settings) -> MeterUsage:
+        """U1–U8; raises BadUserInput for every bound of U7, before any expensive work."""
+        checked = check_usage_query(query, settings)
+        meter = await MeterRepository(self.session, self.business_id).get(query.meter_id)
+        if meter is None:
+            raise BadUserInput(
+                UserErrorCode.METER_NOT_FOUND,
+                "Your business has no meter with this id.",
+                ("meterId",),
+            )
+        customer_ids, external_ids = await self._customer_scope(query)
+        plan = UsagePlan(
+            meter=meter,
+            start=query.start,
+            end=query.end,
+            granularity=query.granularity,
+            time_zone=query.time_zone,
+            edges=checked.edges,
+            filters=tuple(
+                each
+                for each in (
+                    Filter.from_document(meter.filter) if meter.filter is not None else None,
+                    checked.filter,
+                )
+                if each is not None
+            ),
+            customer_ids=customer_ids,
+            external_customer_ids=external_ids,
+            group_by=query.group_by,
+            group_by_customer=query.group_by_customer,
+            as_of=query.as_of,
+        )
+        cells = await self._cells(plan, settings)
+        answer = assemble(plan, cells)
+        named = {series.customer_id for series in answer.series if series.customer_id is not None}
+        found = await CustomerRepository(self.session, self.business_id).by_ids(named)
+        return MeterUsage(
+            **{name: getattr(answer, name) for name in MeterUsage.__slots__ if name != "customers"},
+            customers=found,
+        )
+
+    async def _customer_scope(
+        self, query: UsageQuery
+    ) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
+        """U1: the customer ids named, and the externalCustomerIds that match (theirs and
+        those given); raises CUSTOMER_NOT_FOUND for an id that is not this business's."""
+        if query.customer_ids is None and query.external_customer_ids is None:
+            return None, None
+        external_ids = list(query.external_customer_ids or ())
+        customer_ids = tuple(query.customer_ids or ())
+        if customer_ids:
+            found = await CustomerRepository(self.session, self.business_id).by_ids(customer_ids)
+            for index, customer_id in enumerate(customer_ids):
+                customer = found.get(customer_id)
+                if customer is None:
+                    raise BadUserInput(
+                        UserErrorCode.CUSTOMER_NOT_FOUND,
+                        "Your business has no customer with this id.",
+                        ("customerIds", str(index)),
+                    )
+                if customer.external_id is not None:
+                    external_ids.append(customer.external_id)
+        return customer_ids, tuple(dict.fromkeys(external_ids))
+
+    async def _cells(self, plan: UsagePlan, settings: Settings) -> UsageCells:
+        """The seam for other sources: a rollup source answering `plan` goes here."""
+        limit = _SeriesLimit(plan, settings)
+        if self.dialect_name == "postgresql":
+            return await self._cells_on_postgresql(plan, limit)
+        return await self._cells_on_sqlite(plan, limit)
+
+    def _visibility(self, as_of: datetime | None) -> list[sa.ColumnElement[bool]]:
+        """U1/U8: which events count at `as_of` (now when None); its twin in Python is
+        db.usage.reference.visible_body, and the backfills issue extends both: events of
+        an unreflected backfill never count, a reflection or restoration counts from
+        its moment on."""
+        if as_of is None:
+            return [events.c.deprecated_at.is_(None)]
+        return [
+            events.c.ingested_at <= as_of,
+            sa.or_(events.c.deprecated_at.is_(None), events.c.deprecated_at > as_of),
+        ]
+
+    def _scope(self, plan: UsagePlan) -> tuple[sa.Select[Any], sa.ColumnElement[Any]]:
+        """The events in scope (U1) and the column of the metadata they count with."""
+        start, end = plan.edges[0], plan.edges[-1]
+        query = self.readable(events)
+        name: sa.ColumnElement[Any] = events.c.event_name
+        metadata: sa.ColumnElement[Any] = events.c.metadata
+        if plan.as_of is not None:
+            # U8: each event with the latest of its revisions made by asOf.
+            latest = (
+                self.readable(
+                    event_revisions,
+                    event_revisions.c.event_sequence,
+                    sa.func.max(event_revisions.c.revision).label("revision"),
+                )
+                .where(
+                    event_revisions.c.created_at <= plan.as_of,
+                    events.c.ingested_at <= plan.as_of,
+                    events.c.timestamp >= start,
+                    events.c.timestamp < end,
+                )
+                .group_by(event_revisions.c.event_sequence)
+                .subquery("latest")
+            )
+            body = event_revisions.alias("body")
+            query = query.join(latest, latest.c.event_sequence == events.c.sequence).join(
+                body,
+                sa.and_(
+                    body.c.event_sequence == latest.c.event_sequence,
+                    body.c.revision == latest.c.revision,
+                ),
+            )
+            name, metadata = body.c.event_name, body.c.metadata
+        conditions = [
+            *self._visibility(plan.as_of),
+            events.c.timestamp >= start,
+            events.c.timestamp < end,
+            name == plan.meter.event_name,
+            *(each.to_sql(metadata, self.dialect_name) for each in plan.filters),
+        ]
+        if plan.narrowed_to_customers:
+            alternatives = []
+            if plan.customer_ids:
+                alternatives.append(self.one_of(events.c.customer_id, plan.customer_ids))
+            if plan.external_customer_ids:
+                alternatives.append(
+                    self.one_of(events.c.external_customer_id, plan.external_customer_ids)
+                )
+            conditions.append(sa.or_(*alternatives) if alternatives else sa.false())
+        if plan.group_by_customer:
+            # U6: an externalCustomerId event is its customer's — under asOf, a customer's
+            # that existed then; otherwise a series of its own.
+            owner = [
+                self.owns(customers),
+                customers.c.external_id == events.c.external_customer_id,
+            ]
+            if plan.as_of is not None:
+                owner.append(customers.c.created_at <= plan.as_of)
+            query = query.outerjoin(customers, sa.and_(*owner))
+        return query.where(*conditions), metadata
+
+    @staticmethod
+    def _owner_columns(plan: UsagePlan) -> list[sa.ColumnElement[Any]]:
+        if not plan.group_by_customer:
+            return [sa.null().label("customer_id"), sa.null().label("external_customer_id")]
+        return [
+            sa.func.coalesce(events.c.customer_id, customers.c.id).label("customer_id"),
+            sa.case(
+                (
+                    sa.and_(events.c.customer_id.is_(None), customers.c.id.is_(None)),
+                    events.c.external_customer_id,
+                ),
+                else_=sa.null(),
+            ).label("external_customer_id"),
+        ]
+
+    async def _cells_on_postgresql(self, plan: UsagePlan, limit: "_SeriesLimit") -> UsageCells:
+        scope, metadata = self._scope(plan)
+        document = sa.type_coerce(metadata, JSONB)
+
+        def member(key: str) -> sa.ColumnElement[Any]:
+            return document.op("->", return_type=JSONB)(sa.literal(key, sa.Text))
+
+        inner_edges = plan.edges[1:-1]
+        bucket: sa.ColumnElement[Any] = (
+            sa.func.width_bucket(
+                events.c.timestamp,
+                sa.bindparam("bucket_edges", inner_edges, type_=ARRAY(TIMESTAMP(timezone=True))),
+                type_=sa.Integer,
+            )
+            if inner_edges
+            else sa.literal(0, sa.Integer)
+        )
+        columns: list[sa.ColumnElement[Any]] = [
+            bucket.label("bucket"),
+            events.c.timestamp.label("timestamp"),
+            events.c.sequence.label("sequence"),
+            *self._owner_columns(plan),
+            *(member(key).label(f"group_{index}") for index, key in enumerate(plan.group_by)),
+        ]
+        if plan.key is not None:
+            value = member(plan.key)
+            kind = sa.func.jsonb_typeof(value)
+            number = sa.cast(
+                document.op("->>", return_type=sa.Text)(sa.literal(plan.key, sa.Text)), sa.Numeric
+            )
+            columns += [
+                sa.case((kind == "number", number), else_=sa.null()).label("number"),
+                sa.case((kind.in_(["string", "number", "boolean"]), value), else_=sa.null()).label(
+                    "distinct_member"
+                ),
+            ]
+        counted = scope.with_only_columns(*columns).subquery("counted")
+
+        series_columns = [counted.c.customer_id, counted.c.external_customer_id] * int(
+            plan.group_by_customer
+        ) + [counted.c[f"group_{index}"] for index in range(len(plan.group_by))]
+        grouping_sets = (
+            [
+                sa.tuple_(*series_columns, counted.c.bucket),
+                sa.tuple_(*series_columns),
+                sa.text("()"),
+            ]
+            if series_columns
+            else [sa.tuple_(counted.c.bucket), sa.text("()")]
+        )
+        level = sa.func.grouping(*series_columns[:1], counted.c.bucket)
+        statement = sa.select(
+            level.label("level"),
+            counted.c.bucket,
+            *(
+                sa.cast(column, sa.Text).label(column.name)
+                if column.name.startswith("group_")
+                else column
+                for column in series_columns
+            ),
+            sa.func.count().label("event_count"),
+            *_postgres_aggregates(plan.aggregation, counted),
+        ).group_by(sa.func.grouping_sets(*grouping_sets))
+
+        cells = UsageCells()
+        result = await self.session.stream(statement)
+        async for row in result:
+            cell = Cell(_postgres_value(plan.aggregation, row), row.event_count)
+            if row.level == (3 if series_columns else 1):
+                cells.total = cell
+                continue
+            key = _series_key(plan, row, parse_json_exactly)
+            series = cells.series.get(key)
+            if series is None:
+                series = cells.series[key] = SeriesCells()
+                limit.check(len(cells.series))
+            if row.level == 0:
+                series.buckets[row.bucket] = cell
+            else:
+                series.total = cell
+        if not series_columns:
+            # One series: its total is the grand total, which no other grouping set repeats.
+            for series in cells.series.values():
+                series.total = cells.total
+        return cells
+
+    async def _cells_on_sqlite(self, plan: UsagePlan, limit: "_SeriesLimit") -> UsageCells:
+        scope, metadata = self._scope(plan)
+        keys = [*plan.group_by, *([plan.key] if plan.key is not None else [])]
+        paths = {key: sqlite_key_path(key) for key in keys}
+        whole_document = None in paths.values()
+        columns: list[sa.ColumnElement[Any]] = [
+            events.c.timestamp.label("timestamp"),
+            events.c.sequence.label("sequence"),
+            *self._owner_columns(plan),
+        ]
+        if whole_document:
+            # A key no SQLite path finds exactly: the document's text, read in Python.
+            columns.append(sa.cast(metadata, sa.Text).label("document"))
+        else:
+            columns += [
+                metadata.op("->", return_type=sa.Text)(sa.literal(path, sa.Text)).label(
+                    f"member_{index}"
+                )
+                for index, path in enumerate(paths.values())
+            ]
+        cells = UsageCells()
+        aggregation = plan.aggregation
+        accumulators: dict[SeriesKey, tuple[dict[int, Accumulator], Accumulator]] = {}
+        grand = Accumulator(aggregation)
+        result = await self.session.stream(scope.with_only_columns(*columns))
+        async for row in result:
+            if whole_document:
+                document = parse_json_exactly(row.document)
+                members = [document.get(key) for key in keys]
+            else:
+                members = [
+                    None if text is None else parse_json_exactly(text)
+                    for text in row[len(columns) - len(keys) :]
+                ]
+            group_values = tuple(
+                canonical_group_value(each) for each in members[: len(plan.group_by)]
+            )
+            key: SeriesKey = (row.customer_id, row.external_customer_id, group_values)
+            entry = accumulators.get(key)
+            if entry is None:
+                entry = accumulators[key] = ({}, Accumulator(aggregation))
+                limit.check(len(accumulators))
+            index = bucket_index(plan.edges, row.timestamp)
+            bucket = entry[0].get(index)
+            if bucket is None:
+                bucket = entry[0][index] = Accumulator(aggregation)
+            member = members[-1] if plan.key is not None else None
+            for accumulator in (bucket, entry[1], grand):
+                accumulator.add(row.timestamp, row.sequence, member)
+        for key, (buckets, total) in accumulators.items():
+            cells.series[key] = SeriesCells(
+                {index: accumulator.cell() for index, accumulator in buckets.items()},
+                total.cell(),
+            )
+        cells.total = grand.cell()
+        return cells
+
+
+class _SeriesLimit:
+    """U7: at most MAX_USAGE_POINTS buckets × series; checked while the series appear."""
+
+    def __init__(self, plan: UsagePlan, settings: Settings) -> None:
+        self.buckets = len(plan.edges) - 1
+        self.maximum = settings.max_usage_points
+        self.field = ("groupBy",) if plan.group_by else ("groupByCustomer",)
+
+    def check(self, series: int) -> None:
+        if series * self.buckets > self.maximum:
+            raise BadUserInput(
+                UserErrorCode.USAGE_RESULT_TOO_LARGE,
+                f"The answer would hold more than {self.maximum} buckets × series "
+                f"({self.buckets} buckets, more than {series - 1} series); group by fewer "
+                "keys, narrow the query, or ask for fewer buckets.",
+                self.field,
+            )
+
+
+def _postgres_aggregates(
+    aggregation: AggregationType, counted: sa.Subquery
+) -> list[sa.ColumnElement[Any]]:
+    if aggregation is AggregationType.COUNT:
+        return []
+    number = counted.c.number
+    if aggregation is AggregationType.UNIQUE_COUNT:
+        # jsonb equality is M4's: by type first, numbers by value (1 = 1.0, "1" ≠ 1).
+        return [sa.func.count(sa.distinct(counted.c.distinct_member)).label("value")]
+    if aggregation in (AggregationType.SUM, AggregationType.AVG):
+        return [sa.func.sum(number).label("value"), sa.func.count(number).label("numbers")]
+    if aggregation is AggregationType.MIN:
+        return [sa.func.min(number).label("value")]
+    if aggregation is AggregationType.MAX:
+        return [sa.func.max(number).label("value")]
+    latest_first = sa.func.array_agg(
+        aggregate_order_by(number, counted.c.timestamp.desc(), counted.c.sequence.desc())
+    ).filter(number.is_not(None))
+    return [sa.type_coerce(latest_first, ARRAY(sa.Numeric))[1].label("value")]
+
+
+def _postgres_value(aggregation: AggregationType, row: Any) -> Decimal | None:
+    if aggregation is AggregationType.COUNT:
+        return Decimal(row.event_count)
+    if aggregation is AggregationType.UNIQUE_COUNT:
+        return Decimal(row.value)
+    if aggregation is AggregationType.SUM:
+        return row.value if row.value is not None else Decimal(0)
+    if aggregation is AggregationType.AVG:
+        return average(row.value, row.numbers) if row.numbers else None
+    value: Decimal | None = row.value
+    return value
+
+
+def _series_key(plan: UsagePlan, row: Any, parse: Any) -> SeriesKey:
+    values = tuple(
+        canonical_group_value(None if text is None else parse(text))
+        for text in (row._mapping[f"group_{index}"] for index in range(len(plan.group_by)))
+    )
+    if not plan.group_by_customer:
+        return (None, None, values)
+    return (row.customer_id, row.external_customer_id, values)

@@ -1,0 +1,115 @@
+"""eventVolume (SPEC §15): how many events arrived per bucket, counted in SQL on both databases.
+
+PostgreSQL numbers each event's bucket with width_bucket over the edges; SQLite, which has
+no such function, joins the buckets (a JSON list of [start, end) pairs) to the events, one
+index range per bucket. Either way only counts leave the database.
+"""
+
+from datetime import UTC, datetime
+from itertools import pairwise
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, TIMESTAMP
+
+from db.errors import BadUserInput, UserErrorCode
+from db.repositories.customers import CustomerRepository
+from db.repositories.scoped import BusinessScopedRepository
+from db.settings import Settings
+from db.tables import events
+from db.usage.plan import plan_volume
+from db.usage.query import EventVolume, VolumeBasis, VolumeBucket, VolumeQuery
+
+
+class VolumeRepository(BusinessScopedRepository):
+    async def event_volume(
+        self, query: VolumeQuery, settings: Settings, now: datetime
+    ) -> EventVolume:
+        """V1/V2; raises BadUserInput for the bounds of U7 that apply."""
+        plan = plan_volume(query, settings, now)
+        moment = (
+            events.c.ingested_at
+            if query.basis is VolumeBasis.INGESTION_TIME
+            else events.c.timestamp
+        )
+        conditions: list[sa.ColumnElement[bool]] = []
+        if not query.include_deprecated:
+            conditions.append(events.c.deprecated_at.is_(None))
+        if query.event_name is not None:
+            conditions.append(events.c.event_name == query.event_name)
+        if query.customer_id is not None:
+            conditions.append(await self._customer_condition(query.customer_id))
+        if self.dialect_name == "postgresql":
+            counts = await self._counts_on_postgresql(plan.edges, moment, conditions)
+        else:
+            counts = await self._counts_on_sqlite(plan.edges, moment, conditions)
+        buckets = [
+            VolumeBucket(plan.edges[index], plan.edges[index + 1], counts.get(index, 0))
+            for index in range(len(plan.edges) - 1)
+        ]
+        return EventVolume(sum(bucket.count for bucket in buckets), buckets)
+
+    async def _customer_condition(self, customer_id: str) -> sa.ColumnElement[bool]:
+        """Q4's meaning: events sent with the customer's id or with its externalId."""
+        customer = await CustomerRepository(self.session, self.business_id).get(customer_id)
+        if customer is None:
+            raise BadUserInput(
+                UserErrorCode.CUSTOMER_NOT_FOUND,
+                "Your business has no customer with this id.",
+                ("customerId",),
+            )
+        by_id: sa.ColumnElement[bool] = events.c.customer_id == customer.id
+        if customer.external_id is None:
+            return by_id
+        either: sa.ColumnElement[bool] = sa.or_(
+            events.c.customer_id == customer.id,
+            events.c.external_customer_id == customer.external_id,
+        )
+        return either
+
+    async def _counts_on_postgresql(
+        self,
+        edges: list[datetime],
+        moment: sa.ColumnElement[Any],
+        conditions: list[sa.ColumnElement[bool]],
+    ) -> dict[int, int]:
+        inner = edges[1:-1]
+        bucket: sa.ColumnElement[Any] = (
+            sa.func.width_bucket(
+                moment,
+                sa.bindparam("bucket_edges", inner, type_=ARRAY(TIMESTAMP(timezone=True))),
+                type_=sa.Integer,
+            )
+            if inner
+            else sa.literal(0, sa.Integer)
+        )
+        counted = (
+            self.readable(events, bucket.label("bucket"))
+            .where(moment >= edges[0], moment < edges[-1], *conditions)
+            .subquery("counted")
+        )
+        rows = await self.session.execute(
+            sa.select(counted.c.bucket, sa.func.count()).group_by(counted.c.bucket)
+        )
+        return {bucket_number: count for bucket_number, count in rows}
+
+    async def _counts_on_sqlite(
+        self,
+        edges: list[datetime],
+        moment: sa.ColumnElement[Any],
+        conditions: list[sa.ColumnElement[bool]],
+    ) -> dict[int, int]:
+        # The text UTCDateTime stores on SQLite, which compares in time order.
+        stored = [edge.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f") for edge in edges]
+        pairs = orjson.dumps(list(pairwise(stored))).decode()
+        buckets = sa.func.json_each(pairs).table_valued("key", "value").alias("buckets")
+        lower = buckets.c.value.op("->>", return_type=sa.Text)(0)
+        upper = buckets.c.value.op("->>", return_type=sa.Text)(1)
+        rows = await self.session.execute(
+            self.readable(events, buckets.c.key, sa.func.count())
+            .join(buckets, sa.and_(moment >= lower, moment < upper))
+            .where(*conditions)
+            .group_by(buckets.c.key)
+        )
+        return {int(key): count for key, count in rows}

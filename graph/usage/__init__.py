@@ -1,0 +1,1 @@
+"""meterUsage and eventVolume in GraphQL (SPEC §14, §15)."""
