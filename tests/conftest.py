@@ -98,14 +98,31 @@ def settings(database_url: str) -> Settings:
 async def database(settings: Settings) -> AsyncIterator[Database]:
     database = Database.from_settings(settings)
     if database.dialect_name == "postgresql":
-        async with database.engine.begin() as connection:
-            await connection.execute(
-                sa.text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
-            )
+        await _empty_every_table(database)
     try:
         yield database
     finally:
         await database.dispose()
+
+
+@pytest_asyncio.fixture
+async def postgres_database(postgres_database_url: str) -> AsyncIterator[Database]:
+    """PostgreSQL alone, for what only it has (row locks, planner settings).
+
+    Tests using it are marked `postgres` and run once, on PostgreSQL; they are not a
+    SQLite half reported as skipped.
+    """
+    database = Database.from_settings(Settings(database_url=postgres_database_url))
+    await _empty_every_table(database)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+async def _empty_every_table(database: Database) -> None:
+    async with database.engine.begin() as connection:
+        await connection.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
 
 
 @pytest_asyncio.fixture

@@ -17,7 +17,7 @@ from db.repositories.events import EventRepository
 from db.settings import Settings
 from tests.support import make_tenant, now_utc
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.postgres]
 
 
 async def wait_briefly_for_locks(session: AsyncSession) -> None:
@@ -25,10 +25,9 @@ async def wait_briefly_for_locks(session: AsyncSession) -> None:
 
 
 async def test_c5_a_held_correction_lock_stops_corrections_but_not_ingestion(
-    database: Database, settings: Settings
+    postgres_database: Database,
 ) -> None:
-    if database.dialect_name != "postgresql":
-        pytest.skip("row locks are PostgreSQL's; SQLite serializes every writer")
+    database, settings = postgres_database, Settings()
     # Given a customer with two events
     tenant = await make_tenant(database)
     now = now_utc()

@@ -15,7 +15,7 @@ from db.repositories.event_listing import EventListing
 from db.settings import Settings
 from tests.support import make_tenant
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.postgres]
 
 METADATA_FILTER = {
     "conjunction": "AND",
@@ -24,15 +24,10 @@ METADATA_FILTER = {
 }
 
 
-def skip_unless_postgresql(database: Database) -> None:
-    if database.dialect_name != "postgresql":
-        pytest.skip("sorting is switched off on PostgreSQL only")
-
-
 async def test_a_statement_failing_without_sorting_reports_its_own_error(
-    database: Database,
+    postgres_database: Database,
 ) -> None:
-    skip_unless_postgresql(database)
+    database = postgres_database
     tenant = await make_tenant(database)
     async with database.session() as session:
         listing = EventListing(session, tenant.business_id)
@@ -48,9 +43,9 @@ async def test_a_statement_failing_without_sorting_reports_its_own_error(
 
 
 async def test_sorting_is_switched_back_on_after_a_refused_page(
-    database: Database, settings: Settings
+    postgres_database: Database,
 ) -> None:
-    skip_unless_postgresql(database)
+    database, settings = postgres_database, Settings()
     tenant = await make_tenant(database)
     async with database.session() as session:
         listing = EventListing(session, tenant.business_id)
