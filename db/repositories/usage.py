@@ -283,8 +283,10 @@ class UsageRepository(BusinessScopedRepository):
     async def _cells_on_sqlite(self, plan: UsagePlan, limit: "_SeriesLimit") -> UsageCells:
         scope, metadata = self._scope(plan)
         keys = [*plan.group_by, *([plan.key] if plan.key is not None else [])]
-        paths = {key: sqlite_key_path(key) for key in keys}
-        whole_document = None in paths.values()
+        # One column per entry of `keys`, even when the aggregated key is also a groupBy
+        # key: the members are read back by position.
+        paths = [sqlite_key_path(key) for key in keys]
+        whole_document = None in paths
         columns: list[sa.ColumnElement[Any]] = [
             events.c.timestamp.label("timestamp"),
             events.c.sequence.label("sequence"),
@@ -298,7 +300,7 @@ class UsageRepository(BusinessScopedRepository):
                 metadata.op("->", return_type=sa.Text)(sa.literal(path, sa.Text)).label(
                     f"member_{index}"
                 )
-                for index, path in enumerate(paths.values())
+                for index, path in enumerate(paths)
             ]
         cells = UsageCells()
         aggregation = plan.aggregation

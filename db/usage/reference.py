@@ -1,4 +1,4 @@
-"""THE reference aggregator of meterUsage (U9): plain Python over events' histories.
+"""THE reference aggregator of meterUsage (U9) and eventVolume: plain Python over histories.
 
 Pure, no I/O, written for clarity rather than speed: it defines what every source of
 usage (the SQL of each database, rollups later) must answer, and a property test holds
@@ -15,13 +15,17 @@ from typing import Any
 from db.rules.meters import AggregationType
 from db.usage.buckets import bucket_index
 from db.usage.decimals import add, average, number_of
-from db.usage.plan import UsagePlan
+from db.usage.plan import UsagePlan, VolumePlan
 from db.usage.query import (
+    EventVolume,
     GroupValue,
     MeterUsage,
     SeriesKey,
     UsageBucket,
     UsageSeries,
+    VolumeBasis,
+    VolumeBucket,
+    VolumeQuery,
     canonical_group_value,
     series_order,
 )
@@ -229,3 +233,39 @@ def value(plan: UsagePlan, items: Sequence[Counted]) -> Decimal | None:
     for number in numbers:
         total = add(total, number)
     return average(total, len(numbers))
+
+
+def volume(
+    plan: VolumePlan,
+    query: VolumeQuery,
+    events: Iterable[EventHistory],
+    customer: CustomerState | None,
+) -> EventVolume:
+    """V1/V2: the events counted per bucket of the widened range; `customer` is the one
+    `query.customer_id` names (None when it names none).
+
+    An event counts with its current name, deprecated ones only with includeDeprecated;
+    its moment is its timestamp or, for INGESTION_TIME, when it was ingested.
+    """
+    counts = [0] * (len(plan.edges) - 1)
+    for event in events:
+        if event.deprecated_at is not None and not query.include_deprecated:
+            continue
+        if query.event_name is not None and event.revisions[-1].event_name != query.event_name:
+            continue
+        if customer is not None and not (
+            event.customer_id == customer.id
+            or (
+                customer.external_id is not None
+                and event.external_customer_id == customer.external_id
+            )
+        ):
+            continue
+        moment = event.ingested_at if query.basis is VolumeBasis.INGESTION_TIME else event.timestamp
+        if plan.edges[0] <= moment < plan.edges[-1]:
+            counts[bucket_index(plan.edges, moment)] += 1
+    buckets = [
+        VolumeBucket(plan.edges[index], plan.edges[index + 1], count)
+        for index, count in enumerate(counts)
+    ]
+    return EventVolume(sum(counts), buckets)

@@ -314,6 +314,32 @@ async def test_u6_grouping_by_customer_and_keys(api: GraphQLClient) -> None:
     assert answer["total"] == "31"
 
 
+async def test_u6_group_by_the_aggregated_key_itself(api: GraphQLClient) -> None:
+    # Found by the U9 property test: on SQLite, grouping by the key the meter aggregates
+    # read the group value from the wrong column (null, or a customer id parsed as JSON).
+    meter_id = await make_meter(api, "SUM")
+    acme = await create_customer(api, externalId="acme")
+    await put(
+        api,
+        ("a", "01:00:00", {"tokens": 2}),
+        ("b", "02:00:00", {"tokens": 2.0}),
+        ("c", "03:00:00", {"tokens": 0.5}),
+        ("d", "04:00:00", {}),
+        customer_id=acme["id"],
+    )
+    answer = await usage(
+        api, meterId=meter_id, **whole_day(), groupBy=["tokens"], groupByCustomer=True
+    )
+    assert [
+        (series["customer"]["id"], series["groupValues"], series["total"], series["eventCount"])
+        for series in answer["series"]
+    ] == [
+        (acme["id"], {"tokens": 0.5}, "0.5", 1),
+        (acme["id"], {"tokens": 2}, "4", 2),
+        (acme["id"], {"tokens": None}, "0", 1),
+    ]
+
+
 async def test_u1_customer_ids_match_by_id_and_by_external_id(api: GraphQLClient) -> None:
     meter_id = await make_meter(api, "SUM")
     acme = await create_customer(api, externalId="acme")
