@@ -32,7 +32,7 @@ from db.usage.buckets import bucket_index
 from db.usage.cells import Accumulator, Cell, SeriesCells, UsageCells, assemble
 from db.usage.decimals import average, parse_json_exactly
 from db.usage.plan import UsagePlan, check_usage_query
-from db.usage.query import MeterUsage, SeriesKey, UsageQuery, canonical_group_value
+from db.usage.query import MeterUsage, SeriesKey, UsageQuery, group_key
 
 
 class UsageRepository(BusinessScopedRepository):
@@ -316,10 +316,8 @@ class UsageRepository(BusinessScopedRepository):
                     None if text is None else parse_json_exactly(text)
                     for text in row[len(columns) - len(keys) :]
                 ]
-            group_values = tuple(
-                canonical_group_value(each) for each in members[: len(plan.group_by)]
-            )
-            key: SeriesKey = (row.customer_id, row.external_customer_id, group_values)
+            values = group_key(members[: len(plan.group_by)])
+            key: SeriesKey = (row.customer_id, row.external_customer_id, values)
             entry = accumulators.get(key)
             if entry is None:
                 entry = accumulators[key] = ({}, Accumulator(aggregation))
@@ -394,8 +392,8 @@ def _postgres_value(aggregation: AggregationType, row: Any) -> Decimal | None:
 
 
 def _series_key(plan: UsagePlan, row: Any, parse: Any) -> SeriesKey:
-    values = tuple(
-        canonical_group_value(None if text is None else parse(text))
+    values = group_key(
+        None if text is None else parse(text)
         for text in (row._mapping[f"group_{index}"] for index in range(len(plan.group_by)))
     )
     if not plan.group_by_customer:

@@ -14,7 +14,14 @@ from typing import Any
 from db.rules.meters import AggregationType
 from db.usage.decimals import add, average
 from db.usage.plan import UsagePlan
-from db.usage.query import MeterUsage, SeriesKey, UsageBucket, UsageSeries, series_order
+from db.usage.query import (
+    MeterUsage,
+    SeriesKey,
+    UsageBucket,
+    UsageSeries,
+    group_values,
+    series_order,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +67,7 @@ def assemble(plan: UsagePlan, cells: UsageCells) -> MeterUsage:
         customer_id, external_customer_id, values = key
         series.append(
             UsageSeries(
-                group_values=dict(zip(plan.group_by, values, strict=True)),
+                group_values=group_values(plan.group_by, values),
                 customer_id=customer_id,
                 external_customer_id=external_customer_id,
                 total=total.value,

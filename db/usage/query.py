@@ -1,5 +1,6 @@
 """What meterUsage and eventVolume ask for and answer (SPEC §14, §15), as plain values."""
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -130,7 +131,29 @@ def group_value_order(value: GroupValue) -> tuple[int, Any]:
     return (_RANK[type(value)], value)
 
 
-SeriesKey = tuple[str | None, str | None, tuple[GroupValue, ...]]
+# A series' group values as a key, each beside its JSON kind: Python holds True == 1 (and
+# hashes them alike), but U6 compares as M4 does, so `true` and `1` are two series.
+GroupKey = tuple[tuple[str, GroupValue], ...]
+SeriesKey = tuple[str | None, str | None, GroupKey]
+
+
+def _kind(value: GroupValue) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    return "string" if isinstance(value, str) else "number"
+
+
+def group_key(values: Iterable[Any]) -> GroupKey:
+    """The key of the series of these stored values at the groupBy keys (None if absent)."""
+    canonical = (canonical_group_value(value) for value in values)
+    return tuple((_kind(value), value) for value in canonical)
+
+
+def group_values(group_by: Sequence[str], key: GroupKey) -> dict[str, GroupValue]:
+    """A series' groupValues: its key's values by groupBy key, in groupBy order."""
+    return {name: value for name, (_, value) in zip(group_by, key, strict=True)}
 
 
 def series_order(key: SeriesKey) -> tuple[Any, ...]:
@@ -146,4 +169,4 @@ def series_order(key: SeriesKey) -> tuple[Any, ...]:
         customer = (1, external_customer_id)
     else:
         customer = (2, "")
-    return (customer, *(group_value_order(value) for value in values))
+    return (customer, *(group_value_order(value) for _, value in values))

@@ -26,7 +26,8 @@ from db.usage.query import (
     VolumeBasis,
     VolumeBucket,
     VolumeQuery,
-    canonical_group_value,
+    group_key,
+    group_values,
     series_order,
 )
 
@@ -131,7 +132,7 @@ def usage(
         customer_id, external_customer_id = (
             owner_of(event, customers, plan.as_of) if plan.group_by_customer else (None, None)
         )
-        values = tuple(canonical_group_value(body.metadata.get(key)) for key in plan.group_by)
+        values = group_key(body.metadata.get(key) for key in plan.group_by)
         key: SeriesKey = (customer_id, external_customer_id, values)
         counted.append(
             (key, bucket_index(plan.edges, event.timestamp), Counted(event, body.metadata))
@@ -159,7 +160,7 @@ def usage(
         customer_id, external_customer_id, values = key
         series.append(
             UsageSeries(
-                group_values=dict(zip(plan.group_by, values, strict=True)),
+                group_values=group_values(plan.group_by, values),
                 customer_id=customer_id,
                 external_customer_id=external_customer_id,
                 # U4: totals from the events themselves, never from bucket values.

@@ -340,6 +340,32 @@ async def test_u6_group_by_the_aggregated_key_itself(api: GraphQLClient) -> None
     ]
 
 
+async def test_u6_true_and_1_are_different_groups(api: GraphQLClient) -> None:
+    # Python holds True == 1 and hashed both to one series; U6 compares as M4 does.
+    meter_id = await make_meter(api, "SUM")
+    await put(
+        api,
+        ("a", "01:00:00", {"tokens": 1, "flag": True}),
+        ("b", "02:00:00", {"tokens": 2, "flag": 1}),
+        ("c", "03:00:00", {"tokens": 4, "flag": 1.0}),
+        ("d", "04:00:00", {"tokens": 8, "flag": "1"}),
+        ("e", "05:00:00", {"tokens": 16, "flag": False}),
+        ("f", "06:00:00", {"tokens": 32, "flag": 0}),
+    )
+    answer = await usage(api, meterId=meter_id, **whole_day(granularity="HOUR"), groupBy=["flag"])
+    assert [
+        (series["groupValues"], series["total"], series["eventCount"])
+        for series in answer["series"]
+    ] == [
+        ({"flag": False}, "16", 1),
+        ({"flag": True}, "1", 1),
+        ({"flag": 0}, "32", 1),
+        ({"flag": 1}, "6", 2),
+        ({"flag": "1"}, "8", 1),
+    ]
+    assert [bucket["value"] for bucket in answer["series"][1]["buckets"][:3]] == ["0", "1", "0"]
+
+
 async def test_u1_customer_ids_match_by_id_and_by_external_id(api: GraphQLClient) -> None:
     meter_id = await make_meter(api, "SUM")
     acme = await create_customer(api, externalId="acme")
