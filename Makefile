@@ -45,10 +45,11 @@ upgrade: $(UV)
 	@touch $(INSTALLED)
 	$(MAKE) lint test
 
-## Migrate the database, make sure a demo business and key exist, and serve GraphQL.
+## Migrate the database, make the demo business once, print a fresh key for it (revoking
+## older ones), and serve GraphQL on HOST:PORT: `make run PORT=8001 HOST=0.0.0.0`.
+## A taken port is reported before anything is written.
 run: $(INSTALLED)
-	$(BIN)/usage-events demo --host $(HOST) --port $(PORT)
-	exec $(BIN)/usage-events serve --host $(HOST) --port $(PORT)
+	exec $(BIN)/usage-events demo --serve --host $(HOST) --port $(PORT)
 
 ## The whole test suite; PostgreSQL tests run when USAGE_EVENTS_TEST_POSTGRES_URL is set.
 test: $(INSTALLED)

@@ -1,8 +1,13 @@
 """The async engine of a process and the sessions that requests open on it."""
 
+import asyncio
+import contextlib
+import os
+import socket
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,6 +22,9 @@ from db.settings import Settings
 # insert stored. Python's sqlite3 module carries the library of its own build.
 MINIMUM_SQLITE_VERSION = (3, 38, 0)
 
+# How long start-up waits for PostgreSQL to answer before saying it cannot reach it.
+CONNECT_TIMEOUT_SECONDS = 10
+
 # A SQLite writer waits this long for the write lock before giving up with "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -29,6 +37,84 @@ def dialect_of(session: AsyncSession) -> str:
 
 class UnsupportedDatabaseError(Exception):
     """The database cannot run this service; the message says what is needed."""
+
+
+class DatabaseUnavailableError(Exception):
+    """The configured database cannot be opened; the message says why and what to do."""
+
+
+def sqlite_file(database_url: str) -> Path | None:
+    """The absolute path of the SQLite file of `database_url`; None for PostgreSQL or memory."""
+    url = sa.make_url(database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    if url.database.startswith("file:"):  # A SQLite URI filename (?uri=true): not a path.
+        return None
+    # Relative to the working directory, as SQLite opens it; abspath keeps symlinks as named.
+    return Path(os.path.abspath(url.database))
+
+
+def check_available(database_url: str) -> None:
+    """Open one connection, so that a database that cannot be used is one clear message
+    at start-up (DatabaseUnavailableError), not a traceback from deep inside a driver."""
+    url = sa.make_url(database_url)
+    path = sqlite_file(database_url)
+    if path is not None and not path.parent.is_dir():
+        raise DatabaseUnavailableError(
+            f"The directory of the SQLite database {path} does not exist: create it "
+            f"(mkdir -p {path.parent}), or set USAGE_EVENTS_DATABASE_URL to a file in an "
+            "existing directory."
+        )
+    try:
+        if url.get_backend_name() == "sqlite":
+            # The standard library's driver: aiosqlite leaves a thread behind when it
+            # fails to open a file, which then complains once the event loop is gone.
+            with contextlib.closing(sqlite3.connect(path or ":memory:")) as connection:
+                connection.execute("SELECT 1")
+        else:
+            asyncio.run(_connect_once(url))
+    except Exception as error:
+        raise DatabaseUnavailableError(_why_unavailable(url, path, error)) from error
+
+
+async def _connect_once(url: sa.URL) -> None:
+    engine = create_async_engine(url, connect_args={"timeout": CONNECT_TIMEOUT_SECONDS})
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(sa.text("SELECT 1"))
+    finally:
+        await engine.dispose()
+
+
+def _why_unavailable(url: sa.URL, path: Path | None, error: Exception) -> str:
+    if path is not None:
+        return f"Cannot open the SQLite database {path}: {_first_line(error)}."
+    where = f"{url.host or 'localhost'}:{url.port or 5432}"
+    sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None)
+    if sqlstate == "3D000":  # invalid_catalog_name
+        return (
+            f'The PostgreSQL database "{url.database}" does not exist on {where}. Create it, '
+            f"e.g. createdb -h {url.host or 'localhost'} -p {url.port or 5432}"
+            f"{f' -U {url.username}' if url.username else ''} {url.database}"
+        )
+    if sqlstate in ("28000", "28P01"):  # invalid_authorization_specification, bad password
+        return f"PostgreSQL at {where} refused the connection: {_first_line(error)}."
+    if isinstance(error, socket.gaierror):
+        return f'Cannot find the database host "{url.host}": {error.strerror}.'
+    if isinstance(error, ConnectionRefusedError):
+        return (
+            f"Nothing listens on {where}: is PostgreSQL running there? "
+            "Check the host and port of USAGE_EVENTS_DATABASE_URL."
+        )
+    if isinstance(error, TimeoutError):
+        return f"PostgreSQL at {where} did not answer within {CONNECT_TIMEOUT_SECONDS} s."
+    return f"Cannot connect to PostgreSQL at {where}: {_first_line(error)}."
+
+
+def _first_line(error: Exception) -> str:
+    """The driver's own words, without SQLAlchemy's wrapper text and links."""
+    message = str(getattr(error, "orig", None) or error) or type(error).__name__
+    return message.splitlines()[0].rstrip(".")
 
 
 def check_sqlite_version(version: tuple[int, int, int] | None = None) -> None:

@@ -2,7 +2,10 @@
 
 import random
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.database import Database
 from db.records import EventDraft
@@ -40,29 +43,50 @@ DEMO_METERS = [
 ]
 
 
-async def seed_demo(database: Database, settings: Settings) -> tuple[str, str, int]:
-    """Create the demo business once, add recent events, return (business id, new key, n)."""
+@dataclass(frozen=True, slots=True)
+class DemoSetUp:
+    business_id: str
+    api_key: str
+    # True on the first run, which creates the business and its customers, meters, events.
+    created: bool
+    # Live keys of the demo business that this run revoked: every run leaves one.
+    revoked_key_count: int
+
+
+async def seed_demo(database: Database, settings: Settings) -> DemoSetUp:
+    """Create the demo business and its data once; revoke its keys and return a fresh one.
+
+    Run again, it adds nothing but the new key, so `make run` can be repeated at will.
+    """
     now = utc_now()
     async with database.unit_of_work() as session:
         businesses = BusinessRepository(session)
         business = await businesses.find_by_name(DEMO_BUSINESS_NAME)
+        created = business is None
         if business is None:
             business = await businesses.create(DEMO_BUSINESS_NAME)
-            customers = CustomerRepository(session, business.id)
-            for external_id, name, email in DEMO_CUSTOMERS:
-                await customers.create(external_id=external_id, name=name, email=email, now=now)
-            meters = MeterRepository(session, business.id)
-            for draft in DEMO_METERS:
-                await meters.create(draft, now)
+            await _create_demo_data(session, business.id, settings, now)
+        revoked = await businesses.revoke_api_keys_of(business.id, now)
         _key, secret = await businesses.create_api_key(business.id)
-        # Spread over the last 50 minutes: inside the ingestion window, so the real rules apply.
-        rng = random.Random()
-        drafts = [
-            _demo_event(rng, now - timedelta(minutes=50) * (index / DEMO_EVENT_COUNT))
-            for index in range(DEMO_EVENT_COUNT)
-        ]
-        result = await EventRepository(session, business.id).ingest(drafts, settings, now)
-    return business.id, secret, len(result.ingested)
+    return DemoSetUp(business.id, secret, created, revoked)
+
+
+async def _create_demo_data(
+    session: AsyncSession, business_id: str, settings: Settings, now: datetime
+) -> None:
+    customers = CustomerRepository(session, business_id)
+    for external_id, name, email in DEMO_CUSTOMERS:
+        await customers.create(external_id=external_id, name=name, email=email, now=now)
+    meters = MeterRepository(session, business_id)
+    for draft in DEMO_METERS:
+        await meters.create(draft, now)
+    # Spread over the last 50 minutes: inside the ingestion window, so the real rules apply.
+    rng = random.Random()
+    drafts = [
+        _demo_event(rng, now - timedelta(minutes=50) * (index / DEMO_EVENT_COUNT))
+        for index in range(DEMO_EVENT_COUNT)
+    ]
+    await EventRepository(session, business_id).ingest(drafts, settings, now)
 
 
 def _demo_event(rng: random.Random, timestamp: datetime) -> EventDraft:

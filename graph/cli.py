@@ -1,7 +1,9 @@
 """The `usage-events` command line (SPEC §11)."""
 
 import asyncio
+import errno
 import json
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -12,13 +14,22 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 from rich.console import Console
+from sqlalchemy import make_url
 
-from db.database import Database, UnsupportedDatabaseError
-from db.demo import seed_demo
+from db import ids
+from db.database import (
+    Database,
+    DatabaseUnavailableError,
+    UnsupportedDatabaseError,
+    sqlite_file,
+)
+from db.demo import DEMO_CUSTOMERS, DEMO_EVENT_COUNT, DEMO_METERS, DemoSetUp, seed_demo
 from db.migrate import upgrade_to_head
+from db.records import ApiKeyRecord
 from db.repositories.businesses import BusinessRepository
 from db.rules.ingestion import utc_now
-from db.settings import get_settings
+from db.settings import Settings, get_settings
+from graph.scalars import serialize_datetime
 from graph.schema import build_schema
 
 app = typer.Typer(
@@ -33,10 +44,34 @@ Result = TypeVar("Result")
 MAX_BUSINESS_NAME_LENGTH = 255
 
 
-def _with_database(work: Callable[[Database], Awaitable[Result]]) -> Result:
+class PortUnavailableError(Exception):
+    """The server cannot listen where it was asked to; the message says what to do."""
+
+
+def _migrated(settings: Settings, *, create: bool = True) -> None:
+    """Say which database this is, then bring it to the newest schema.
+
+    The SQLite file is named by its absolute path: the default is relative to the working
+    directory, and a command run from elsewhere would otherwise use another file unnoticed.
+    With `create=False` a SQLite file that does not exist is refused, not made empty.
+    """
+    console.print(
+        f"Database: {describe_database(settings.database_url)}", markup=False, soft_wrap=True
+    )
+    path = sqlite_file(settings.database_url)
+    if not create and path is not None and not path.exists():
+        raise DatabaseUnavailableError(
+            f"There is no SQLite database at {path}. Run this command where `make run` or "
+            "`usage-events serve` runs, or set USAGE_EVENTS_DATABASE_URL to that file "
+            "(sqlite:////an/absolute/path.db works from anywhere)."
+        )
+    upgrade_to_head(settings.database_url)
+
+
+def _with_database(work: Callable[[Database], Awaitable[Result]], *, create: bool = True) -> Result:
     """Migrate, then run `work` against the configured database."""
     settings = get_settings()
-    upgrade_to_head(settings.database_url)
+    _migrated(settings, create=create)
 
     async def run() -> Result:
         database = Database.from_settings(settings)
@@ -46,6 +81,51 @@ def _with_database(work: Callable[[Database], Awaitable[Result]]) -> Result:
             await database.dispose()
 
     return asyncio.run(run())
+
+
+def describe_database(database_url: str) -> str:
+    """The SQLite file's absolute path, or the URL without its password."""
+    path = sqlite_file(database_url)
+    if path is not None:
+        return f"SQLite file {path}"
+    return make_url(database_url).render_as_string(hide_password=True)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse, before any work is done, a port that another program listens on."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise PortUnavailableError(f"Cannot listen on {host}:{port}: {error.strerror}.") from None
+    bound_any = False
+    not_here: OSError | None = None
+    for family, kind, protocol, _name, address in addresses:
+        with socket.socket(family, kind, protocol) as probe:
+            # As uvicorn binds: a port whose old connections linger in TIME_WAIT is free,
+            # and an IPv6 address does not claim the IPv4 one too.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    raise PortUnavailableError(
+                        f"Port {port} on {host} is taken: another program (perhaps another "
+                        f"usage-events) listens there. Stop it, or choose another port: "
+                        f"make run PORT={port + 1}, or usage-events serve --port {port + 1}."
+                    ) from None
+                if error.errno != errno.EADDRNOTAVAIL:  # e.g. a port below 1024
+                    raise PortUnavailableError(
+                        f"Cannot listen on {host}:{port}: {error.strerror}."
+                    ) from None
+                # An address of a family this machine lacks (IPv6) is skipped, as asyncio
+                # skips it, as long as another address of the host can be bound.
+                not_here = error
+            else:
+                bound_any = True
+    if not bound_any and not_here is not None:
+        raise PortUnavailableError(f"Cannot listen on {host}:{port}: {not_here.strerror}.")
 
 
 def graphiql_link(host: str, port: int, api_key: str | None) -> str:
@@ -59,9 +139,8 @@ def graphiql_link(host: str, port: int, api_key: str | None) -> str:
 @app.command()
 def migrate() -> None:
     """Apply the database migrations."""
-    settings = get_settings()
-    upgrade_to_head(settings.database_url)
-    console.print(f"Database is up to date: {_shown_url(settings.database_url)}")
+    _migrated(get_settings())
+    console.print("The database is up to date.")
 
 
 @app.command()
@@ -71,9 +150,12 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
 ) -> None:
     """Apply migrations, then serve GraphQL on http://HOST:PORT/graphql."""
-    settings = get_settings()
-    upgrade_to_head(settings.database_url)
-    console.print(f"Database: {_shown_url(settings.database_url)}")
+    check_port_free(host, port)
+    _migrated(get_settings())
+    _serve(host, port, workers)
+
+
+def _serve(host: str, port: int, workers: int) -> None:
     console.print(f"GraphiQL: [bold]{graphiql_link(host, port, None)}[/bold]")
     console.print("Send your API key as the header  Authorization: Bearer uek_…")
     uvicorn.run(
@@ -106,7 +188,7 @@ def create_business(
 
     business_id, key_id, secret = _with_database(work)
     if as_json:
-        print(json.dumps({"business_id": business_id, "api_key": secret}))
+        print(json.dumps({"business_id": business_id, "key_id": key_id, "api_key": secret}))
     else:
         print(f"Business {name!r} created: {business_id}")
         print(f"Its API key {key_id} (revoke it by this id; the secret is shown only now):")
@@ -128,7 +210,7 @@ def create_api_key(
             key, secret = await repository.create_api_key(business_id)
         return key.id, secret
 
-    created = _with_database(work)
+    created = _with_database(work, create=False)
     if created is None:
         console.print(f"[red]No business {business_id!r}.[/red]")
         raise typer.Exit(1)
@@ -140,37 +222,114 @@ def create_api_key(
         print(secret)
 
 
+@app.command("list-api-keys")
+def list_api_keys(
+    business_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
+) -> None:
+    """List a business's API keys: ids, when created and revoked (secrets are never stored)."""
+
+    async def work(database: Database) -> list[ApiKeyRecord] | None:
+        async with database.session() as session:
+            repository = BusinessRepository(session)
+            if await repository.get(business_id) is None:
+                return None
+            return await repository.api_keys_of(business_id)
+
+    keys = _with_database(work, create=False)
+    if keys is None:
+        console.print(f"[red]No business {business_id!r}.[/red]")
+        raise typer.Exit(1)
+    listed = [
+        {
+            "key_id": key.id,
+            "created_at": serialize_datetime(key.created_at),
+            "revoked_at": serialize_datetime(key.revoked_at) if key.revoked_at else None,
+        }
+        for key in keys
+    ]
+    if as_json:
+        print(json.dumps({"business_id": business_id, "api_keys": listed}))
+        return
+    print(f"API keys of {business_id} ({sum(key.revoked_at is None for key in keys)} live):")
+    for key in listed:
+        revoked = f"revoked {key['revoked_at']}" if key["revoked_at"] else "live"
+        print(f"  {key['key_id']}  created {key['created_at']}  {revoked}")
+
+
 @app.command("revoke-api-key")
 def revoke_api_key(key_id: str) -> None:
-    """Revoke an API key; it stops working at once, in every server process."""
+    """Revoke an API key by its id (key_…); it stops working at once, in every server process."""
+    if key_id.startswith(ids.API_KEY_SECRET_PREFIX):
+        _refuse_secret(key_id)
 
     async def work(database: Database) -> bool:
         async with database.unit_of_work() as session:
             return await BusinessRepository(session).revoke_api_key(key_id, utc_now())
 
-    if not _with_database(work):
+    if not _with_database(work, create=False):
         console.print(f"[red]No live API key {key_id!r}.[/red]")
         raise typer.Exit(1)
     print(f"API key {key_id} revoked.")
+
+
+def _refuse_secret(secret: str) -> None:
+    """A secret given where a key id belongs: name the key's id, never echo the secret."""
+
+    async def work(database: Database) -> ApiKeyRecord | None:
+        async with database.session() as session:
+            return await BusinessRepository(session).api_key_of_secret(secret)
+
+    key = _with_database(work, create=False)
+    said = "That is an API key's secret (uek_…), not its id (key_…). "
+    if key is None:
+        said += (
+            "No key of this database has that secret; "
+            "`usage-events list-api-keys BUSINESS_ID` shows the ids of a business's keys."
+        )
+    else:
+        said += f"Its key is {key.id}: usage-events revoke-api-key {key.id}"
+    console.print(said, style="red", markup=False, soft_wrap=True)
+    raise typer.Exit(2)
 
 
 @app.command()
 def demo(
     host: Annotated[str, typer.Option(help="Host that `serve` will listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port that `serve` will listen on.")] = 8000,
+    then_serve: Annotated[
+        bool,
+        typer.Option("--serve", help="Then serve on HOST:PORT; the port is checked first."),
+    ] = False,
 ) -> None:
-    """Ensure a demo business with customers, meters and recent events; print a fresh key."""
+    """Ensure the demo business and its data (made once); print a fresh key, revoking older ones."""
+    if then_serve:
+        check_port_free(host, port)
     settings = get_settings()
 
-    async def work(database: Database) -> tuple[str, str, int]:
+    async def work(database: Database) -> DemoSetUp:
         return await seed_demo(database, settings)
 
-    business_id, secret, new_events = _with_database(work)
-    print(f"Demo business: {business_id} ({new_events} new events)")
-    print(f"API key: {secret}")
-    print(f"Open GraphiQL with the key filled in:\n  {graphiql_link(host, port, secret)}")
-    print(f"Or send the header yourself:  Authorization: Bearer {secret}")
+    set_up = _with_database(work)
+    if set_up.created:
+        print(
+            f"Demo business: {set_up.business_id}, created with {len(DEMO_CUSTOMERS)} customers, "
+            f"{len(DEMO_METERS)} meters and {DEMO_EVENT_COUNT} events"
+        )
+    else:
+        print(f"Demo business: {set_up.business_id} (made before; nothing added)")
+    revoked = (
+        f" ({set_up.revoked_key_count} older demo key(s) revoked)"
+        if set_up.revoked_key_count
+        else ""
+    )
+    print(f"API key: {set_up.api_key}{revoked}")
+    print(f"Open GraphiQL with the key filled in:\n  {graphiql_link(host, port, set_up.api_key)}")
+    print(f"Or send the header yourself:  Authorization: Bearer {set_up.api_key}")
     print("Then try:  { meters { nodes { id name } } events(first: 5) { nodes { eventId } } }")
+    if then_serve:
+        sys.stdout.flush()
+        _serve(host, port, workers=1)
 
 
 @app.command("export-schema")
@@ -203,6 +362,10 @@ def _configuration_problem(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
+# Set-up mistakes the user can correct: one line saying what to do, exit code 2.
+SET_UP_ERRORS = (UnsupportedDatabaseError, DatabaseUnavailableError, PortUnavailableError)
+
+
 def main() -> None:
     """The `usage-events` command: set-up mistakes are one clear message, not a traceback."""
     try:
@@ -210,16 +373,9 @@ def main() -> None:
     except ValidationError as error:
         console.print(_configuration_problem(error), style="red", markup=False, soft_wrap=True)
         sys.exit(2)
-    except UnsupportedDatabaseError as error:
+    except SET_UP_ERRORS as error:
         console.print(str(error), style="red", markup=False, soft_wrap=True)
         sys.exit(2)
-
-
-def _shown_url(url: str) -> str:
-    """The database URL without its password."""
-    from sqlalchemy import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m graph.cli`

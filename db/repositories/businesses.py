@@ -66,6 +66,35 @@ class BusinessRepository:
         )
         return key, secret
 
+    async def api_keys_of(self, business_id: str) -> list[ApiKeyRecord]:
+        """Every key of the business, live and revoked, oldest first."""
+        rows = await self.session.execute(
+            sa.select(api_keys.c.id, api_keys.c.created_at, api_keys.c.revoked_at)
+            .where(api_keys.c.business_id == business_id)
+            .order_by(api_keys.c.created_at, api_keys.c.id)
+        )
+        return [ApiKeyRecord(row.id, business_id, row.created_at, row.revoked_at) for row in rows]
+
+    async def api_key_of_secret(self, secret: str) -> ApiKeyRecord | None:
+        """The key a secret belongs to, live or revoked, found by the secret's hash."""
+        row = (
+            await self.session.execute(
+                sa.select(api_keys).where(api_keys.c.secret_hash == ids.hash_api_key_secret(secret))
+            )
+        ).first()
+        return (
+            ApiKeyRecord(row.id, row.business_id, row.created_at, row.revoked_at) if row else None
+        )
+
+    async def revoke_api_keys_of(self, business_id: str, now: datetime) -> int:
+        """Revoke every live key of the business; returns how many were live."""
+        result = await self.session.execute(
+            sa.update(api_keys)
+            .where(api_keys.c.business_id == business_id, api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
     async def revoke_api_key(self, key_id: str, now: datetime) -> bool:
         """Revoke the key; False when no such key exists or it was revoked already."""
         result = await self.session.execute(

@@ -123,3 +123,55 @@ def test_cors_origins_that_are_not_a_json_list_are_refused_with_an_example(
         Settings()
 
     assert [problem["loc"] for problem in raised.value.errors()] == [("cors_origins",)]
+
+
+@pytest.mark.parametrize(
+    ("written", "meant"),
+    [
+        ("postgresql://app:p%40ss@db:5432/usage", "postgresql+asyncpg://app:p%40ss@db:5432/usage"),
+        ("postgres://app@db/usage", "postgresql+asyncpg://app@db/usage"),
+        ("PostgreSQL://db/usage", "postgresql+asyncpg://db/usage"),
+        ("postgresql+asyncpg://db/usage", "postgresql+asyncpg://db/usage"),
+        ("sqlite:///./usage-events.db", "sqlite+aiosqlite:///./usage-events.db"),
+        ("sqlite:////var/lib/usage.db", "sqlite+aiosqlite:////var/lib/usage.db"),
+        ("sqlite+aiosqlite:///x.db", "sqlite+aiosqlite:///x.db"),
+    ],
+)
+def test_database_urls_without_a_driver_get_the_services_own(
+    monkeypatch: pytest.MonkeyPatch, written: str, meant: str
+) -> None:
+    monkeypatch.setenv("USAGE_EVENTS_DATABASE_URL", written)
+
+    assert Settings().database_url == meant
+
+
+def test_the_default_database_is_the_sqlite_file_of_the_working_directory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("USAGE_EVENTS_DATABASE_URL", raising=False)
+
+    assert Settings().database_url == "sqlite+aiosqlite:///./usage-events.db"
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "mysql://app:secret@db/usage",
+        "postgresql+psycopg2://app:secret@db/usage",
+        "sqlite+pysqlite:///x.db",
+        "usage-events.db",
+    ],
+)
+def test_other_databases_and_drivers_are_refused_without_echoing_the_url(
+    monkeypatch: pytest.MonkeyPatch, written: str
+) -> None:
+    monkeypatch.setenv("USAGE_EVENTS_DATABASE_URL", written)
+
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+
+    [problem] = raised.value.errors()
+    assert problem["loc"] == ("database_url",)
+    assert "postgresql://" in problem["msg"]
+    assert "sqlite:///" in problem["msg"]
+    assert "secret" not in problem["msg"]

@@ -8,10 +8,12 @@ it: a GraphQL request through the real ASGI app on the same database.
 import asyncio
 import json
 import re
+import socket
 import sqlite3
 import subprocess
 import uuid
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from tests.e2e.server import (
     cli_environment,
     describe,
     run_cli,
+    running_server,
     usage_events_executable,
 )
 
@@ -106,16 +109,21 @@ async def count_rows_of(database_url: str, table: str, business_id: str) -> int:
 
 
 @pytest.mark.asyncio(loop_scope="session")
-async def test_t3_create_business_json_prints_only_business_id_and_api_key(
+async def test_t3_create_business_json_prints_business_id_key_id_and_api_key(
     database_url: str, tmp_path: Path
 ) -> None:
     name = unique_name("Json Business")
 
     printed = await cli_json("create-business", name, database_url=database_url, cwd=tmp_path)
 
-    assert set(printed) == {"business_id", "api_key"}
+    assert set(printed) == {"business_id", "key_id", "api_key"}
     assert BUSINESS_ID.fullmatch(printed["business_id"]), printed
+    assert API_KEY_ID.fullmatch(printed["key_id"]), printed
     assert API_KEY.fullmatch(printed["api_key"]), printed
+    listed = await cli_json(
+        "list-api-keys", printed["business_id"], database_url=database_url, cwd=tmp_path
+    )
+    assert [key["key_id"] for key in listed["api_keys"]] == [printed["key_id"]]
     assert await viewer_of(database_url, printed["api_key"]) == {
         "id": printed["business_id"],
         "name": name,
@@ -219,6 +227,220 @@ async def test_t3_revoking_a_revoked_or_unknown_key_fails(
     await assert_unauthenticated(database_url, key["api_key"])
 
 
+@pytest.mark.asyncio(loop_scope="session")
+async def test_t3_revoke_api_key_given_a_secret_names_the_key_id_and_never_the_secret(
+    database_url: str, tmp_path: Path
+) -> None:
+    business = await cli_json(
+        "create-business", unique_name("Secret"), database_url=database_url, cwd=tmp_path
+    )
+    secret = business["api_key"]
+
+    result = await cli("revoke-api-key", secret, database_url=database_url, cwd=tmp_path)
+
+    assert result.returncode == 2, describe(result)
+    assert secret not in result.stdout + result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "That is an API key's secret (uek_…), not its id (key_…). "
+        f"Its key is {business['key_id']}: usage-events revoke-api-key {business['key_id']}"
+    )
+    # Nothing was revoked.
+    assert (await viewer_of(database_url, secret))["id"] == business["business_id"]
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_t3_revoke_api_key_given_an_unknown_secret_says_so(
+    database_url: str, tmp_path: Path
+) -> None:
+    await cli_json("create-business", unique_name("Any"), database_url=database_url, cwd=tmp_path)
+    secret = "uek_" + "A" * 43
+
+    result = await cli("revoke-api-key", secret, database_url=database_url, cwd=tmp_path)
+
+    assert result.returncode == 2, describe(result)
+    assert secret not in result.stdout + result.stderr
+    assert "not its id (key_…). No key of this database has that secret" in result.stderr
+
+
+# list-api-keys
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_t3_list_api_keys_shows_ids_and_times_never_secrets(
+    database_url: str, tmp_path: Path
+) -> None:
+    # Given a business with a second key, the first of them revoked
+    business = await cli_json(
+        "create-business", unique_name("Listing"), database_url=database_url, cwd=tmp_path
+    )
+    second = await cli_json(
+        "create-api-key", business["business_id"], database_url=database_url, cwd=tmp_path
+    )
+    revoked = await cli(
+        "revoke-api-key", business["key_id"], database_url=database_url, cwd=tmp_path
+    )
+    assert revoked.returncode == 0, describe(revoked)
+
+    # When its keys are listed, as JSON and as text
+    listed = await cli_json(
+        "list-api-keys", business["business_id"], database_url=database_url, cwd=tmp_path
+    )
+    plain = await cli(
+        "list-api-keys", business["business_id"], database_url=database_url, cwd=tmp_path
+    )
+
+    # Then both keys are there, oldest first, with their times, and no secret anywhere
+    assert listed["business_id"] == business["business_id"]
+    first, last = listed["api_keys"]
+    assert set(first) == {"key_id", "created_at", "revoked_at"}
+    assert (first["key_id"], last["key_id"]) == (business["key_id"], second["key_id"])
+    assert first["created_at"] <= last["created_at"]
+    assert first["revoked_at"] is not None
+    assert first["revoked_at"] >= first["created_at"]
+    assert last["revoked_at"] is None
+    assert plain.returncode == 0, describe(plain)
+    assert plain.stdout.splitlines() == [
+        f"API keys of {business['business_id']} (1 live):",
+        f"  {first['key_id']}  created {first['created_at']}  revoked {first['revoked_at']}",
+        f"  {last['key_id']}  created {last['created_at']}  live",
+    ]
+    for output in (json.dumps(listed), plain.stdout, plain.stderr):
+        assert "uek_" not in output
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_t3_list_api_keys_of_an_unknown_business_fails(
+    database_url: str, tmp_path: Path
+) -> None:
+    await cli_json("create-business", unique_name("Any"), database_url=database_url, cwd=tmp_path)
+    unknown = "bus_01ARZ3NDEKTSV4RRFFQ69G5FAV"
+
+    result = await cli("list-api-keys", unknown, "--json", database_url=database_url, cwd=tmp_path)
+
+    assert result.returncode == 1, describe(result)
+    assert result.stdout == ""
+    assert f"No business '{unknown}'." in result.stderr
+
+
+# Set-up mistakes: one line saying what to do, exit code 2, nothing written
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def assert_one_clear_line(result: subprocess.CompletedProcess[str], said: str) -> None:
+    """Exit code 2, the database named, then one line that starts with `said`."""
+    assert result.returncode == 2, describe(result)
+    assert "Traceback" not in result.stderr, describe(result)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, describe(result)
+    assert lines[0].startswith("Database: "), describe(result)
+    assert lines[1].startswith(said), describe(result)
+    assert result.stdout == "", describe(result)
+
+
+@pytest.mark.parametrize("command", [["serve"], ["demo"]])
+def test_a_sqlite_file_in_a_missing_directory_is_one_line(
+    tmp_path: Path, command: list[str]
+) -> None:
+    result = run_cli(
+        *command, database_url="sqlite+aiosqlite:///./missing/usage-events.db", cwd=tmp_path
+    )
+
+    assert_one_clear_line(
+        result,
+        f"The directory of the SQLite database {tmp_path / 'missing' / 'usage-events.db'} "
+        "does not exist: create it",
+    )
+    assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_nothing_listening_on_the_database_port_is_one_line(tmp_path: Path, scheme: str) -> None:
+    port = free_port()
+
+    result = run_cli(
+        "migrate", database_url=f"{scheme}://postgres@127.0.0.1:{port}/usage", cwd=tmp_path
+    )
+
+    assert_one_clear_line(result, f"Nothing listens on 127.0.0.1:{port}: is PostgreSQL running")
+
+
+@pytest.mark.postgres
+def test_a_postgresql_database_that_does_not_exist_is_one_line(
+    postgres_database_url: str, tmp_path: Path
+) -> None:
+    url = sa.make_url(postgres_database_url).set(database="usage_events_never_created")
+
+    result = run_cli(
+        "create-business", "X", database_url=url.render_as_string(hide_password=False), cwd=tmp_path
+    )
+
+    assert_one_clear_line(
+        result, 'The PostgreSQL database "usage_events_never_created" does not exist'
+    )
+    assert "createdb" in result.stderr
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio(loop_scope="session")
+async def test_postgresql_urls_without_a_driver_use_asyncpg(
+    postgres_database_url: str, tmp_path: Path
+) -> None:
+    # Given the URL as PostgreSQL's own tools write it
+    plain = sa.make_url(postgres_database_url).set(drivername="postgresql")
+    plain_url = plain.render_as_string(hide_password=False)
+
+    # When a business is created through it
+    created = await cli_json(
+        "create-business", unique_name("No driver"), database_url=plain_url, cwd=tmp_path
+    )
+
+    # Then it is the same database, reached through asyncpg
+    assert (await viewer_of(postgres_database_url, created["api_key"]))["id"] == (
+        created["business_id"]
+    )
+
+
+def test_the_sqlite_file_is_named_by_its_absolute_path(tmp_path: Path) -> None:
+    relative = "sqlite:///./usage-events.db"
+    said = f"Database: SQLite file {tmp_path / 'usage-events.db'}"
+
+    for command in (["migrate"], ["demo"], ["create-business", "Where"]):
+        result = run_cli(*command, database_url=relative, cwd=tmp_path)
+        assert result.returncode == 0, describe(result)
+        assert said in result.stderr.splitlines(), describe(result)
+
+
+def test_serve_names_the_sqlite_file_by_its_absolute_path(tmp_path: Path) -> None:
+    with running_server("sqlite:///./usage-events.db", tmp_path, workers=1) as server:
+        log = server.log()
+
+    assert f"Database: SQLite file {tmp_path / 'usage-events.db'}" in log
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["create-api-key", "bus_01ARZ3NDEKTSV4RRFFQ69G5FAV"],
+        ["list-api-keys", "bus_01ARZ3NDEKTSV4RRFFQ69G5FAV"],
+        ["revoke-api-key", "key_01ARZ3NDEKTSV4RRFFQ69G5FAV"],
+    ],
+)
+def test_key_commands_elsewhere_do_not_make_a_new_empty_sqlite_file(
+    tmp_path: Path, command: list[str]
+) -> None:
+    # Given a directory without the database, as when the CLI runs from the wrong place
+    result = run_cli(*command, database_url="sqlite:///./usage-events.db", cwd=tmp_path)
+
+    assert_one_clear_line(result, f"There is no SQLite database at {tmp_path / 'usage-events.db'}.")
+    assert not (tmp_path / "usage-events.db").exists()
+
+
 # migrate
 
 
@@ -296,19 +518,113 @@ def test_export_schema_check_fails_on_a_stale_or_missing_file(tmp_path: Path) ->
 # demo
 
 
-@pytest.mark.asyncio(loop_scope="session")
-async def test_demo_prints_an_api_key_that_authenticates(database_url: str, tmp_path: Path) -> None:
-    result = await cli("demo", database_url=database_url, cwd=tmp_path)
+async def live_keys_of(database_url: str, business_id: str) -> int:
+    database = Database.from_settings(Settings(database_url=database_url))
+    try:
+        async with database.session() as session:
+            result = await session.execute(
+                sa.text(
+                    "SELECT count(*) FROM api_keys "
+                    "WHERE business_id = :business_id AND revoked_at IS NULL"
+                ),
+                {"business_id": business_id},
+            )
+            return int(result.scalar_one())
+    finally:
+        await database.dispose()
 
+
+async def demo_key(database_url: str, cwd: Path) -> tuple[str, str, str]:
+    """Run `usage-events demo`: the business id, the one key it printed, and its output."""
+    result = await cli("demo", database_url=database_url, cwd=cwd)
     assert result.returncode == 0, describe(result)
     keys = set(API_KEY.findall(result.stdout))
     assert len(keys) == 1, describe(result)
-    business_ids = BUSINESS_ID.findall(result.stdout)
-    assert business_ids, describe(result)
-    assert (await viewer_of(database_url, keys.pop()))["id"] == business_ids[0]
+    business_ids = set(BUSINESS_ID.findall(result.stdout))
+    assert len(business_ids) == 1, describe(result)
+    return business_ids.pop(), keys.pop(), result.stdout
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_demo_prints_an_api_key_that_authenticates(database_url: str, tmp_path: Path) -> None:
+    business_id, api_key, _ = await demo_key(database_url, tmp_path)
+
+    assert (await viewer_of(database_url, api_key))["id"] == business_id
     # "A few hundred recent events" for a handful of customers, all of the demo business.
-    assert await count_rows_of(database_url, "events", business_ids[0]) >= 300
-    assert await count_rows_of(database_url, "customers", business_ids[0]) >= 1
+    assert await count_rows_of(database_url, "events", business_id) >= 300
+    assert await count_rows_of(database_url, "customers", business_id) >= 1
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_demo_again_adds_nothing_and_leaves_one_live_key(
+    database_url: str, tmp_path: Path
+) -> None:
+    # Given the demo, set up once
+    business_id, first_key, _ = await demo_key(database_url, tmp_path)
+    counts = {
+        table: await count_rows_of(database_url, table, business_id)
+        for table in ("events", "customers", "meters")
+    }
+
+    # When it runs again
+    again_id, second_key, printed = await demo_key(database_url, tmp_path)
+
+    # Then it is the same business with the same data, and only the new key works
+    assert again_id == business_id
+    assert "nothing added" in printed
+    for table, count in counts.items():
+        assert await count_rows_of(database_url, table, business_id) == count, table
+    assert await live_keys_of(database_url, business_id) == 1
+    await assert_unauthenticated(database_url, first_key)
+    assert (await viewer_of(database_url, second_key))["id"] == business_id
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_demo_revokes_every_other_key_of_the_demo_business(
+    database_url: str, tmp_path: Path
+) -> None:
+    business_id, _, _ = await demo_key(database_url, tmp_path)
+    extra = await cli_json("create-api-key", business_id, database_url=database_url, cwd=tmp_path)
+
+    _, fresh_key, _ = await demo_key(database_url, tmp_path)
+
+    await assert_unauthenticated(database_url, extra["api_key"])
+    assert await live_keys_of(database_url, business_id) == 1
+    assert (await viewer_of(database_url, fresh_key))["id"] == business_id
+
+
+@contextmanager
+def port_taken() -> Iterator[int]:
+    """A port another program listens on, for as long as the block runs."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield listener.getsockname()[1]
+
+
+@pytest.mark.parametrize("command", [["demo", "--serve"], ["serve"]])
+def test_a_taken_port_is_said_before_anything_is_written(
+    tmp_path: Path, command: list[str]
+) -> None:
+    database = tmp_path / "usage-events.db"
+
+    with port_taken() as port:
+        result = run_cli(
+            *command,
+            "--port",
+            str(port),
+            database_url=f"sqlite+aiosqlite:///{database}",
+            cwd=tmp_path,
+        )
+
+    assert result.returncode == 2, describe(result)
+    assert result.stderr.splitlines() == [
+        f"Port {port} on 127.0.0.1 is taken: another program (perhaps another usage-events) "
+        f"listens there. Stop it, or choose another port: make run PORT={port + 1}, or "
+        f"usage-events serve --port {port + 1}."
+    ], describe(result)
+    assert result.stdout == ""
+    assert not database.exists()
 
 
 @pytest.mark.parametrize("name", ["", "x" * 256])
