@@ -1,4 +1,4 @@
-"""The Starlette application: /graphql (and GraphiQL's files), /healthz, /readyz."""
+"""The Starlette application: / (to /graphql), /graphql and GraphiQL's files, /healthz, /readyz."""
 
 import contextlib
 import gc
@@ -8,7 +8,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Mount, Route
 
 from db.database import Database
@@ -36,6 +36,12 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     database = database or Database.from_settings(settings)
     endpoint = GraphQLEndpoint(build_schema(settings), database, settings)
 
+    async def home(request: Request) -> RedirectResponse:
+        # A browser pointed at the bare address gets GraphiQL, the query string kept along
+        # (`/?headers=…` fills in the key as the printed link does).
+        query = f"?{request.url.query}" if request.url.query else ""
+        return RedirectResponse(f"/graphql{query}")
+
     async def healthz(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
@@ -53,6 +59,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     return Starlette(
         routes=[
+            Route("/", home, methods=["GET"]),
             Route("/graphql", endpoint.handle, methods=["GET", "POST"]),
             Mount(ASSET_MOUNT, app=graphiql_assets_app()),
             Route("/healthz", healthz, methods=["GET"]),

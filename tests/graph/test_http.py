@@ -86,6 +86,20 @@ async def test_health_and_readiness_need_no_key(client: httpx.AsyncClient) -> No
     assert ready.json() == {"status": "ready"}
 
 
+async def test_the_bare_address_leads_to_graphiql(client: httpx.AsyncClient) -> None:
+    # Given a browser pointed at the server itself, with no key
+    home = await client.get("/", headers={"Accept": "text/html"})
+    with_key = await client.get("/?headers=%7B%7D", headers={"Accept": "text/html"})
+
+    # Then it is sent on to /graphql, the query string kept, where GraphiQL answers
+    assert home.status_code == 307
+    assert home.headers["location"] == "/graphql"
+    assert with_key.headers["location"] == "/graphql?headers=%7B%7D"
+    page = await client.get("/", headers={"Accept": "text/html"}, follow_redirects=True)
+    assert page.status_code == 200
+    assert "graphiql" in page.text.lower()
+
+
 async def test_get_runs_queries(client: httpx.AsyncClient, tenant: Tenant) -> None:
     response = await client.get("/graphql", params={"query": VIEWER}, headers=tenant.headers)
     assert response.status_code == 200
