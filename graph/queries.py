@@ -14,6 +14,7 @@ from graph.context import Info
 from graph.types.business import Business
 from graph.types.connection import Connection
 from graph.types.customer import Customer
+from graph.types.customer_filter_input import CustomerFilterInput
 from graph.types.event import Event
 from graph.types.event_filter_input import EventFilterInput, EventOrder
 from graph.types.meter import Meter
@@ -115,6 +116,7 @@ class Query:
     async def customers(
         self,
         info: Info,
+        filter: CustomerFilterInput | None = None,
         first: int | None = None,
         after: str | None = None,
         last: int | None = None,
@@ -124,6 +126,8 @@ class Query:
         request = PageRequest(first=first, after=after, last=last, before=before)
         async with context.reading() as session:
             page = await CustomerRepository(session, context.business.id).page(
-                request, context.settings
+                request,
+                context.settings,
+                external_id=filter.external_id if filter is not None else None,
             )
         return Connection.from_page(page, Customer.from_record, context.locked(page.count_total))

@@ -92,7 +92,15 @@ class CustomerRepository(BusinessScopedRepository):
         )
         return set(rows.scalars())
 
-    async def page(self, request: PageRequest, settings: Settings) -> Page[CustomerRecord]:
-        return await self.page_of(
-            self.readable(customers), CUSTOMER_KEYSET, request, settings, _to_record
-        )
+    async def page(
+        self, request: PageRequest, settings: Settings, *, external_id: str | None = None
+    ) -> Page[CustomerRecord]:
+        """The business's customers in creation order; with `external_id`, the one that has it."""
+        if external_id is None:
+            query = self.readable(customers)
+        else:
+            # Through the unique (business_id, external_id) index, however large the business.
+            query = self.readable(customers, lookup=True).where(
+                customers.c.external_id == external_id
+            )
+        return await self.page_of(query, CUSTOMER_KEYSET, request, settings, _to_record)

@@ -337,6 +337,12 @@ async def existing_customer_ids(b: AsB, a: BusinessA, settings: Settings) -> Non
 @walks(CustomerRepository, "page")
 async def customers_page(b: AsB, a: BusinessA, settings: Settings) -> None:
     assert len((await b.call(PageRequest(), settings)).edges) == 1
+    # By external id: only B's own customer of the one external id both businesses use.
+    for external_id in a.external_ids:
+        page = await b.call(PageRequest(), settings, external_id=external_id)
+        assert [customer.external_id for _, customer in page.edges] == (
+            ["shared"] if external_id == "shared" else []
+        )
     cursor = a.cursors["customers"]
     await b.refused(UserErrorCode.INVALID_CURSOR, PageRequest(after=cursor), settings)
     await b.refused(UserErrorCode.INVALID_CURSOR, PageRequest(last=5, before=cursor), settings)

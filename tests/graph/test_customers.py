@@ -34,8 +34,8 @@ query Node($id: ID!) {{
 """
 
 LIST_CUSTOMERS = f"""
-query List($first: Int, $after: String, $last: Int, $before: String) {{
-  customers(first: $first, after: $after, last: $last, before: $before) {{
+query List($filter: CustomerFilter, $first: Int, $after: String, $last: Int, $before: String) {{
+  customers(filter: $filter, first: $first, after: $after, last: $last, before: $before) {{
     edges {{ cursor node {{ {CUSTOMER_FIELDS} }} }}
     nodes {{ {CUSTOMER_FIELDS} }}
     pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor }}
@@ -518,6 +518,70 @@ async def test_t2_connections_of_two_businesses_stay_apart(
     assert ids_of(await list_customers(api, first=10)) == mine
     assert ids_of(await list_customers(other_api, first=10)) == theirs
     assert (await list_customers(api))["totalCount"] == 4
+
+
+# customers(filter: {externalId})
+
+
+async def test_a_customer_is_found_by_its_own_external_id(api: GraphQLClient) -> None:
+    # Given customers with and without external ids
+    await make_customers_named(api, ["globex", "acme-eu"])
+    acme = await create_customer(api, externalId="acme", name="Acme")
+    await create_customer(api, name="No external id")
+
+    # When they are filtered by one external id
+    connection = await list_customers(api, filter={"externalId": "acme"})
+
+    # Then only the customer with exactly that id comes back
+    assert ids_of(connection) == [acme["id"]]
+    assert connection["totalCount"] == 1
+    assert connection["pageInfo"]["hasNextPage"] is False
+
+
+async def test_external_id_filter_is_exact(api: GraphQLClient) -> None:
+    await make_customers_named(api, ["acme"])
+
+    for near_miss in ("ACME", "acm", "acme ", ""):
+        connection = await list_customers(api, filter={"externalId": near_miss})
+        assert connection["nodes"] == [], near_miss
+        assert connection["totalCount"] == 0
+
+
+async def test_an_empty_or_null_filter_lists_every_customer(api: GraphQLClient) -> None:
+    created = await make_customers(api, 3)
+
+    assert ids_of(await list_customers(api, filter={})) == created
+    assert ids_of(await list_customers(api, filter={"externalId": None})) == created
+    assert ids_of(await list_customers(api, filter=None)) == created
+
+
+async def test_external_id_filter_pages_like_the_whole_list(api: GraphQLClient) -> None:
+    [acme] = await make_customers_named(api, ["acme"])
+    first = await list_customers(api, filter={"externalId": "acme"}, first=1)
+
+    after = await list_customers(
+        api, filter={"externalId": "acme"}, after=first["pageInfo"]["endCursor"]
+    )
+    before = await list_customers(
+        api, filter={"externalId": "acme"}, last=1, before=first["pageInfo"]["endCursor"]
+    )
+
+    assert ids_of(first) == [acme]
+    assert after["nodes"] == []
+    assert before["nodes"] == []
+
+
+async def test_t2_external_id_filter_finds_only_the_own_customer(
+    api: GraphQLClient, other_api: GraphQLClient
+) -> None:
+    await create_customer(other_api, externalId="acme")
+    await create_customer(other_api, externalId="theirs-only")
+    mine = await create_customer(api, externalId="acme")
+
+    assert ids_of(await list_customers(api, filter={"externalId": "acme"})) == [mine["id"]]
+    only_theirs = await list_customers(api, filter={"externalId": "theirs-only"})
+    assert only_theirs["nodes"] == []
+    assert only_theirs["totalCount"] == 0
 
 
 # U+0000 and out-of-range cursors: refused alike on both databases.
