@@ -127,6 +127,8 @@ class BusinessScopedRepository:
         """A hand-written statement, its `:business_id` bound to this repository's business."""
         if BUSINESS_COLUMN in parameters:
             raise ValueError("the business of a scoped statement is the repository's own")
+        if f":{BUSINESS_COLUMN}" not in statement.text:
+            raise ValueError("hand-written SQL of a business's rows must use :business_id")
         return await self.session.execute(
             statement, {**parameters, BUSINESS_COLUMN: self.business_id}
         )

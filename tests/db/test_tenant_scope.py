@@ -588,11 +588,31 @@ async def test_t2_every_statement_the_base_builds_carries_the_business(database:
             scoped.insert_values(meters, {"id": "mtr_1", "business_id": "bus_other"})
         with pytest.raises(ValueError, match="repository's own"):
             await scoped.execute_text(sa.text("SELECT 1"), {"business_id": "bus_other"})
+        # Hand-written SQL must name the business it is bound to.
+        with pytest.raises(ValueError, match=":business_id"):
+            await scoped.execute_text(sa.text("SELECT count(*) FROM events"), {})
 
 
 # Tables whose rows belong to a business: only the base may build statements on them.
-TENANT_TABLES = {"customers", "events", "event_revisions", "event_corrections", "meters"}
-STATEMENT_BUILDERS = {"select", "insert", "update", "delete", "insert_or_ignore", "same_business"}
+TENANT_TABLES = {
+    "customers",
+    "events",
+    "event_revisions",
+    "event_corrections",
+    "meters",
+    "meter_rollups",
+}
+STATEMENT_BUILDERS = {
+    "select",
+    "select_from",
+    "insert",
+    "update",
+    "delete",
+    "insert_or_ignore",
+    "same_business",
+}
+# `events.select()`, `meters.update()`: statements built from the table itself.
+TABLE_METHODS = {"select", "insert", "update", "delete"}
 
 
 def test_t2_repositories_build_statements_only_through_the_scoped_base() -> None:
@@ -614,6 +634,14 @@ def test_t2_repositories_build_statements_only_through_the_scoped_base() -> None
                 }
                 if tables:
                     found.append(f"{path.name}:{node.lineno} {called_name(node)} {tables}")
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id in TENANT_TABLES
+                and node.func.attr in TABLE_METHODS
+            ):
+                found.append(f"{path.name}:{node.lineno} {node.func.value.id}.{node.func.attr}()")
             if isinstance(node, ast.Call) and called_name(node) == "text":
                 sql = ast.literal_eval(node.args[0])
                 if set(re.findall(r"\w+", sql)) & TENANT_TABLES and ":business_id" not in sql:
