@@ -16,6 +16,7 @@ from db.repositories.customers import CustomerRepository
 from db.repositories.events import event_record
 from db.repositories.meters import MeterRepository
 from db.repositories.scoped import BusinessScopedRepository
+from db.rules.customers import NOT_A_CUSTOMER_ID, is_customer_id
 from db.settings import Settings
 from db.tables import events
 
@@ -83,6 +84,11 @@ class EventListing(BusinessScopedRepository):
 
     async def _conditions(self, event_filter: EventFilter) -> EventConditions:
         """Q4 as SQL; raises BadUserInput for a bad filter, an unknown meter, a mismatch."""
+        _check_time_range(event_filter)
+        if event_filter.customer_id is not None and not is_customer_id(event_filter.customer_id):
+            raise BadUserInput(
+                UserErrorCode.CUSTOMER_NOT_FOUND, NOT_A_CUSTOMER_ID, ("filter", "customerId")
+            )
         where = EventConditions()
         if not event_filter.include_deprecated:
             where.conditions.append(events.c.deprecated_at.is_(None))
@@ -146,6 +152,17 @@ class EventListing(BusinessScopedRepository):
                 events.c.customer_id == customer.id,
                 events.c.external_customer_id == customer.external_id,
             ]
+
+
+def _check_time_range(event_filter: EventFilter) -> None:
+    """[start, end) must hold some time: an empty range is a mistake, not an empty list."""
+    start, end = event_filter.start, event_filter.end
+    if start is not None and end is not None and not start < end:
+        raise BadUserInput(
+            UserErrorCode.TIME_RANGE_INVALID,
+            "start must be earlier than end (start is inclusive, end exclusive).",
+            ("filter", "end"),
+        )
 
 
 def _checked_event_ids(event_filter: EventFilter) -> tuple[str, ...]:

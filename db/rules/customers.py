@@ -1,10 +1,24 @@
 """Rules for createCustomer input (SPEC §6)."""
 
+from db import ids
 from db.errors import UserErrorCode, Violation
 
 MAX_EXTERNAL_ID_LENGTH = 255
 MAX_NAME_LENGTH = 255
 MAX_EMAIL_LENGTH = 320
+
+
+# A customerId that cannot be anyone's (every customer id starts with cus_) is almost always
+# the business's own id of the customer, sent in the wrong field.
+NOT_A_CUSTOMER_ID = (
+    "This is not a customer id (those start with cus_); it looks like your own id for the "
+    "customer, which goes in externalCustomerId."
+)
+
+
+def is_customer_id(value: str) -> bool:
+    """Whether `value` could be a customer id at all; saying which exist needs the database."""
+    return value.startswith(ids.CUSTOMER_PREFIX)
 
 
 def check_new_customer(

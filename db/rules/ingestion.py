@@ -6,11 +6,12 @@ eventId deprecated) take those facts as arguments; the repository looks them up.
 
 import math
 from collections.abc import Collection, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from db.errors import UserErrorCode, Violation
 from db.records import EventDraft
+from db.rules.customers import NOT_A_CUSTOMER_ID, is_customer_id
 from db.settings import Settings
 
 MAX_EVENT_ID_LENGTH = 255
@@ -119,7 +120,8 @@ def check_timestamp(
     if timestamp < now - settings.ingest_past_window:
         message = (
             f"timestamp {timestamp.isoformat()} is older than the ingestion window of "
-            f"{settings.ingest_past_window}; use a backfill for older history."
+            f"{_seconds(settings.ingest_past_window)} seconds. To load older history, run the "
+            "server with a longer USAGE_EVENTS_INGEST_PAST_WINDOW while you send it."
         )
         return [Violation(UserErrorCode.TIMESTAMP_TOO_OLD, message, path, event_id)]
     if timestamp > now + settings.ingest_future_window:
@@ -129,6 +131,11 @@ def check_timestamp(
         )
         return [Violation(UserErrorCode.TIMESTAMP_TOO_FAR_IN_FUTURE, message, path, event_id)]
     return []
+
+
+def _seconds(duration: timedelta) -> str:
+    seconds = duration.total_seconds()
+    return str(int(seconds)) if seconds.is_integer() else str(seconds)
 
 
 def check_metadata(
@@ -250,7 +257,9 @@ def check_customers_exist(
     return [
         Violation(
             UserErrorCode.CUSTOMER_NOT_FOUND,
-            "No customer with this id exists in your business.",
+            "No customer with this id exists in your business."
+            if is_customer_id(draft.customer_id)
+            else NOT_A_CUSTOMER_ID,
             event_path(index, "customerId"),
             shown_event_id(draft.event_id),
         )

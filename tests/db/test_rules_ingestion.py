@@ -199,6 +199,22 @@ def test_i4_customer_id_must_name_an_existing_customer() -> None:
     ]
 
 
+def test_i4_a_customer_id_that_is_no_customer_id_points_to_external_customer_id() -> None:
+    drafts = [
+        draft("a", customer_id="acme", external_customer_id=None),
+        draft("b", customer_id="cus_unknown", external_customer_id=None),
+    ]
+    violations = check_customers_exist(drafts, set())
+    assert summary(violations) == [
+        ("CUSTOMER_NOT_FOUND", ("events", "0", "customerId"), "a"),
+        ("CUSTOMER_NOT_FOUND", ("events", "1", "customerId"), "b"),
+    ]
+    assert "looks like your own id" in violations[0].message
+    assert "externalCustomerId" in violations[0].message
+    # A well-formed id says only that no such customer exists (of this business: T2).
+    assert violations[1].message == "No customer with this id exists in your business."
+
+
 def test_i4_external_customer_ids_need_not_exist() -> None:
     drafts = [draft("a", external_customer_id="later-co"), draft("b", external_customer_id="x")]
     assert check_customers_exist(drafts, set()) == []
@@ -220,7 +236,17 @@ def test_i5_timestamp_one_microsecond_older_than_the_past_window() -> None:
     moment = NOW - timedelta(hours=1, microseconds=1)
     violations = check_timestamp(moment, NOW, DEFAULTS, path, "e1")
     assert summary(violations) == [("TIMESTAMP_TOO_OLD", path, "e1")]
-    assert "backfill" in violations[0].message
+    # The way to load history today is the setting; backfills do not exist yet.
+    assert "older than the ingestion window of 3600 seconds" in violations[0].message
+    assert "USAGE_EVENTS_INGEST_PAST_WINDOW" in violations[0].message
+    assert "backfill" not in violations[0].message
+
+
+def test_i5_the_past_window_is_said_in_seconds_as_the_setting_takes_it() -> None:
+    path = ("events", "0", "timestamp")
+    half_a_second = Settings(ingest_past_window=timedelta(milliseconds=500))
+    violations = check_timestamp(NOW - timedelta(seconds=1), NOW, half_a_second, path, None)
+    assert "ingestion window of 0.5 seconds" in violations[0].message
 
 
 def test_i5_timestamp_one_microsecond_beyond_the_future_window() -> None:

@@ -325,6 +325,53 @@ async def test_q4_event_name_event_ids_and_time_range(api: GraphQLClient) -> Non
     assert await matching(api, start=start, end=end, eventName="b") == ["e2"]
 
 
+@pytest.mark.parametrize(
+    "after_start", [timedelta(0), -timedelta(microseconds=1), -timedelta(days=1)]
+)
+async def test_q4_a_time_range_that_holds_no_time_is_refused(
+    api: GraphQLClient, after_start: timedelta
+) -> None:
+    await ingest(api, [event_input("e1", minutes_ago=5)])
+    start = now_utc() - timedelta(minutes=10)
+
+    extensions = await bad_argument(
+        api, filter={"start": iso(start), "end": iso(start + after_start)}
+    )
+
+    assert extensions["reason"] == "TIME_RANGE_INVALID"
+    assert extensions["field"] == ["filter", "end"]
+
+
+async def test_q4_the_shortest_time_range_is_one_microsecond(api: GraphQLClient) -> None:
+    moment = now_utc() - timedelta(minutes=5)
+    await ingest(api, [event_input("e1", timestamp=iso(moment))])
+
+    assert await matching(api, start=iso(moment), end=iso(moment + timedelta(microseconds=1))) == [
+        "e1"
+    ]
+
+
+@pytest.mark.parametrize("customer_id", ["acme", "", "CUS_01ZZZZZZZZZZZZZZZZZZZZZZZZ", "evt_1"])
+async def test_q4_a_customer_id_that_is_no_customer_id_points_to_external_customer_id(
+    api: GraphQLClient, customer_id: str
+) -> None:
+    await create_customer(api, externalId=customer_id or "x")
+    await ingest(api, [event_input("e1", external_customer_id=customer_id or "x")])
+
+    response = await api.post(LIST_EVENTS, {"filter": {"customerId": customer_id}})
+
+    error = response.json()["errors"][0]
+    assert error["extensions"] == {
+        "code": "BAD_USER_INPUT",
+        "reason": "CUSTOMER_NOT_FOUND",
+        "field": ["filter", "customerId"],
+    }
+    assert error["message"] == (
+        "This is not a customer id (those start with cus_); it looks like your own id for "
+        "the customer, which goes in externalCustomerId."
+    )
+
+
 @pytest.mark.parametrize("count", [0, 501])
 async def test_q4_event_ids_must_hold_1_to_500(api: GraphQLClient, count: int) -> None:
     extensions = await bad_argument(

@@ -177,6 +177,23 @@ async def test_i4_unknown_customer_id_is_not_found(api: GraphQLClient, database:
     await assert_nothing_stored(database)
 
 
+async def test_i4_an_external_id_sent_as_customer_id_says_where_it_belongs(
+    api: GraphQLClient, database: Database
+) -> None:
+    await create_customer(api, externalId="acme")
+
+    payload = await ingest(api, [event_input("e1", customer_id="acme")])
+
+    assert codes(payload) == ["CUSTOMER_NOT_FOUND"]
+    [error] = payload["userErrors"]
+    assert error["field"] == ["events", "0", "customerId"]
+    assert error["message"] == (
+        "This is not a customer id (those start with cus_); it looks like your own id for "
+        "the customer, which goes in externalCustomerId."
+    )
+    await assert_nothing_stored(database)
+
+
 async def test_i4_customer_id_of_the_caller_is_accepted(api: GraphQLClient) -> None:
     customer = await create_customer(api, externalId="acme")
     payload = await ingest(api, [event_input("e1", customer_id=customer["id"])])
@@ -299,6 +316,7 @@ async def test_i5_timestamp_older_than_the_past_window(
     payload = await ingest(api, [event_input("e1", minutes_ago=61)])
     assert codes(payload) == ["TIMESTAMP_TOO_OLD"]
     assert payload["userErrors"][0]["field"] == ["events", "0", "timestamp"]
+    assert "USAGE_EVENTS_INGEST_PAST_WINDOW" in payload["userErrors"][0]["message"]
     await assert_nothing_stored(database)
 
 
