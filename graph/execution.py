@@ -21,10 +21,14 @@ turns the fast path off.
 from typing import Any
 
 from graphql import GraphQLEnumType, GraphQLNonNull, GraphQLObjectType, GraphQLScalarType
-from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
 
-from graph.internals import LeafPlan, LeafReadingExecutionContext
+from graph.internals import (
+    LeafPlan,
+    LeafReadingExecutionContext,
+    resolution_is_hooked,
+    strawberry_field_of,
+)
 
 _PLANS_KEY = "usage_events_leaf_plans"
 
@@ -33,7 +37,7 @@ def plain_leaf_plans(parent_type: GraphQLObjectType) -> dict[str, LeafPlan]:
     """The fields of a type that are plain leaves, by name."""
     plans: dict[str, LeafPlan] = {}
     for name, field in parent_type.fields.items():
-        definition = field.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
+        definition = strawberry_field_of(field)
         output_type = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
         if (
             isinstance(definition, StrawberryField)
@@ -59,8 +63,7 @@ class LeafFastPathExecutionContext(LeafReadingExecutionContext):
         # the schema extensions that override `resolve` as this request's middleware (the
         # schema holds extension factories, whose classes show only when called), and
         # middleware must see every field, so none is read directly.
-        middleware = self.middleware_manager
-        self.resolution_hooked = middleware is not None and bool(middleware.middlewares)
+        self.resolution_hooked = resolution_is_hooked(self)
 
     def leaf_plans(self, parent_type: GraphQLObjectType) -> dict[str, LeafPlan]:
         if self.resolution_hooked:

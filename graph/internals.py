@@ -2,8 +2,10 @@
 
 Both are pinned to their patch series (pyproject.toml), and tests/graph/test_internals.py
 checks every assumption made here, naming it, so an upgrade that moves one of them
-fails there instead of quietly changing what the service answers. Everything else in
-graph/ uses the libraries' public APIs only.
+fails there instead of quietly changing what the service answers. That includes names
+that are not underscored but not documented either (Strawberry's converter back-reference,
+graphql-core's middleware manager). Everything else in graph/ uses names the libraries
+document or export.
 """
 
 from collections.abc import Callable, Mapping
@@ -11,10 +13,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from graphql import GraphQLObjectType
+from graphql import GraphQLField, GraphQLObjectType
 from graphql.execution.collect_fields import GroupedFieldSet
 from graphql.pyutils import AwaitableOrValue, Path, Undefined
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types import ExecutionContext, get_object_definition
 from strawberry.types.arguments import InputContext
 
@@ -25,6 +28,23 @@ LeafPlan = tuple[str, Callable[[Any], Any], bool]
 # Values of these exact types are neither exceptions (which graphql-core raises) nor
 # awaitables (which it awaits), so the fast path coerces them without asking.
 _PLAIN_VALUE_TYPES = frozenset({str, int, float, bool, dict, list, datetime, Decimal})
+
+
+def strawberry_field_of(field: GraphQLField) -> object | None:
+    """The Strawberry field a graphql-core field was made from, if Strawberry made it."""
+    # Undocumented: Strawberry's converter keeps this back-reference in the field's
+    # extensions under DEFINITION_BACKREF. Without it no field would qualify as a plain
+    # leaf and the fast path would quietly do nothing (tests/graph/test_execution.py
+    # checks that the scalar fields of Event do qualify).
+    return field.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
+
+
+def resolution_is_hooked(context: StrawberryGraphQLCoreExecutionContext) -> bool:
+    """Whether this execution runs resolve middleware (a schema extension's `resolve`)."""
+    # Undocumented: graphql-core keeps the request's middleware in `middleware_manager`;
+    # Strawberry passes it every extension that overrides `resolve`.
+    middleware = context.middleware_manager
+    return middleware is not None and bool(middleware.middlewares)
 
 
 def operation_name_sent(context: ExecutionContext) -> str | None:
