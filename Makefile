@@ -8,6 +8,7 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 BENCH_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 export BENCH_POSTGRES_URL
+UPGRADE_POSTGRES_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 # What the benchmark needs beyond `make install`: wrk, from Debian's packages.
 BENCH_WRK = command -v wrk >/dev/null 2>&1 || { \
 	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
@@ -38,12 +39,15 @@ $(INSTALLED): pyproject.toml uv.lock | $(UV)
 
 install: $(INSTALLED)
 
-## Move every dependency to the newest release its pin allows, then run lint and every test.
+## Move every dependency to the newest release its pin allows, then run lint and every test,
+## PostgreSQL included (USAGE_EVENTS_TEST_POSTGRES_URL, by default UPGRADE_POSTGRES_URL).
 upgrade: $(UV)
 	$(UV) lock --upgrade --python $(PYTHON)
 	$(UV) sync --locked --quiet --python $(PYTHON)
 	@touch $(INSTALLED)
-	$(MAKE) lint test
+	$(MAKE) lint
+	USAGE_EVENTS_TEST_POSTGRES_URL="$${USAGE_EVENTS_TEST_POSTGRES_URL:-$(UPGRADE_POSTGRES_URL)}" \
+	USAGE_EVENTS_TEST_REQUIRE_POSTGRES=1 $(MAKE) test
 
 ## Migrate the database, make the demo business once, print a fresh key for it (revoking
 ## older ones), and serve GraphQL on HOST:PORT: `make run PORT=8001 HOST=0.0.0.0`.
