@@ -12,7 +12,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # "3600" or "0.5": a number of seconds, as SPEC §10 allows beside ISO-8601.
-_SECONDS = re.compile(r"\s*\d+(\.\d+)?\s*")
+_SECONDS = re.compile(r"\s*[-+]?\d+(\.\d+)?\s*")
 
 
 def _seconds_or_iso8601(value: Any) -> Any:
@@ -23,7 +23,12 @@ def _seconds_or_iso8601(value: Any) -> Any:
     """
     if isinstance(value, str) and _SECONDS.fullmatch(value):
         seconds = Decimal(value.strip())
-        return timedelta(seconds=int(seconds), microseconds=int(seconds % 1 * 1_000_000))
+        if seconds < 0:
+            raise ValueError("a duration may not be negative")
+        try:
+            return timedelta(seconds=int(seconds), microseconds=int(seconds % 1 * 1_000_000))
+        except OverflowError:
+            raise ValueError(f"{value.strip()} seconds is too long a duration") from None
     return value
 
 
@@ -165,8 +170,8 @@ class Settings(BaseSettings):
         # Otherwise every listing without `first`/`last` would be refused as too large.
         if self.default_page_size > self.max_page_size:
             raise ValueError(
-                f"DEFAULT_PAGE_SIZE ({self.default_page_size}) must not exceed "
-                f"MAX_PAGE_SIZE ({self.max_page_size})"
+                f"USAGE_EVENTS_DEFAULT_PAGE_SIZE ({self.default_page_size}) must not exceed "
+                f"USAGE_EVENTS_MAX_PAGE_SIZE ({self.max_page_size})"
             )
         return self
 

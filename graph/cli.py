@@ -357,8 +357,10 @@ def _configuration_problem(error: ValidationError) -> str:
     lines = ["The configuration is invalid:"]
     for problem in error.errors():
         name = "_".join(str(part) for part in problem["loc"]).upper()
-        setting = f"USAGE_EVENTS_{name}" if name else "settings"
-        lines.append(f"  {setting}: {problem['msg']}")
+        # pydantic prefixes the message of a ValueError raised by a validator.
+        message = problem["msg"].removeprefix("Value error, ")
+        # A rule over several settings (no location) names them itself.
+        lines.append(f"  USAGE_EVENTS_{name}: {message}" if name else f"  {message}")
     return "\n".join(lines)
 
 

@@ -1,6 +1,8 @@
 """Settings (SPEC §10): durations in seconds or ISO-8601, and bounds that fit together."""
 
+import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -175,3 +177,55 @@ def test_other_databases_and_drivers_are_refused_without_echoing_the_url(
     assert "postgresql://" in problem["msg"]
     assert "sqlite:///" in problem["msg"]
     assert "secret" not in problem["msg"]
+
+
+def test_a_negative_number_of_seconds_says_durations_are_not_negative(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("USAGE_EVENTS_INGEST_PAST_WINDOW", "-5")
+
+    with pytest.raises(ValidationError, match="a duration may not be negative"):
+        Settings()
+
+
+def test_too_many_seconds_for_a_duration_is_refused_not_an_overflow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("USAGE_EVENTS_CORRECTION_WINDOW", "99999999999999999")
+
+    with pytest.raises(ValidationError, match="too long a duration"):
+        Settings()
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_configuration_rows() -> list[tuple[str, str]]:
+    """(variable, default as written) for each variable of the README's configuration table."""
+    section = README.read_text(encoding="utf-8").split("\n## Configuration\n")[1].split("\n## ")[0]
+    rows: list[tuple[str, str]] = []
+    for line in section.splitlines():
+        if not line.startswith("| `"):
+            continue
+        names_cell, default_cell = line.strip("|").split("|", 1)
+        names = re.findall(r"`([^`]+)`", names_cell)
+        # `_MAX_QUERY_TOKENS` after `USAGE_EVENTS_MAX_QUERY_DEPTH` is short for its full name.
+        names = [f"USAGE_EVENTS{name}" if name.startswith("_") else name for name in names]
+        defaults = re.findall(r"`([^`]*)`", default_cell)[: len(names)]
+        assert len(defaults) == len(names), line
+        rows += zip(names, defaults, strict=True)
+    return rows
+
+
+def test_the_readme_configuration_table_is_every_setting_with_its_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rows = readme_configuration_rows()
+    fields = {f"USAGE_EVENTS_{name.upper()}": name for name in Settings.model_fields}
+
+    assert sorted(variable for variable, _ in rows) == sorted(fields)
+    for variable, written in rows:
+        monkeypatch.setenv(variable, written)
+        field = fields[variable]
+        assert getattr(Settings(), field) == Settings.model_fields[field].default, variable
+        monkeypatch.delenv(variable)

@@ -645,7 +645,14 @@ def test_create_business_plain_output_names_the_key_id(database_url: str, tmp_pa
     ("setting", "value", "said"),
     [
         ("USAGE_EVENTS_INGEST_PAST_WINDOW", "an hour", "USAGE_EVENTS_INGEST_PAST_WINDOW: "),
-        ("USAGE_EVENTS_DEFAULT_PAGE_SIZE", "500", "must not exceed MAX_PAGE_SIZE (100)"),
+        (
+            "USAGE_EVENTS_DEFAULT_PAGE_SIZE",
+            "500",
+            "\n  USAGE_EVENTS_DEFAULT_PAGE_SIZE (500) must not exceed "
+            "USAGE_EVENTS_MAX_PAGE_SIZE (100)",
+        ),
+        ("USAGE_EVENTS_INGEST_PAST_WINDOW", "-5", "PAST_WINDOW: a duration may not be negative"),
+        ("USAGE_EVENTS_CORRECTION_WINDOW", "9" * 20, "seconds is too long a duration"),
         ("USAGE_EVENTS_MAX_BATCH_SIZE", "0", "USAGE_EVENTS_MAX_BATCH_SIZE: "),
     ],
 )
