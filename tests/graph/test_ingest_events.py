@@ -463,6 +463,34 @@ async def test_i6_metadata_is_stored_and_returned_exactly(api: GraphQLClient) ->
     assert event["revisions"][0]["metadata"] == metadata
 
 
+async def test_i6_metadata_key_order_is_kept_on_sqlite_and_jsonb_order_on_postgresql(
+    api: GraphQLClient, database: Database
+) -> None:
+    # Given keys sent in an order that is neither by length nor alphabetical
+    sent = {"zeta": 1, "a": True, "mid": "x", "bb": 2.5, "é": "accent", "B": 0}
+    await ingest(api, [event_input("e1", metadata=sent)])
+
+    # When the event is read back, alone and in a listing
+    event = await get_event(api, "e1")
+    listed = await api.data("{ events { nodes { metadata } } }")
+
+    # Then keys and values are exact everywhere; the order is the one sent on SQLite, and
+    # jsonb's own on PostgreSQL: shorter keys first, then keys of one length by their bytes
+    if database.dialect_name == "sqlite":
+        expected = list(sent)
+    else:
+        expected = sorted(sent, key=lambda key: (len(key.encode()), key.encode()))
+        assert expected == ["B", "a", "bb", "é", "mid", "zeta"]
+    assert event is not None
+    for metadata in (
+        event["metadata"],
+        event["revisions"][0]["metadata"],
+        listed["events"]["nodes"][0]["metadata"],
+    ):
+        assert metadata == sent
+        assert list(metadata) == expected
+
+
 async def test_i6_negative_zero_is_stored_as_zero_on_every_database(api: GraphQLClient) -> None:
     await ingest(api, [event_input("e1", metadata={"zero": -0.0})])
     event = await get_event(api, "e1")
