@@ -433,13 +433,13 @@ def json_values() -> st.SearchStrategy[Any]:
         st.text(max_size=8),
         st.integers(min_value=495, max_value=505).map(lambda length: "v" * length),
     )
-    return st.recursive(
-        scalars,
-        lambda children: st.one_of(
-            st.lists(children, max_size=3), st.dictionaries(st.text(max_size=3), children)
-        ),
-        max_leaves=5,
-    )
+    return st.recursive(scalars, _json_containers, max_leaves=5)
+
+
+def _json_containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    # A named function, not a lambda: hypothesis reads the source of `extend` to check it
+    # recurses, and a lambda's source is found less reliably.
+    return st.one_of(st.lists(children, max_size=3), st.dictionaries(st.text(max_size=3), children))
 
 
 # Mostly valid values and keys, so that both answers of the property come up often.
