@@ -1,4 +1,5 @@
-"""Demo data for `usage-events demo`: a business, customers, meters and recent events."""
+"""Demo data for `usage-events demo`: a business, customers, meters, recent events and a
+month of history, so that usage per day has something to show."""
 
 import random
 import uuid
@@ -23,7 +24,11 @@ DEMO_CUSTOMERS = [
     ("globex", "Globex", "ap@globex.example"),
     ("initech", "Initech", "finance@initech.example"),
 ]
-DEMO_EVENT_COUNT = 300
+DEMO_RECENT_EVENT_COUNT = 300
+# A month of history: daily usage in any zone draws a real series from the first run.
+DEMO_HISTORY_DAYS = 30
+DEMO_HISTORY_EVENTS_PER_DAY = 60
+DEMO_EVENT_COUNT = DEMO_RECENT_EVENT_COUNT + DEMO_HISTORY_DAYS * DEMO_HISTORY_EVENTS_PER_DAY
 DEMO_METERS = [
     MeterDraft(
         name="Successful API calls",
@@ -80,13 +85,28 @@ async def _create_demo_data(
     meters = MeterRepository(session, business_id)
     for draft in DEMO_METERS:
         await meters.create(draft, now)
-    # Spread over the last 50 minutes: inside the ingestion window, so the real rules apply.
     rng = random.Random()
-    drafts = [
-        _demo_event(rng, now - timedelta(minutes=50) * (index / DEMO_EVENT_COUNT))
-        for index in range(DEMO_EVENT_COUNT)
+    events = EventRepository(session, business_id)
+    # Spread over the last 50 minutes: inside the ingestion window, so the real rules apply.
+    recent = [
+        _demo_event(rng, now - timedelta(minutes=50) * (index / DEMO_RECENT_EVENT_COUNT))
+        for index in range(DEMO_RECENT_EVENT_COUNT)
     ]
-    await EventRepository(session, business_id).ingest(drafts, settings, now)
+    await events.ingest(recent, settings, now)
+    # The month before, loaded the way the README tells a user to load history: the same
+    # rules, with an ingestion window that reaches back far enough.
+    history_settings = settings.model_copy(
+        update={"ingest_past_window": timedelta(days=DEMO_HISTORY_DAYS + 1)}
+    )
+    span = timedelta(days=DEMO_HISTORY_DAYS)
+    count = DEMO_HISTORY_DAYS * DEMO_HISTORY_EVENTS_PER_DAY
+    history = [
+        _demo_event(rng, now - timedelta(hours=1) - span * (index / count))
+        for index in range(count)
+    ]
+    batch = settings.max_batch_size
+    for start in range(0, len(history), batch):
+        await events.ingest(history[start : start + batch], history_settings, now)
 
 
 def _demo_event(rng: random.Random, timestamp: datetime) -> EventDraft:

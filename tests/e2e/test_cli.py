@@ -14,6 +14,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
 from db.database import Database
+from db.demo import DEMO_CUSTOMERS
 from db.migrate import alembic_config
 from db.settings import Settings
 from graph.app import create_app
@@ -553,6 +555,38 @@ async def test_demo_prints_an_api_key_that_authenticates(database_url: str, tmp_
     # "A few hundred recent events" for a handful of customers, all of the demo business.
     assert await count_rows_of(database_url, "events", business_id) >= 300
     assert await count_rows_of(database_url, "customers", business_id) >= 1
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_demo_history_draws_a_month_of_daily_usage_per_customer(
+    database_url: str, tmp_path: Path
+) -> None:
+    # Given the demo, as `make run` makes it
+    _business_id, api_key, _ = await demo_key(database_url, tmp_path)
+    meters = await graphql_as(database_url, api_key, "{ meters { nodes { id eventName } } }")
+    tokens = next(
+        meter["id"]
+        for meter in meters.json()["data"]["meters"]["nodes"]
+        if meter["eventName"] == "llm.tokens"
+    )
+
+    # When the README's usage example asks for the last 30 days, per day, in Berlin
+    now = datetime.now(UTC).replace(microsecond=0)
+    query = f"""{{ meterUsage(input: {{
+        meterId: "{tokens}", from: "{(now - timedelta(days=30)).isoformat()}",
+        to: "{now.isoformat()}", granularity: DAY, timeZone: "Europe/Berlin",
+        groupByCustomer: true
+    }}) {{ series {{ customer {{ externalId }} buckets {{ eventCount }} }} }} }}"""
+    response = await graphql_as(database_url, api_key, query)
+
+    # Then every customer has usage on most days of the month, not only in the last hour
+    series = response.json()["data"]["meterUsage"]["series"]
+    assert [one["customer"]["externalId"] for one in series] == sorted(
+        external_id for external_id, _name, _email in DEMO_CUSTOMERS
+    ), response.text
+    for one in series:
+        days_with_usage = sum(bucket["eventCount"] > 0 for bucket in one["buckets"])
+        assert days_with_usage >= 25, one
 
 
 @pytest.mark.asyncio(loop_scope="session")
