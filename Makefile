@@ -43,8 +43,6 @@ install: $(INSTALLED)
 ## PostgreSQL included (USAGE_EVENTS_TEST_POSTGRES_URL, by default UPGRADE_POSTGRES_URL).
 upgrade: $(UV)
 	$(UV) lock --upgrade --python $(PYTHON)
-	$(UV) sync --locked --quiet --python $(PYTHON)
-	@touch $(INSTALLED)
 	$(MAKE) lint
 	USAGE_EVENTS_TEST_POSTGRES_URL="$${USAGE_EVENTS_TEST_POSTGRES_URL:-$(UPGRADE_POSTGRES_URL)}" \
 	USAGE_EVENTS_TEST_REQUIRE_POSTGRES=1 $(MAKE) test

@@ -58,6 +58,8 @@ def check_available(database_url: str) -> None:
     """Open one connection, so that a database that cannot be used is one clear message
     at start-up (DatabaseUnavailableError), not a traceback from deep inside a driver."""
     url = sa.make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        check_sqlite_version()
     path = sqlite_file(database_url)
     if path is not None and not path.parent.is_dir():
         raise DatabaseUnavailableError(

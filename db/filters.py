@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
-from db.errors import UserErrorCode, Violation
+from db.errors import BadUserInput, UserErrorCode, Violation
 
 Path = tuple[str, ...]
 ScalarValue = str | int | float | bool
@@ -529,3 +529,14 @@ def _json_type_name(value: object) -> str:
     if isinstance(value, Sequence):
         return "an array"
     return type(value).__name__
+
+
+def parse_filter_argument(raw: object, path: Path) -> Filter:
+    """A filter given as a query argument: the tree, or BAD_USER_INPUT naming the first
+    problem (and how many more there are) at its path."""
+    parsed, violations = parse_filter(raw, path)  # type: ignore[arg-type]
+    if violations or parsed is None:
+        first = violations[0]
+        more = f" ({len(violations) - 1} more problems)" if len(violations) > 1 else ""
+        raise BadUserInput(UserErrorCode.FILTER_INVALID, first.message + more, first.field)
+    return parsed

@@ -4,9 +4,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import make_url
 
-from db.database import check_available, check_sqlite_version
+from db.database import check_available
 
 MIGRATIONS_DIRECTORY = Path(__file__).parent / "migrations"
 
@@ -25,7 +24,5 @@ def upgrade_to_head(database_url: str) -> None:
     Raises UnsupportedDatabaseError or DatabaseUnavailableError, with a message for the
     person who set the database up, when it cannot be used at all.
     """
-    if make_url(database_url).get_backend_name() == "sqlite":
-        check_sqlite_version()
     check_available(database_url)
     command.upgrade(alembic_config(database_url), "head")

@@ -140,3 +140,15 @@ async def count_rows(database: Database, table: str) -> int:
     async with database.session() as session:
         result = await session.execute(sa.text(f"SELECT count(*) FROM {table}"))
         return int(result.scalar_one())
+
+
+async def bad_user_input(
+    api: GraphQLClient, query: str, variables: dict[str, Any]
+) -> tuple[str, list[str]]:
+    """The (reason, field) of a query refused with one BAD_USER_INPUT error and no data."""
+    response = await api.post(query, variables)
+    body = response.json()
+    assert body.get("data") is None, body
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+    return error["extensions"]["reason"], error["extensions"].get("field")

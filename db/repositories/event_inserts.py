@@ -155,14 +155,14 @@ async def _insert_on_sqlite(
                 event.customer_id,
                 event.external_customer_id,
                 event.event_name,
-                _sqlite_timestamp(event.timestamp),
+                sqlite_timestamp(event.timestamp),
                 event.metadata,
             ]
             for event in batch
         ]
     )
     result = await repository.execute_text(
-        _SQLITE_INSERT_EVENTS, {"now": _sqlite_timestamp(now), "batch": document}
+        _SQLITE_INSERT_EVENTS, {"now": sqlite_timestamp(now), "batch": document}
     )
     inserted = {row.event_id: row.sequence for row in result}
     if inserted:
@@ -173,6 +173,6 @@ async def _insert_on_sqlite(
     return inserted
 
 
-def _sqlite_timestamp(moment: datetime) -> str:
+def sqlite_timestamp(moment: datetime) -> str:
     """The text db.column_types.UTCDateTime stores on SQLite: naive UTC, fixed width."""
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")

@@ -9,9 +9,9 @@ import sqlalchemy as sa
 
 from db.errors import BadUserInput, UserErrorCode
 from db.event_filter import EventFilter, EventOrder
-from db.filters import Filter, parse_filter
+from db.filters import Filter, parse_filter_argument
 from db.pagination import Keyset, Page, PageRequest
-from db.records import EventRecord
+from db.records import CustomerRecord, EventRecord
 from db.repositories.customers import CustomerRepository
 from db.repositories.events import event_record
 from db.repositories.meters import MeterRepository
@@ -127,7 +127,9 @@ class EventListing(BusinessScopedRepository):
         if event_name is not None:
             where.conditions.append(events.c.event_name == event_name)
         if event_filter.metadata is not None:
-            metadata_filters.append(_parsed_metadata_filter(event_filter.metadata))
+            metadata_filters.append(
+                parse_filter_argument(event_filter.metadata, ("filter", "metadata"))
+            )
         where.filters_metadata = bool(metadata_filters)
         where.conditions += [
             metadata_filter.to_sql(events.c.metadata, self.dialect_name)
@@ -144,14 +146,23 @@ class EventListing(BusinessScopedRepository):
         if customer is None:
             # Another business's customer, or none at all: no events (T2), not an error.
             where.conditions.append(sa.false())
-        elif customer.external_id is None:
-            where.conditions.append(events.c.customer_id == customer.id)
         else:
-            # Disjoint, since an event is sent with exactly one of the two (I4).
-            where.branches += [
-                events.c.customer_id == customer.id,
-                events.c.external_customer_id == customer.external_id,
-            ]
+            sent_by = events_sent_by(customer)
+            if len(sent_by) == 1:
+                where.conditions += sent_by
+            else:
+                where.branches += sent_by
+
+
+def events_sent_by(customer: CustomerRecord) -> list[sa.ColumnElement[bool]]:
+    """Q4: the events sent with the customer's id, and those sent with its externalId.
+
+    Disjoint, since an event is sent with exactly one of the two (I4); one holds.
+    """
+    by_id = events.c.customer_id == customer.id
+    if customer.external_id is None:
+        return [by_id]
+    return [by_id, events.c.external_customer_id == customer.external_id]
 
 
 def _check_time_range(event_filter: EventFilter) -> None:
@@ -174,12 +185,3 @@ def _checked_event_ids(event_filter: EventFilter) -> tuple[str, ...]:
             ("filter", "eventIds"),
         )
     return event_ids
-
-
-def _parsed_metadata_filter(raw: object) -> Filter:
-    parsed, violations = parse_filter(raw, ("filter", "metadata"))  # type: ignore[arg-type]
-    if violations or parsed is None:
-        first = violations[0]
-        more = f" ({len(violations) - 1} more problems)" if len(violations) > 1 else ""
-        raise BadUserInput(UserErrorCode.FILTER_INVALID, first.message + more, first.field)
-    return parsed

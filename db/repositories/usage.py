@@ -13,6 +13,7 @@ a UsagePlan with UsageCells. Shapes they cannot answer (asOf, an ad-hoc filter, 
 keep reading the raw events here.
 """
 
+import dataclasses
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -33,6 +34,19 @@ from db.usage.cells import Accumulator, Cell, SeriesCells, UsageCells, assemble
 from db.usage.decimals import average, parse_json_exactly
 from db.usage.plan import UsagePlan, check_usage_query
 from db.usage.query import MeterUsage, SeriesKey, UsageQuery, group_key
+
+
+def bucket_number(moment: sa.ColumnElement[Any], edges: list[datetime]) -> sa.ColumnElement[Any]:
+    """PostgreSQL: the index of the bucket [edges[i], edges[i+1]) holding `moment`, for a
+    moment inside [edges[0], edges[-1]) (width_bucket over the inner edges)."""
+    inner = edges[1:-1]
+    if not inner:
+        return sa.literal(0, sa.Integer)
+    return sa.func.width_bucket(
+        moment,
+        sa.bindparam("bucket_edges", inner, type_=ARRAY(TIMESTAMP(timezone=True))),
+        type_=sa.Integer,
+    )
 
 
 class UsageRepository(BusinessScopedRepository):
@@ -72,10 +86,8 @@ class UsageRepository(BusinessScopedRepository):
         answer = assemble(plan, cells)
         named = {series.customer_id for series in answer.series if series.customer_id is not None}
         found = await CustomerRepository(self.session, self.business_id).by_ids(named)
-        return MeterUsage(
-            **{name: getattr(answer, name) for name in MeterUsage.__slots__ if name != "customers"},
-            customers=found,
-        )
+        usage: MeterUsage = dataclasses.replace(answer, customers=found)
+        return usage
 
     async def _customer_scope(
         self, query: UsageQuery
@@ -201,16 +213,7 @@ class UsageRepository(BusinessScopedRepository):
         def member(key: str) -> sa.ColumnElement[Any]:
             return document.op("->", return_type=JSONB)(sa.literal(key, sa.Text))
 
-        inner_edges = plan.edges[1:-1]
-        bucket: sa.ColumnElement[Any] = (
-            sa.func.width_bucket(
-                events.c.timestamp,
-                sa.bindparam("bucket_edges", inner_edges, type_=ARRAY(TIMESTAMP(timezone=True))),
-                type_=sa.Integer,
-            )
-            if inner_edges
-            else sa.literal(0, sa.Integer)
-        )
+        bucket = bucket_number(events.c.timestamp, plan.edges)
         columns: list[sa.ColumnElement[Any]] = [
             bucket.label("bucket"),
             events.c.timestamp.label("timestamp"),
@@ -265,7 +268,7 @@ class UsageRepository(BusinessScopedRepository):
             if row.level == (3 if series_columns else 1):
                 cells.total = cell
                 continue
-            key = _series_key(plan, row, parse_json_exactly)
+            key = _series_key(plan, row)
             series = cells.series.get(key)
             if series is None:
                 series = cells.series[key] = SeriesCells()
@@ -391,9 +394,9 @@ def _postgres_value(aggregation: AggregationType, row: Any) -> Decimal | None:
     return value
 
 
-def _series_key(plan: UsagePlan, row: Any, parse: Any) -> SeriesKey:
+def _series_key(plan: UsagePlan, row: Any) -> SeriesKey:
     values = group_key(
-        None if text is None else parse(text)
+        None if text is None else parse_json_exactly(text)
         for text in (row._mapping[f"group_{index}"] for index in range(len(plan.group_by)))
     )
     if not plan.group_by_customer:

@@ -5,17 +5,19 @@ no such function, joins the buckets (a JSON list of [start, end) pairs) to the e
 index range per bucket. Either way only counts leave the database.
 """
 
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import pairwise
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, TIMESTAMP
 
 from db.errors import BadUserInput, UserErrorCode
 from db.repositories.customers import CustomerRepository
+from db.repositories.event_inserts import sqlite_timestamp
+from db.repositories.event_listing import events_sent_by
 from db.repositories.scoped import BusinessScopedRepository
+from db.repositories.usage import bucket_number
 from db.settings import Settings
 from db.tables import events
 from db.usage.plan import plan_volume
@@ -59,13 +61,7 @@ class VolumeRepository(BusinessScopedRepository):
                 "Your business has no customer with this id.",
                 ("customerId",),
             )
-        by_id: sa.ColumnElement[bool] = events.c.customer_id == customer.id
-        if customer.external_id is None:
-            return by_id
-        either: sa.ColumnElement[bool] = sa.or_(
-            events.c.customer_id == customer.id,
-            events.c.external_customer_id == customer.external_id,
-        )
+        either: sa.ColumnElement[bool] = sa.or_(*events_sent_by(customer))
         return either
 
     async def _counts_on_postgresql(
@@ -74,16 +70,7 @@ class VolumeRepository(BusinessScopedRepository):
         moment: sa.ColumnElement[Any],
         conditions: list[sa.ColumnElement[bool]],
     ) -> dict[int, int]:
-        inner = edges[1:-1]
-        bucket: sa.ColumnElement[Any] = (
-            sa.func.width_bucket(
-                moment,
-                sa.bindparam("bucket_edges", inner, type_=ARRAY(TIMESTAMP(timezone=True))),
-                type_=sa.Integer,
-            )
-            if inner
-            else sa.literal(0, sa.Integer)
-        )
+        bucket = bucket_number(moment, edges)
         counted = (
             self.readable(events, bucket.label("bucket"))
             .where(moment >= edges[0], moment < edges[-1], *conditions)
@@ -101,7 +88,7 @@ class VolumeRepository(BusinessScopedRepository):
         conditions: list[sa.ColumnElement[bool]],
     ) -> dict[int, int]:
         # The text UTCDateTime stores on SQLite, which compares in time order.
-        stored = [edge.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f") for edge in edges]
+        stored = [sqlite_timestamp(edge) for edge in edges]
         pairs = orjson.dumps(list(pairwise(stored))).decode()
         buckets = sa.func.json_each(pairs).table_valued("key", "value").alias("buckets")
         lower = buckets.c.value.op("->>", return_type=sa.Text)(0)

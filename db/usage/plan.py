@@ -10,7 +10,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from db.errors import BadUserInput, UserErrorCode
-from db.filters import MAX_FILTER_KEY_LENGTH, Filter, parse_filter
+from db.filters import MAX_FILTER_KEY_LENGTH, Filter, parse_filter_argument
 from db.records import MeterRecord
 from db.rules.meters import AggregationType
 from db.settings import Settings
@@ -23,7 +23,6 @@ MAX_CUSTOMER_REFERENCES = 100
 
 @dataclass(frozen=True, slots=True)
 class CheckedUsageQuery:
-    zone: ZoneInfo
     edges: list[datetime]
     filter: Filter | None
 
@@ -74,9 +73,9 @@ def check_usage_query(query: UsageQuery, settings: Settings) -> CheckedUsageQuer
     _check_reference_count(query.external_customer_ids, ("externalCustomerIds",))
     query_filter = None
     if query.filter is not None:
-        query_filter = _parsed_filter(query.filter)
+        query_filter = parse_filter_argument(query.filter, ("filter",))
     edges = _edges(query.start, query.end, query.granularity, zone, settings)
-    return CheckedUsageQuery(zone, edges, query_filter)
+    return CheckedUsageQuery(edges, query_filter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,12 +188,3 @@ def _check_reference_count(references: tuple[str, ...] | None, path: tuple[str, 
             f"{len(references)}; leave it out for every customer.",
             path,
         )
-
-
-def _parsed_filter(raw: object) -> Filter:
-    parsed, violations = parse_filter(raw, ("filter",))  # type: ignore[arg-type]
-    if violations or parsed is None:
-        first = violations[0]
-        more = f" ({len(violations) - 1} more problems)" if len(violations) > 1 else ""
-        raise BadUserInput(UserErrorCode.FILTER_INVALID, first.message + more, first.field)
-    return parsed

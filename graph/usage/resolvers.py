@@ -1,9 +1,8 @@
 """meterUsage and eventVolume: thin resolvers over the usage and volume repositories."""
 
-from datetime import UTC, datetime
-
 from db.repositories.usage import UsageRepository
 from db.repositories.volume import VolumeRepository
+from db.rules.ingestion import utc_now
 from graph.context import Info
 from graph.usage.inputs import EventVolumeInput, MeterUsageInput
 from graph.usage.types import EventVolume, MeterUsage
@@ -22,6 +21,6 @@ async def event_volume(info: Info, input: EventVolumeInput) -> EventVolume:
     context = info.context
     async with context.reading() as session:
         answer = await VolumeRepository(session, context.business.id).event_volume(
-            input.to_domain(), context.settings, datetime.now(UTC)
+            input.to_domain(), context.settings, utc_now()
         )
     return EventVolume.from_answer(answer)

@@ -151,7 +151,7 @@ async def explain(database: Database, settings: list[str], sql: str, parameters:
         "meter",
     ],
 )
-async def test_q3_each_filter_combination_reads_an_index_in_order(
+async def test_q3_q6_each_filter_combination_reads_an_index_in_order(
     database: Database, seeded: dict[str, Any], combination: str, order: EventOrder
 ) -> None:
     event_filter, index = combinations(seeded)[combination]

@@ -48,11 +48,16 @@ def cli_environment(database_url: str) -> dict[str, str]:
     return environment
 
 
-def run_cli(*arguments: str, database_url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run `usage-events ARGUMENTS…` to completion; the caller checks its exit code."""
+def run_cli(
+    *arguments: str, database_url: str, cwd: Path, settings: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `usage-events ARGUMENTS…` to completion; the caller checks its exit code.
+
+    `settings`: USAGE_EVENTS_* variables set for this run only.
+    """
     return subprocess.run(
         [usage_events_executable(), *arguments],
-        env=cli_environment(database_url),
+        env={**cli_environment(database_url), **(settings or {})},
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -128,7 +133,7 @@ def running_server(
 
     `settings` are more USAGE_EVENTS_* variables for the server, e.g. {"CORS_ORIGINS": …}.
     """
-    port = _free_port()
+    port = free_port()
     log_path = directory / "serve.log"
     command = [usage_events_executable(), "serve", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--workers", str(workers)]
@@ -154,7 +159,7 @@ def running_server(
             _stop(process)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]

@@ -30,11 +30,10 @@ from db.settings import Settings
 from graph.app import create_app
 from tests.e2e.server import (
     REPO_ROOT,
-    cli_environment,
     describe,
+    free_port,
     run_cli,
     running_server,
-    usage_events_executable,
 )
 
 BUSINESS_ID = re.compile(r"bus_[0-9A-HJKMNP-TV-Z]{26}")
@@ -325,13 +324,6 @@ async def test_t3_list_api_keys_of_an_unknown_business_fails(
 
 
 # Set-up mistakes: one line saying what to do, exit code 2, nothing written
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def assert_one_clear_line(result: subprocess.CompletedProcess[str], said: str) -> None:
@@ -693,20 +685,9 @@ def test_create_business_plain_output_names_the_key_id(database_url: str, tmp_pa
 def test_a_bad_setting_is_one_clear_message_not_a_traceback(
     tmp_path: Path, setting: str, value: str, said: str
 ) -> None:
-    # Given a mistaken setting in the environment
-    environment = cli_environment(f"sqlite+aiosqlite:///{tmp_path / 'events.db'}")
-    environment[setting] = value
-
-    # When any command starts
-    result = subprocess.run(
-        [usage_events_executable(), "migrate"],
-        env=environment,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    # Given a mistaken setting in the environment, when any command starts
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'events.db'}"
+    result = run_cli("migrate", database_url=database_url, cwd=tmp_path, settings={setting: value})
 
     # Then it stops before touching the database, saying which setting is wrong
     assert result.returncode == 2, describe(result)
@@ -717,18 +698,14 @@ def test_a_bad_setting_is_one_clear_message_not_a_traceback(
 
 
 def test_durations_in_seconds_start_the_service(tmp_path: Path) -> None:
-    environment = cli_environment(f"sqlite+aiosqlite:///{tmp_path / 'events.db'}")
-    environment["USAGE_EVENTS_INGEST_PAST_WINDOW"] = "3600"
-    environment["USAGE_EVENTS_CORRECTION_WINDOW"] = "8640000"
-
-    result = subprocess.run(
-        [usage_events_executable(), "migrate"],
-        env=environment,
+    result = run_cli(
+        "migrate",
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'events.db'}",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+        settings={
+            "USAGE_EVENTS_INGEST_PAST_WINDOW": "3600",
+            "USAGE_EVENTS_CORRECTION_WINDOW": "8640000",
+        },
     )
 
     assert result.returncode == 0, describe(result)

@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 
 from db.settings import Settings
-from tests.support import GraphQLClient, create_customer, event_input, ingest, iso, now_utc
+from tests.support import (
+    GraphQLClient,
+    bad_user_input,
+    create_customer,
+    event_input,
+    ingest,
+    iso,
+    now_utc,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -44,12 +52,7 @@ async def volume(api: GraphQLClient, **fields: Any) -> dict[str, Any]:
 
 
 async def refused(api: GraphQLClient, **fields: Any) -> tuple[str, list[str]]:
-    response = await api.post(VOLUME, {"input": fields})
-    body = response.json()
-    assert body.get("data") is None, body
-    [error] = body["errors"]
-    assert error["extensions"]["code"] == "BAD_USER_INPUT", error
-    return error["extensions"]["reason"], error["extensions"].get("field")
+    return await bad_user_input(api, VOLUME, {"input": fields})
 
 
 async def put(api: GraphQLClient, *events: tuple[str, str], **common: Any) -> None:

@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 
 from db.settings import Settings
-from tests.support import GraphQLClient, create_customer, event_input, ingest, now_utc
+from tests.support import (
+    GraphQLClient,
+    bad_user_input,
+    create_customer,
+    event_input,
+    ingest,
+    now_utc,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -80,12 +87,7 @@ async def usage(api: GraphQLClient, **fields: Any) -> dict[str, Any]:
 
 
 async def refused(api: GraphQLClient, **fields: Any) -> tuple[str, list[str]]:
-    response = await api.post(USAGE, {"input": fields})
-    body = response.json()
-    assert body.get("data") is None, body
-    [error] = body["errors"]
-    assert error["extensions"]["code"] == "BAD_USER_INPUT", error
-    return error["extensions"]["reason"], error["extensions"].get("field")
+    return await bad_user_input(api, USAGE, {"input": fields})
 
 
 async def put(api: GraphQLClient, *events: tuple[str, str, dict[str, Any]], **common: Any) -> None:

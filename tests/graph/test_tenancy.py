@@ -7,7 +7,7 @@ from tests.support import GraphQLClient, create_customer, event_input, get_event
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-async def test_t2_other_business_event_is_null(
+async def test_t2_q1_other_business_event_is_null(
     api: GraphQLClient, other_api: GraphQLClient
 ) -> None:
     await ingest(api, [event_input("private")])
