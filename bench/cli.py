@@ -133,7 +133,9 @@ def _run_one(
         f"[bold]{database.kind}[/bold]: seeding {config.events:,} + {config.small_events:,} events"
     )
     seeded = seed(database, config, random.Random(seed_value))
-    console.print(f"  seeded in {seeded.seconds:.1f} s")
+    console.print(
+        f"  seeded in {seeded.seconds:.1f} s (rollups rebuilt in {seeded.rollup_seconds:.1f} s)"
+    )
     results = run_database(database, config, seeded, sampler, log_directory, console)
     data = results.as_dict()
     if database.postgres_dsn:

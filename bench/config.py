@@ -16,6 +16,9 @@ class BenchConfig:
     deep_page_seconds: int
     point_read_seconds: int
     scale_seconds: int
+    # meterUsage / eventVolume and their raw aggregates: at least this long, stretched for
+    # slow queries (bench.scenarios.AGGREGATE_SAMPLES).
+    usage_seconds: int
     point_read_connections: int
     # Ingestion, in 1000-event batches.
     ingest_batches: int
@@ -50,6 +53,7 @@ FULL = BenchConfig(
     deep_page_seconds=5,
     point_read_seconds=10,
     scale_seconds=3,
+    usage_seconds=5,
     point_read_connections=16,
     ingest_batches=100,
     ingest_floor_batches=100,
@@ -69,6 +73,7 @@ QUICK = BenchConfig(
     deep_page_seconds=1,
     point_read_seconds=2,
     scale_seconds=1,
+    usage_seconds=1,
     point_read_connections=16,
     ingest_batches=20,
     ingest_floor_batches=20,

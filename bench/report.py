@@ -79,6 +79,23 @@ def _notes(data: dict[str, Any]) -> list[str]:
             f"{d['driver_ms_median']:.2f} ms + graphql-core {d['graphql_core_ms_median']:.2f} ms "
             f"per batch; service p90 {d['service_ms_p90']:.1f} ms."
         )
+    if data.get("usage"):
+        checked = "; ".join(
+            f"{line['query']} {line['checks']['main']['total']} "
+            f"({line['checks']['main']['event_count']:,} events) and "
+            f"{line['checks']['small']['total']} ({line['checks']['small']['event_count']:,})"
+            for line in data["usage"]
+        )
+        samples = ", ".join(
+            f"{line['main_requests']}/{line['small_requests']}/{line['raw_runs']}"
+            for line in data["usage"]
+        )
+        notes.append(
+            "Usage and volume: every answer, on both businesses, equals the bare driver's "
+            "aggregate (total as an exact decimal, event count, every non-empty bucket) before "
+            f"it is timed: {checked}. Requests behind each p50 (main / small / raw aggregate, "
+            f"one connection): {samples}."
+        )
     soak = data["soak"]
     notes.append(
         f"Memory under sustained ingest of {soak['events']:,} events "
@@ -178,7 +195,13 @@ def markdown(results: dict[str, Any]) -> str:
         out += [
             f"### {kind}: {seed['events']:,} events",
             "",
-            f"Seeded in {seed['seconds']:.0f} s; scenarios took {data['seconds']:.0f} s.",
+            f"Seeded in {seed['seconds']:.0f} s"
+            + (
+                f" (rollups rebuilt in {seed['rollup_rebuild_seconds']:.0f} s)"
+                if "rollup_rebuild_seconds" in seed
+                else ""
+            )
+            + f"; scenarios took {data['seconds']:.0f} s.",
             "",
             "| scenario | figure | floor | ratio | target | met | peak RSS MiB |",
             "|---|---:|---:|---:|---|---|---|",

@@ -7,6 +7,7 @@ processes of their own (wrk for reads, bench/ingest_client.py for ingestion).
 
 import asyncio
 import json
+import math
 import random
 import statistics
 import subprocess
@@ -39,7 +40,33 @@ from bench.servers import (
     usage_events_command,
     wait_ready,
 )
-from bench.workload import EVENT_NAMES, event_body, ingest_body, ingest_events, iso, list_body
+from bench.usage_floor import (
+    Cells,
+    RawAggregate,
+    WrongAnswer,
+    compare,
+    decimal_text,
+    raw_totals,
+    run_raw,
+    usage_aggregate,
+    usage_answer_cells,
+    volume_aggregate,
+    volume_answer_cells,
+)
+from bench.workload import (
+    EVENT_NAMES,
+    USAGE_GROUP_BY_KEY,
+    USAGE_TIME_ZONE,
+    event_body,
+    ingest_body,
+    ingest_events,
+    iso,
+    list_body,
+    usage_body,
+    usage_meter_index,
+    usage_range,
+    volume_body,
+)
 from bench.wrk import WrkResult, run_wrk
 from db.database import Database
 from db.pagination import encode_cursor
@@ -56,6 +83,14 @@ ROTATE_CUSTOMERS = 20
 FLAT_RATIO = 1.5
 # Memory is "flat" under sustained ingestion when it grows at most this much after warm-up.
 FLAT_MEMORY_GROWTH = 0.10
+# Usage and volume (SPEC §13): the main business's p50 at most this many times the small
+# business's, and below the raw aggregate's.
+USAGE_FLAT_RATIO = 2.0
+# Usage / volume p50s over several requests however slow each is: wrk's time is stretched
+# to (this + 1) times the query's first request; the raw aggregate runs at least this often.
+AGGREGATE_SAMPLES = 5
+# ... but no single measurement runs longer than this (wrk gives up on a request at 60 s).
+AGGREGATE_MAX_SECONDS = 120
 
 
 @dataclass
@@ -82,6 +117,8 @@ class DatabaseResults:
     ceiling: dict[str, Any] = field(default_factory=dict)
     rows: list[Row] = field(default_factory=list)
     scale: list[dict[str, Any]] = field(default_factory=list)
+    # meterUsage and eventVolume: both floors and the exactness check of each query.
+    usage: list[dict[str, Any]] = field(default_factory=list)
     soak: dict[str, Any] = field(default_factory=dict)
     concurrency: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -91,6 +128,17 @@ class DatabaseResults:
         data = asdict(self)
         data["rows"] = [asdict(row) for row in self.rows]
         return data
+
+
+@dataclass(frozen=True)
+class AggregateQuery:
+    """A meterUsage or eventVolume request to the service and the raw aggregate answering it."""
+
+    business: SeededBusiness
+    operation: str  # "meterUsage" or "eventVolume"
+    body: bytes
+    raw: RawAggregate
+    group_by_key: str | None = None
 
 
 class Bench:
@@ -524,6 +572,218 @@ class Bench:
                 }
             )
 
+    # -- usage and volume --------------------------------------------------------------------
+
+    def usage_scenario(self) -> None:
+        """SPEC §13's usage rows (meterUsage in three shapes) and its volume row."""
+        start, end = usage_range(self.seeded.now)
+        kind = self.database.kind
+        meter = usage_meter_index()
+        for shape in ("whole business", "largest customer", f"groupBy {USAGE_GROUP_BY_KEY}"):
+            queries: dict[str, AggregateQuery] = {}
+            for label, business in (("main", self.seeded.main), ("small", self.seeded.small)):
+                customer: tuple[str, str | None] | None = None
+                if shape == "largest customer":
+                    largest = business.customer_sizes[0][0]
+                    external_ids = {each.id: each.external_id for each in business.customers}
+                    customer = (largest, external_ids[largest])
+                group_by_key = USAGE_GROUP_BY_KEY if shape.startswith("groupBy") else None
+                queries[label] = AggregateQuery(
+                    business=business,
+                    operation="meterUsage",
+                    body=usage_body(
+                        business.meter_ids[meter],
+                        start,
+                        end,
+                        customer_ids=[customer[0]] if customer is not None else None,
+                        group_by=[group_by_key] if group_by_key is not None else None,
+                    ),
+                    raw=usage_aggregate(
+                        kind,
+                        business.id,
+                        start,
+                        end,
+                        USAGE_TIME_ZONE,
+                        customer=customer,
+                        group_by_key=group_by_key,
+                    ),
+                    group_by_key=group_by_key,
+                )
+            self.aggregate_rows(f"usage {shape}", queries)
+        self.aggregate_rows(
+            "volume",
+            {
+                label: AggregateQuery(
+                    business=business,
+                    operation="eventVolume",
+                    body=volume_body(start, end),
+                    raw=volume_aggregate(kind, business.id, start, end),
+                )
+                for label, business in (("main", self.seeded.main), ("small", self.seeded.small))
+            },
+        )
+
+    def checked_answer(self, what: str, query: AggregateQuery) -> dict[str, Any]:
+        """The service's answer, required non-empty and equal to the raw aggregate's (total
+        as a decimal string, event count, every bucket); raises WrongAnswer otherwise."""
+        what = f"{what} ({query.business.name} business, {query.business.events:,} events)"
+        started = time.perf_counter()
+        data = self.post(self.service, GRAPHQL_PATH, query.body, query.business.api_key)
+        seconds = time.perf_counter() - started
+        answer = data["data"][query.operation]
+        cells: Cells
+        if query.operation == "meterUsage":
+            cells = usage_answer_cells(answer, USAGE_TIME_ZONE, query.group_by_key)
+            total, event_count, series = answer["total"], answer["eventCount"], answer["series"]
+            groups = {key[0] for key in cells}
+            empty = event_count == 0 or not cells
+            if query.group_by_key is not None and groups <= {None}:
+                empty = True
+        else:
+            cells = volume_answer_cells(answer)
+            total, event_count, series = str(answer["total"]), answer["total"], []
+            empty = event_count == 0
+        if empty:
+            raise WrongAnswer(
+                f"{what}: the service's answer is empty (total {total}, {event_count} events, "
+                f"{len(series)} series): the query measures nothing"
+            )
+        raw = run_raw(self.database, query.raw)
+        raw_cells = query.raw.cells(raw.rows)
+        raw_count, raw_sum = raw_totals(raw_cells)
+        compare(what, cells, raw_cells, total, decimal_text(raw_sum))
+        if event_count != raw_count:
+            raise WrongAnswer(
+                f"{what}: the service counted {event_count} events, the raw aggregate {raw_count}"
+            )
+        return {
+            "total": total,
+            "event_count": event_count,
+            "raw_total": decimal_text(raw_sum),
+            "raw_event_count": raw_count,
+            "series": len(series),
+            "non_empty_buckets": len(cells),
+            "exact": True,
+            "first_request_seconds": round(seconds, 3),
+        }
+
+    def aggregate_seconds(self, request_seconds: float) -> int:
+        """How long to measure: the configured time, stretched to AGGREGATE_SAMPLES requests."""
+        needed = math.ceil(request_seconds * (AGGREGATE_SAMPLES + 1))
+        return min(AGGREGATE_MAX_SECONDS, max(self.config.usage_seconds, needed))
+
+    def aggregate_rows(self, name: str, queries: dict[str, AggregateQuery]) -> None:
+        """The p50 of one query on the main business beside (a) the same query on the small
+        business and (b) the bare driver's one SQL aggregate on the main business."""
+        main, small = queries["main"], queries["small"]
+        self.say(
+            f"{name}: {main.business.events:,} vs {small.business.events:,} events, "
+            f"and one SQL aggregate ({main.raw.driver})"
+        )
+        checks = {label: self.checked_answer(name, query) for label, query in queries.items()}
+        measured: dict[str, WrkResult] = {}
+        peaks: dict[str, float] = {}
+        for label in ("small", "main"):
+            query = queries[label]
+            seconds = self.aggregate_seconds(checks[label]["first_request_seconds"])
+            if self.config.warmup_seconds:
+                self.wrk(
+                    self.service,
+                    GRAPHQL_PATH,
+                    [query.body],
+                    query.business.api_key,
+                    connections=1,
+                    seconds=self.config.warmup_seconds,
+                )
+            with self.sampler.window() as window:
+                measured[label] = self.wrk(
+                    self.service,
+                    GRAPHQL_PATH,
+                    [query.body],
+                    query.business.api_key,
+                    connections=1,
+                    seconds=seconds,
+                )
+            peaks[label] = round(window.peaks.get(self.service.name, 0.0), 1)
+            if measured[label].requests == 0:
+                raise RuntimeError(f"{name} ({label}): no request completed in {seconds} s")
+        raw = run_raw(
+            self.database,
+            main.raw,
+            seconds=self.config.usage_seconds,
+            minimum_runs=AGGREGATE_SAMPLES,
+        )
+        raw_p50 = median_ms(raw.timings)
+        figure = measured["main"].p50_ms
+        flat_ratio = figure / measured["small"].p50_ms
+        raw_ratio = figure / raw_p50
+        raw_details = {
+            "driver": main.raw.driver,
+            "sql": main.raw.sql,
+            "runs": len(raw.timings),
+            "p50_ms": round(raw_p50, 3),
+            "p90_ms": round(_percentile(raw.timings, 90) * 1000, 3),
+            "min_ms": round(min(raw.timings) * 1000, 3),
+        }
+        self.results.rows += [
+            Row(
+                scenario=f"{name} p50",
+                figure=figure,
+                floor=measured["small"].p50_ms,
+                unit="ms",
+                ratio=flat_ratio,
+                target="≤ 2×",
+                passed=flat_ratio <= USAGE_FLAT_RATIO,
+                figure_label=f"{main.business.events:,} events",
+                floor_label=f"{small.business.events:,} events",
+                peak_rss_mib={"service": max(peaks.values())},
+                details={
+                    "floor": "the same query on the small business",
+                    "service_main": measured["main"].as_dict(),
+                    "service_small": measured["small"].as_dict(),
+                    "checks": checks,
+                },
+            ),
+            Row(
+                scenario=f"{name} p50",
+                figure=figure,
+                floor=raw_p50,
+                unit="ms",
+                ratio=raw_ratio,
+                target="< 1×",
+                passed=raw_ratio < 1.0,
+                figure_label="service",
+                floor_label=f"one SQL aggregate, {main.raw.driver}",
+                peak_rss_mib={"service": peaks["main"]},
+                details={
+                    "floor": "the bare driver's one SQL aggregate on the main business",
+                    "service_main": measured["main"].as_dict(),
+                    "raw": raw_details,
+                },
+            ),
+        ]
+        self.results.usage.append(
+            {
+                "query": name,
+                "operation": main.operation,
+                "input": orjson.loads(main.body)["variables"]["input"],
+                "main_events": main.business.events,
+                "small_events": small.business.events,
+                "main_p50_ms": round(figure, 3),
+                "small_p50_ms": round(measured["small"].p50_ms, 3),
+                "raw_p50_ms": round(raw_p50, 3),
+                "main_requests": measured["main"].requests,
+                "small_requests": measured["small"].requests,
+                "raw_runs": len(raw.timings),
+                "flat_ratio": round(flat_ratio, 3),
+                "flat": flat_ratio <= USAGE_FLAT_RATIO,
+                "raw_ratio": round(raw_ratio, 3),
+                "faster_than_raw": raw_ratio < 1.0,
+                "raw": raw_details,
+                "checks": checks,
+            }
+        )
+
     # -- ingestion ---------------------------------------------------------------------------
 
     def ingest_client(
@@ -831,12 +1091,14 @@ def run_database(
             "small_events": seeded.small.events,
             "customers": len(seeded.main.customers),
             "seconds": round(seeded.seconds, 1),
+            "rollup_rebuild_seconds": round(seeded.rollup_seconds, 1),
         }
         bench.ceiling()
         bench.list_scenario()
         bench.deep_page_scenario()
         bench.point_read_scenario()
         bench.scale_check()
+        bench.usage_scenario()
         bench.ingest_scenario()
         if database.kind == "postgresql":
             bench.concurrency_scenario()

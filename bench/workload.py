@@ -11,8 +11,9 @@ import os
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -269,3 +270,69 @@ def ingest_events(
 def ingest_body(events: list[dict[str, Any]], *, with_ids: bool = False) -> bytes:
     query = INGEST_MUTATION_WITH_IDS if with_ids else INGEST_MUTATION
     return orjson.dumps({"query": query, "variables": {"input": {"events": events}}})
+
+
+# meterUsage and eventVolume (SPEC §13's usage and volume rows): the SUM meter below, by
+# DAY in a zone with daylight saving, over the whole Berlin days that hold the seeded span.
+
+USAGE_METER_NAME = "Billable LLM tokens"
+USAGE_TIME_ZONE = "Europe/Berlin"
+USAGE_GROUP_BY_KEY = "model"
+
+USAGE_QUERY = (
+    "query Usage($input: MeterUsageInput!) { meterUsage(input: $input) {"
+    " total eventCount"
+    " series { groupValues total eventCount buckets { start end value eventCount } } } }"
+)
+
+VOLUME_QUERY = (
+    "query Volume($input: EventVolumeInput!) { eventVolume(input: $input) {"
+    " total buckets { start end count } } }"
+)
+
+
+def usage_meter_index() -> int:
+    """The position of the usage meter in METER_DRAFTS (and so in SeededBusiness.meter_ids)."""
+    return next(index for index, draft in enumerate(METER_DRAFTS) if draft.name == USAGE_METER_NAME)
+
+
+def usage_range(now: datetime) -> tuple[datetime, datetime]:
+    """[from, to): from the Berlin midnight before the seeded span to the one after it.
+
+    Whole local days, as a dashboard or an invoice asks: 31 DAY buckets holding the 30
+    seeded days, and whole hours for eventVolume's HOUR buckets.
+    """
+    zone = ZoneInfo(USAGE_TIME_ZONE)
+    first = (now - SEED_END_OFFSET - SEED_SPAN).astimezone(zone).date()
+    last = (now - SEED_END_OFFSET).astimezone(zone).date() + timedelta(days=1)
+    return (
+        datetime.combine(first, time(), zone).astimezone(UTC),
+        datetime.combine(last, time(), zone).astimezone(UTC),
+    )
+
+
+def usage_body(
+    meter_id: str,
+    start: datetime,
+    end: datetime,
+    *,
+    customer_ids: list[str] | None = None,
+    group_by: list[str] | None = None,
+) -> bytes:
+    variables: dict[str, Any] = {
+        "meterId": meter_id,
+        "from": iso(start),
+        "to": iso(end),
+        "granularity": "DAY",
+        "timeZone": USAGE_TIME_ZONE,
+    }
+    if customer_ids is not None:
+        variables["customerIds"] = customer_ids
+    if group_by is not None:
+        variables["groupBy"] = group_by
+    return orjson.dumps({"query": USAGE_QUERY, "variables": {"input": variables}})
+
+
+def volume_body(start: datetime, end: datetime) -> bytes:
+    variables = {"from": iso(start), "to": iso(end), "granularity": "HOUR"}
+    return orjson.dumps({"query": VOLUME_QUERY, "variables": {"input": variables}})
