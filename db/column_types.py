@@ -1,6 +1,7 @@
 """Column types that behave the same on SQLite and PostgreSQL."""
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -41,3 +42,29 @@ JSONDocument = sa.JSON().with_variant(JSONB(), "postgresql")
 
 # 64-bit on PostgreSQL; SQLite only auto-increments a column declared exactly INTEGER.
 BigIntegerKey = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class ExactNumber(sa.types.TypeDecorator[Decimal]):
+    """Exact decimals of any size: `numeric` on PostgreSQL, the decimal's text on SQLite.
+
+    SQLite has no decimal type: a NUMERIC column would turn "0.1" into a binary float, so
+    the value is kept as TEXT and read back digit for digit.
+    """
+
+    impl = sa.Numeric(asdecimal=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(sa.Text())
+        return dialect.type_descriptor(sa.Numeric(asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None or dialect.name != "sqlite":
+            return value
+        return str(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return value if isinstance(value, Decimal) else Decimal(str(value))

@@ -96,6 +96,8 @@ class MeterRecord:
     archived_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    # None for a meter made before rollups existed, until they are built (db.rollups).
+    rollups_built_at: datetime | None = None
 
     @property
     def archived(self) -> bool:

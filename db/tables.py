@@ -1,12 +1,13 @@
 """The SQLModel tables. Every row belongs to exactly one business (SPEC §1)."""
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from db.column_types import BigIntegerKey, JSONDocument, UTCDateTime
+from db.column_types import BigIntegerKey, ExactNumber, JSONDocument, UTCDateTime
 
 # Stable constraint names, so that Alembic migrations can name what they create.
 SQLModel.metadata.naming_convention = {
@@ -179,6 +180,71 @@ class Meter(SQLModel, table=True):
     archived_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
+    # When the meter's rollups were built from the events stored then; NULL until they are
+    # (meters made before rollups existed): such a meter is answered from the raw events.
+    rollups_built_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+# Rollup keys use '' for "no customer id" / "no externalCustomerId", so that they can be
+# part of a primary key. An event names one or the other (I4), never neither: the row with
+# both '' is the business-wide aggregate.
+NO_CUSTOMER = ""
+
+
+class MeterRollup(SQLModel, table=True):
+    """A meter's events of one UTC quarter-hour, pre-aggregated (mergeable partial state).
+
+    Quarter-hours, because every zone offset in use is a multiple of 15 minutes: the
+    buckets of any zone's hours, days, weeks and months are unions of whole quarter-hours.
+    Each quarter has one business-wide row and one row per customer key that sent events
+    in it. The columns are what merges exactly: counts and the exact sum add, minimum and
+    maximum compare, and the latest number wins by (timestamp, sequence).
+    """
+
+    __tablename__ = "meter_rollups"
+
+    meter_id: str = Field(primary_key=True, max_length=40)
+    customer_id: str = Field(primary_key=True, max_length=40)
+    external_customer_id: str = Field(primary_key=True, max_length=255)
+    # Whole quarter-hours since 1970-01-01T00:00Z: floor(epoch seconds / 900).
+    quarter: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True, autoincrement=False))
+    business_id: str = Field(foreign_key="businesses.id", max_length=40)
+    event_count: int = Field(sa_type=sa.BigInteger)
+    # How many of the events hold a number at the meter's key, and those numbers' sum etc.
+    numbers: int = Field(sa_type=sa.BigInteger)
+    total: Decimal = Field(sa_type=ExactNumber)
+    minimum: Decimal | None = Field(default=None, sa_type=ExactNumber)
+    maximum: Decimal | None = Field(default=None, sa_type=ExactNumber)
+    # LAST meters only: the latest number by (timestamp, sequence), and that moment.
+    last_value: Decimal | None = Field(default=None, sa_type=ExactNumber)
+    last_timestamp: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_sequence: int | None = Field(default=None, sa_type=sa.BigInteger)
+
+
+class VolumeRollup(SQLModel, table=True):
+    """How many events of a business fell in one UTC quarter-hour (eventVolume, V1).
+
+    Four levels per quarter, each a row: the whole business (event name and customer keys
+    all ''), one event name, one customer key, one event name of one customer key. `basis`
+    says which moment places the event in its quarter: "event" (its timestamp) or
+    "ingestion" (ingestedAt).
+    """
+
+    __tablename__ = "volume_rollups"
+
+    business_id: str = Field(foreign_key="businesses.id", primary_key=True, max_length=40)
+    basis: str = Field(primary_key=True, max_length=10)
+    event_name: str = Field(primary_key=True, max_length=255)
+    customer_id: str = Field(primary_key=True, max_length=40)
+    external_customer_id: str = Field(primary_key=True, max_length=255)
+    quarter: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True, autoincrement=False))
+    # 0: the counts ingestion merges into. Otherwise the sequence of a corrected event, and
+    # its corrections' changes to the counts: rows of their own, so that a correction in
+    # flight never holds up ingestion of the same quarter (a reader adds the parts up).
+    part: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True, autoincrement=False))
+    event_count: int = Field(sa_type=sa.BigInteger)
+    # Of event_count, how many are deprecated now.
+    deprecated_count: int = Field(sa_type=sa.BigInteger)
 
 
 businesses = Business.__table__  # type: ignore[attr-defined]
@@ -188,6 +254,8 @@ events = Event.__table__  # type: ignore[attr-defined]
 event_revisions = EventRevision.__table__  # type: ignore[attr-defined]
 event_corrections = EventCorrection.__table__  # type: ignore[attr-defined]
 meters = Meter.__table__  # type: ignore[attr-defined]
+meter_rollups = MeterRollup.__table__  # type: ignore[attr-defined]
+volume_rollups = VolumeRollup.__table__  # type: ignore[attr-defined]
 
 # Every table of the service, for migrations and tests that walk them all.
 metadata: sa.MetaData = SQLModel.metadata

@@ -27,6 +27,7 @@ from db.demo import DEMO_CUSTOMERS, DEMO_EVENT_COUNT, DEMO_METERS, DemoSetUp, se
 from db.migrate import upgrade_to_head
 from db.records import ApiKeyRecord
 from db.repositories.businesses import BusinessRepository
+from db.rollup_builds import build_pending_meter_rollups
 from db.rules.ingestion import utc_now
 from db.settings import Settings, get_settings
 from graph.scalars import serialize_datetime
@@ -66,6 +67,17 @@ def _migrated(settings: Settings, *, create: bool = True) -> None:
             "(sqlite:////an/absolute/path.db works from anywhere)."
         )
     upgrade_to_head(settings.database_url)
+    built = asyncio.run(_build_pending_rollups(settings))
+    if built:
+        console.print(f"Built the usage rollups of {built} meter(s) made before rollups existed.")
+
+
+async def _build_pending_rollups(settings: Settings) -> int:
+    database = Database.from_settings(settings)
+    try:
+        return await build_pending_meter_rollups(database)
+    finally:
+        await database.dispose()
 
 
 def _with_database(work: Callable[[Database], Awaitable[Result]], *, create: bool = True) -> Result:

@@ -65,6 +65,25 @@ def postgres_database_url() -> Iterator[str]:
         _run_admin_sql(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database of its own with no tables yet, for tests of the migrations themselves."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+        return
+    base_url = os.environ.get(POSTGRES_URL_VARIABLE)
+    if not base_url:
+        _postgres_unavailable(f"{POSTGRES_URL_VARIABLE} is not set")
+    assert base_url is not None
+    name = f"usage_events_empty_{uuid.uuid4().hex[:12]}"
+    admin_url = sa.make_url(base_url)
+    _run_admin_sql(admin_url, f'CREATE DATABASE "{name}"')
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        _run_admin_sql(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def _run_admin_sql(url: sa.URL, statement: str) -> None:
     import asyncio
 

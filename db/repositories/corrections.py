@@ -19,6 +19,7 @@ from db.errors import RuleViolations
 from db.records import CustomerRecord, EventRecord
 from db.repositories.customers import CustomerRepository
 from db.repositories.events import EventRepository, event_record
+from db.repositories.rollups import RollupRepository
 from db.repositories.scoped import BusinessScopedRepository
 from db.rules.corrections import (
     Amendment,
@@ -74,7 +75,7 @@ class EventCorrectionRepository(BusinessScopedRepository):
             .values(event_name=amendment.event_name, metadata=amendment.metadata, revision=revision)
         )
         await self._log(customer, event, "amendment", now)
-        return await self._reload(event)
+        return await self._rolled_up(event)
 
     async def deprecate(
         self, event_id: str, reason: str | None, settings: Settings, now: datetime
@@ -92,7 +93,7 @@ class EventCorrectionRepository(BusinessScopedRepository):
             .values(deprecated_at=now, deprecation_reason=reason)
         )
         await self._log(customer, event, "deprecation", now)
-        return await self._reload(event)
+        return await self._rolled_up(event)
 
     async def _lock_event_and_customer(self, event_id: str) -> tuple[EventRecord, CustomerRecord]:
         """The event and its customer, both locked for the rest of the transaction."""
@@ -163,6 +164,12 @@ class EventCorrectionRepository(BusinessScopedRepository):
                 },
             )
         )
+
+    async def _rolled_up(self, before: EventRecord) -> EventRecord:
+        """The corrected event, read again, with the rollups brought up to date."""
+        after = await self._reload(before)
+        await RollupRepository(self.session, self.business_id).event_corrected(before, after)
+        return after
 
     async def _reload(self, event: EventRecord) -> EventRecord:
         row = (

@@ -10,6 +10,7 @@ from db.errors import RuleViolations
 from db.records import EventDraft, EventRecord, EventRevisionRecord, IngestResult
 from db.repositories.customers import CustomerRepository
 from db.repositories.event_inserts import NewEvent, insert_new_events
+from db.repositories.rollups import RollupRepository
 from db.repositories.scoped import BusinessScopedRepository
 from db.rules.ingestion import (
     MAX_EVENT_ID_LENGTH,
@@ -77,6 +78,13 @@ class EventRepository(BusinessScopedRepository):
             if deprecated:
                 event_ids = [draft.event_id for draft in drafts]
                 raise RuleViolations(check_not_deprecated(event_ids, deprecated))
+        if inserted:
+            new = [draft for draft in drafts if draft.event_id in inserted]
+            await RollupRepository(self.session, self.business_id).events_inserted(
+                list(inserted.values()),
+                {draft.event_name for draft in new},
+                {draft.timestamp or now for draft in new},
+            )
         return IngestResult(
             ingested=[draft.event_id for draft in drafts if draft.event_id in inserted],
             duplicates=duplicates,

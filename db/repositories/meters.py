@@ -1,5 +1,6 @@
 """Meters of a business (SPEC §5, M1)."""
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
@@ -7,6 +8,7 @@ from db import ids
 from db.errors import RuleViolations, UserErrorCode, Violation
 from db.pagination import Keyset, Page, PageRequest
 from db.records import MeterRecord
+from db.repositories.rollups import RollupRepository
 from db.repositories.scoped import BusinessScopedRepository
 from db.rules.meters import MeterDraft, check_new_meter
 from db.settings import Settings
@@ -31,6 +33,7 @@ def meter_record(row: Any) -> MeterRecord:
         archived_at=row.archived_at,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        rollups_built_at=row.rollups_built_at,
     )
 
 
@@ -78,7 +81,9 @@ class MeterRepository(BusinessScopedRepository):
                 },
             )
         )
-        return meter
+        # Built before the meter is returned: a meter over existing history answers at once.
+        await RollupRepository(self.session, self.business_id).build_meter(meter.id, now)
+        return dataclasses.replace(meter, rollups_built_at=now)
 
     async def get(self, meter_id: str) -> MeterRecord | None:
         if len(meter_id) > MAX_METER_ID_LENGTH:

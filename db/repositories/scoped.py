@@ -26,7 +26,7 @@ from db.database import dialect_of
 from db.pagination import Keyset, Page, PageRequest, fetch_page
 from db.settings import Settings
 from db.tables import event_revisions, events
-from db.upsert import insert_or_ignore
+from db.upsert import dialect_insert, insert_or_ignore
 
 Item = TypeVar("Item")
 
@@ -54,26 +54,33 @@ class BusinessScopedRepository:
         self.business_id = business_id
         self.dialect_name = dialect_of(session)
 
-    def owns(self, table: sa.Table, *, lookup: bool = False) -> sa.ColumnElement[bool]:
-        """The condition that a row of `table`, which has a business id, is this business's."""
+    def owns(
+        self, table: sa.Table, *, lookup: bool = False, by_primary_key: bool = False
+    ) -> sa.ColumnElement[bool]:
+        """The condition that a row of `table`, which has a business id, is this business's
+        (`lookup`, `by_primary_key`: see db.lookups.same_business)."""
         if BUSINESS_COLUMN not in table.c:
             raise TypeError(f"{table.name} has no business id; reach it through its parent")
         column = table.c[BUSINESS_COLUMN]
-        if lookup:
-            return lookups.same_business(column, self.business_id, self.dialect_name)
+        if lookup or by_primary_key:
+            return lookups.same_business(
+                column, self.business_id, self.dialect_name, by_primary_key=by_primary_key
+            )
         return column == self.business_id
 
     def one_of(self, column: sa.Column[Any], values: Collection[Any]) -> sa.ColumnElement[bool]:
         """`column IN values`, searched value by value through the column's index."""
         return lookups.one_of(column, values, self.dialect_name)
 
-    def readable(self, table: sa.Table, *columns: Any, lookup: bool = False) -> sa.Select[Any]:
+    def readable(
+        self, table: sa.Table, *columns: Any, lookup: bool = False, by_primary_key: bool = False
+    ) -> sa.Select[Any]:
         """SELECT `columns` (every column of `table` if none) of this business's rows."""
         query = sa.select(*columns) if columns else sa.select(table)
         query = query.select_from(table)
         parent = PARENTS.get(table)
         if parent is None:
-            return query.where(self.owns(table, lookup=lookup))
+            return query.where(self.owns(table, lookup=lookup, by_primary_key=by_primary_key))
         return query.join(parent.table, parent.key == parent.link).where(
             self.owns(parent.table, lookup=lookup)
         )
@@ -120,6 +127,53 @@ class BusinessScopedRepository:
             self.owns(parent.table, lookup=True), parent.key == values[parent.link.key]
         )
         return sa.insert(table).from_select(names, parent_row)
+
+    def merge_from_select(
+        self,
+        table: sa.Table,
+        rows: sa.Select[Any] | sa.CompoundSelect[Any],
+        conflict_columns: Sequence[str],
+        merged: Callable[[Any], Mapping[str, Any]],
+    ) -> Any:
+        """INSERT … SELECT of this business's rows; a row whose `conflict_columns` clash
+        with a stored one is merged into it: `merged(excluded)` gives the SET clause.
+
+        `rows` names every column but the business id, and must be built from `readable`.
+        Rows are inserted in conflict-column order, so that two transactions merging into
+        overlapping rows lock them in the same order (no deadlock).
+        """
+        selected = rows.subquery("merged_rows")
+        names = [column.name for column in selected.c]
+        if BUSINESS_COLUMN in names:
+            raise ValueError("the business of a scoped insert is the repository's own")
+        ordered = sa.select(
+            *selected.c, sa.literal(self.business_id, sa.String).label(BUSINESS_COLUMN)
+        ).order_by(*(selected.c[name] for name in conflict_columns if name in names))
+        insert = dialect_insert(self.dialect_name, table)
+        return insert.from_select([*names, BUSINESS_COLUMN], ordered).on_conflict_do_update(
+            index_elements=list(conflict_columns), set_=dict(merged(insert.excluded))
+        )
+
+    async def merge_rows(
+        self,
+        table: sa.Table,
+        rows: Sequence[Mapping[str, Any]],
+        conflict_columns: Sequence[str],
+        merged: Callable[[Any], Mapping[str, Any]],
+    ) -> None:
+        """Insert these rows of this business (executemany), each merged into the stored
+        row its `conflict_columns` clash with, as `merged(excluded)` says."""
+        if not rows:
+            return
+        if any(BUSINESS_COLUMN in row for row in rows):
+            raise ValueError("the business of a scoped insert is the repository's own")
+        insert = dialect_insert(self.dialect_name, table)
+        statement = insert.on_conflict_do_update(
+            index_elements=list(conflict_columns), set_=dict(merged(insert.excluded))
+        )
+        await self.session.execute(
+            statement, [{**row, BUSINESS_COLUMN: self.business_id} for row in rows]
+        )
 
     async def execute_text(
         self, statement: sa.TextClause, parameters: Mapping[str, Any]

@@ -25,15 +25,22 @@ from db.errors import BadUserInput, UserErrorCode
 from db.filters import Filter, sqlite_key_path
 from db.repositories.customers import CustomerRepository
 from db.repositories.meters import MeterRepository
+from db.repositories.rollups import (
+    RollupRepository,
+    member_text_column,
+    read_member,
+    reads_whole_document,
+)
 from db.repositories.scoped import BusinessScopedRepository
+from db.rollups import first_whole_quarter, inner_quarters, quarter_of, quarter_start
 from db.rules.meters import AggregationType
 from db.settings import Settings
 from db.tables import customers, event_revisions, events
 from db.usage.buckets import bucket_index
-from db.usage.cells import Accumulator, Cell, SeriesCells, UsageCells, assemble
+from db.usage.cells import Cell, Partial, SeriesCells, UsageCells, assemble
 from db.usage.decimals import average, parse_json_exactly
 from db.usage.plan import UsagePlan, check_usage_query
-from db.usage.query import MeterUsage, SeriesKey, UsageQuery, group_key
+from db.usage.query import Granularity, MeterUsage, SeriesKey, UsageQuery, group_key
 
 
 def bucket_number(moment: sa.ColumnElement[Any], edges: list[datetime]) -> sa.ColumnElement[Any]:
@@ -81,6 +88,7 @@ class UsageRepository(BusinessScopedRepository):
             group_by=query.group_by,
             group_by_customer=query.group_by_customer,
             as_of=query.as_of,
+            has_query_filter=checked.filter is not None,
         )
         cells = await self._cells(plan, settings)
         answer = assemble(plan, cells)
@@ -113,8 +121,11 @@ class UsageRepository(BusinessScopedRepository):
         return customer_ids, tuple(dict.fromkeys(external_ids))
 
     async def _cells(self, plan: UsagePlan, settings: Settings) -> UsageCells:
-        """The seam for other sources: a rollup source answering `plan` goes here."""
+        """From the rollups where they can answer, else from the raw events."""
         limit = _SeriesLimit(plan, settings)
+        span = rollup_span(plan)
+        if span is not None:
+            return await self._cells_from_rollups(plan, limit, *span)
         if self.dialect_name == "postgresql":
             return await self._cells_on_postgresql(plan, limit)
         return await self._cells_on_sqlite(plan, limit)
@@ -131,8 +142,73 @@ class UsageRepository(BusinessScopedRepository):
             sa.or_(events.c.deprecated_at.is_(None), events.c.deprecated_at > as_of),
         ]
 
-    def _scope(self, plan: UsagePlan) -> tuple[sa.Select[Any], sa.ColumnElement[Any]]:
-        """The events in scope (U1) and the column of the metadata they count with."""
+    async def _cells_from_rollups(
+        self, plan: UsagePlan, limit: "_SeriesLimit", quarters: range, inner: list[int]
+    ) -> UsageCells:
+        """Whole quarter-hours from the rollups; the slices of the range before the first
+        and after the last whole quarter (at most 15 minutes each) from the raw events."""
+        found: dict[SeriesKey, dict[int, Partial]] = {}
+
+        def partial_at(customer_id: str | None, external_id: str | None, bucket: int) -> Partial:
+            series = found.get((customer_id, external_id, ()))
+            if series is None:
+                series = found[(customer_id, external_id, ())] = {}
+                limit.check(len(found))
+            partial = series.get(bucket)
+            if partial is None:
+                partial = series[bucket] = Partial()
+            return partial
+
+        rollups = RollupRepository(self.session, self.business_id)
+        for customer_id, external_id, bucket, partial in await rollups.usage_partials(
+            plan, quarters, inner
+        ):
+            partial_at(customer_id, external_id, bucket).merge(partial)
+        slices = [
+            (start, end)
+            for start, end in (
+                (plan.start, quarter_start(quarters.start)),
+                (quarter_start(quarters.stop), plan.end),
+            )
+            if start < end
+        ]
+        if slices:
+            scope, _ = self._scope(plan, slices)
+            whole = reads_whole_document(plan.key, self.dialect_name)
+            member = member_text_column(plan.key, self.dialect_name)
+            result = await self.session.stream(
+                scope.with_only_columns(
+                    events.c.timestamp,
+                    events.c.sequence,
+                    *self._owner_columns(plan),
+                    member.label("member"),
+                )
+            )
+            async for row in result:
+                partial_at(
+                    row.customer_id,
+                    row.external_customer_id,
+                    bucket_index(plan.edges, row.timestamp),
+                ).add(row.timestamp, row.sequence, read_member(row.member, plan.key, whole))
+        cells = UsageCells()
+        grand = Partial()
+        for key, buckets in found.items():
+            total = Partial()
+            for partial in buckets.values():
+                total.merge(partial)
+            grand.merge(total)
+            cells.series[key] = SeriesCells(
+                {index: partial.cell(plan.aggregation) for index, partial in buckets.items()},
+                total.cell(plan.aggregation),
+            )
+        cells.total = grand.cell(plan.aggregation)
+        return cells
+
+    def _scope(
+        self, plan: UsagePlan, ranges: list[tuple[datetime, datetime]] | None = None
+    ) -> tuple[sa.Select[Any], sa.ColumnElement[Any]]:
+        """The events in scope (U1) and the column of the metadata they count with;
+        `ranges` narrows [from, to) to those time ranges."""
         start, end = plan.edges[0], plan.edges[-1]
         query = self.readable(events)
         name: sa.ColumnElement[Any] = events.c.event_name
@@ -165,8 +241,12 @@ class UsageRepository(BusinessScopedRepository):
             name, metadata = body.c.event_name, body.c.metadata
         conditions = [
             *self._visibility(plan.as_of),
-            events.c.timestamp >= start,
-            events.c.timestamp < end,
+            sa.or_(
+                *(
+                    sa.and_(events.c.timestamp >= low, events.c.timestamp < high)
+                    for low, high in (ranges or [(start, end)])
+                )
+            ),
             name == plan.meter.event_name,
             *(each.to_sql(metadata, self.dialect_name) for each in plan.filters),
         ]
@@ -307,8 +387,9 @@ class UsageRepository(BusinessScopedRepository):
             ]
         cells = UsageCells()
         aggregation = plan.aggregation
-        accumulators: dict[SeriesKey, tuple[dict[int, Accumulator], Accumulator]] = {}
-        grand = Accumulator(aggregation)
+        distinct = aggregation is AggregationType.UNIQUE_COUNT
+        accumulators: dict[SeriesKey, tuple[dict[int, Partial], Partial]] = {}
+        grand = Partial(with_distinct=distinct)
         result = await self.session.stream(scope.with_only_columns(*columns))
         async for row in result:
             if whole_document:
@@ -323,22 +404,44 @@ class UsageRepository(BusinessScopedRepository):
             key: SeriesKey = (row.customer_id, row.external_customer_id, values)
             entry = accumulators.get(key)
             if entry is None:
-                entry = accumulators[key] = ({}, Accumulator(aggregation))
+                entry = accumulators[key] = ({}, Partial(with_distinct=distinct))
                 limit.check(len(accumulators))
             index = bucket_index(plan.edges, row.timestamp)
             bucket = entry[0].get(index)
             if bucket is None:
-                bucket = entry[0][index] = Accumulator(aggregation)
+                bucket = entry[0][index] = Partial(with_distinct=distinct)
             member = members[-1] if plan.key is not None else None
             for accumulator in (bucket, entry[1], grand):
                 accumulator.add(row.timestamp, row.sequence, member)
         for key, (buckets, total) in accumulators.items():
             cells.series[key] = SeriesCells(
-                {index: accumulator.cell() for index, accumulator in buckets.items()},
-                total.cell(),
+                {index: partial.cell(aggregation) for index, partial in buckets.items()},
+                total.cell(aggregation),
             )
-        cells.total = grand.cell()
+        cells.total = grand.cell(aggregation)
         return cells
+
+
+def rollup_span(plan: UsagePlan) -> tuple[range, list[int]] | None:
+    """The whole quarter-hours of the range and the quarters at which buckets 1… start, if
+    the rollups can answer `plan`; None for the shapes read from the raw events: asOf (the
+    rollups know only the present), an ad-hoc filter or groupBy (the rollups are per meter
+    and customer), UNIQUE_COUNT (distinct members do not merge), MINUTE buckets, edges off
+    the quarter-hour grid, and ranges without a whole quarter-hour."""
+    if (
+        plan.meter.rollups_built_at is None
+        or plan.as_of is not None
+        or plan.has_query_filter
+        or plan.group_by
+        or plan.aggregation is AggregationType.UNIQUE_COUNT
+        or plan.granularity is Granularity.MINUTE
+    ):
+        return None
+    inner = inner_quarters(plan.edges)
+    first, stop = first_whole_quarter(plan.start), quarter_of(plan.end)
+    if inner is None or first >= stop:
+        return None
+    return range(first, stop), inner
 
 
 class _SeriesLimit:

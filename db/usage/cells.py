@@ -88,62 +88,79 @@ def assemble(plan: UsagePlan, cells: UsageCells) -> MeterUsage:
     )
 
 
-class Accumulator:
-    """One cell's aggregation, fed event by event (for sources that stream events)."""
+class Partial:
+    """One cell's mergeable state, fed event by event or merged from other partials.
 
-    __slots__ = ("aggregation", "distinct", "event_count", "last", "numbers", "total", "value")
+    The rollups store exactly these fields per quarter-hour, and the answer merges them:
+    counts and the exact sum add, minimum and maximum compare, the latest number wins by
+    (timestamp, sequence). AVG divides the merged sum by the merged count only at the end
+    (U4). UNIQUE_COUNT keeps its distinct members, which only a partial fed from events
+    has: rollups never serve it.
+    """
 
-    def __init__(self, aggregation: AggregationType) -> None:
-        self.aggregation = aggregation
+    __slots__ = ("distinct", "event_count", "last", "maximum", "minimum", "numbers", "total")
+
+    def __init__(self, *, with_distinct: bool = False) -> None:
         self.event_count = 0
         self.numbers = 0
         self.total = Decimal(0)
-        # MIN/MAX: the extreme so far; LAST: the number of the latest event so far.
-        self.value: Decimal | None = None
-        self.last: tuple[datetime, int] | None = None
-        self.distinct: set[tuple[str, Any]] = set()
+        self.minimum: Decimal | None = None
+        self.maximum: Decimal | None = None
+        # The latest number so far, with its (timestamp, sequence).
+        self.last: tuple[datetime, int, Decimal] | None = None
+        self.distinct: set[tuple[str, Any]] | None = set() if with_distinct else None
 
     def add(self, timestamp: datetime, sequence: int, member: Any) -> None:
         """One event; `member` is its value at the key (int, Decimal, bool, str) or None."""
         self.event_count += 1
-        aggregation = self.aggregation
-        if aggregation is AggregationType.COUNT or member is None:
-            return
-        if aggregation is AggregationType.UNIQUE_COUNT:
+        if member is None or isinstance(member, dict | list):
+            return  # absent, or not a JSON scalar: neither a number nor a distinct member
+        if self.distinct is not None:
             if isinstance(member, bool):
                 self.distinct.add(("boolean", member))
             elif isinstance(member, str):
                 self.distinct.add(("string", member))
             else:
                 self.distinct.add(("number", Decimal(member)))
-            return
         if isinstance(member, bool | str):
             return  # U2: only numbers are aggregated
         number = Decimal(member)
         self.numbers += 1
-        if aggregation in (AggregationType.SUM, AggregationType.AVG):
-            self.total = add(self.total, number)
-        elif aggregation is AggregationType.MIN:
-            if self.value is None or number < self.value:
-                self.value = number
-        elif aggregation is AggregationType.MAX:
-            if self.value is None or number > self.value:
-                self.value = number
-        elif aggregation is AggregationType.LAST:
-            moment = (timestamp, sequence)
-            if self.last is None or moment > self.last:
-                self.last, self.value = moment, number
+        self.total = add(self.total, number)
+        if self.minimum is None or number < self.minimum:
+            self.minimum = number
+        if self.maximum is None or number > self.maximum:
+            self.maximum = number
+        if self.last is None or (timestamp, sequence) > self.last[:2]:
+            self.last = (timestamp, sequence, number)
 
-    def cell(self) -> Cell:
-        aggregation = self.aggregation
+    def merge(self, other: "Partial") -> None:
+        assert self.distinct is None, "distinct sets do not merge"
+        assert other.distinct is None, "distinct sets do not merge"
+        self.event_count += other.event_count
+        self.numbers += other.numbers
+        self.total = add(self.total, other.total)
+        if other.minimum is not None and (self.minimum is None or other.minimum < self.minimum):
+            self.minimum = other.minimum
+        if other.maximum is not None and (self.maximum is None or other.maximum > self.maximum):
+            self.maximum = other.maximum
+        if other.last is not None and (self.last is None or other.last[:2] > self.last[:2]):
+            self.last = other.last
+
+    def cell(self, aggregation: AggregationType) -> Cell:
         if aggregation is AggregationType.COUNT:
             value: Decimal | None = Decimal(self.event_count)
         elif aggregation is AggregationType.UNIQUE_COUNT:
+            assert self.distinct is not None, "UNIQUE_COUNT needs the distinct members"
             value = Decimal(len(self.distinct))
         elif aggregation is AggregationType.SUM:
             value = self.total
         elif aggregation is AggregationType.AVG:
             value = average(self.total, self.numbers) if self.numbers else None
+        elif aggregation is AggregationType.MIN:
+            value = self.minimum
+        elif aggregation is AggregationType.MAX:
+            value = self.maximum
         else:
-            value = self.value
+            value = self.last[2] if self.last is not None else None
         return Cell(value, self.event_count)

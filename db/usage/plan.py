@@ -47,6 +47,8 @@ class UsagePlan:
     group_by: tuple[str, ...]
     group_by_customer: bool
     as_of: datetime | None
+    # Whether `filters` holds an ad-hoc filter of the query besides the meter's own.
+    has_query_filter: bool = False
 
     @property
     def aggregation(self) -> AggregationType:

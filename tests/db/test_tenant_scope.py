@@ -35,9 +35,11 @@ from db.repositories.customers import CustomerRepository
 from db.repositories.event_listing import EventListing
 from db.repositories.events import EventRepository
 from db.repositories.meters import MeterRepository
+from db.repositories.rollups import RollupRepository
 from db.repositories.scoped import BusinessScopedRepository
 from db.repositories.usage import UsageRepository
 from db.repositories.volume import VolumeRepository
+from db.rollups import quarter_of, quarter_start
 from db.rules.corrections import Amendment
 from db.rules.meters import AggregationType, MeterDraft
 from db.settings import Settings
@@ -48,8 +50,11 @@ from db.tables import (
     event_corrections,
     event_revisions,
     events,
+    meter_rollups,
     meters,
+    volume_rollups,
 )
+from db.usage.plan import UsagePlan
 from db.usage.query import Granularity, UsageQuery, VolumeQuery
 from tests.support import make_tenant, now_utc
 
@@ -206,7 +211,15 @@ async def rows_of(database: Database, business_id: str) -> dict[str, list[Any]]:
     """Every row of the business, in every table, in a comparable order."""
     owned = {
         table.name: sa.select(table).where(table.c.business_id == business_id)
-        for table in (api_keys, customers, events, event_corrections, meters)
+        for table in (
+            api_keys,
+            customers,
+            events,
+            event_corrections,
+            meters,
+            meter_rollups,
+            volume_rollups,
+        )
     }
     owned["businesses"] = sa.select(businesses).where(businesses.c.id == business_id)
     owned["event_revisions"] = (
@@ -506,6 +519,80 @@ async def event_volume(b: AsB, a: BusinessA, settings: Settings) -> None:
         )
 
 
+@walks(RollupRepository, "events_inserted")
+async def rollups_of_inserted_events(b: AsB, a: BusinessA, settings: Settings) -> None:
+    # A's sequences, as if B had inserted them: neither A's rollups nor B's change.
+    b_before = await rows_of(b.database, b.seeded.b_business_id)
+    await b.call(a.sequences, {"llm.tokens"}, {now_utc()})
+    assert await rows_of(b.database, b.seeded.b_business_id) == b_before
+
+
+@walks(RollupRepository, "event_corrected")
+async def rollups_of_corrected_event(b: AsB, a: BusinessA, settings: Settings) -> None:
+    before = await rows_of(b.database, a.business_id)
+    async with b.database.session() as session:
+        event = await EventRepository(session, a.business_id).get_by_event_id("a-by-id")
+    assert event is not None
+    with pytest.raises(ValueError, match="not this business's"):
+        async with b.database.unit_of_work() as session:
+            await RollupRepository(session, b.seeded.b_business_id).event_corrected(event, event)
+    assert await rows_of(b.database, a.business_id) == before
+
+
+@walks(RollupRepository, "build_meter")
+async def build_meter_rollups(b: AsB, a: BusinessA, settings: Settings) -> None:
+    for meter_id in a.meter_ids:
+        assert await b.call(meter_id, now_utc()) is False
+
+
+@walks(RollupRepository, "rebuild_all")
+async def rebuild_all_rollups(b: AsB, a: BusinessA, settings: Settings) -> None:
+    b_before = await rows_of(b.database, b.seeded.b_business_id)
+    await b.call(now_utc())
+    b_after = await rows_of(b.database, b.seeded.b_business_id)
+    # B's rollups are rebuilt as they were (only the meters' build moment changes).
+    assert b_after["meter_rollups"] == b_before["meter_rollups"]
+    assert b_after["volume_rollups"] == b_before["volume_rollups"]
+
+
+@walks(RollupRepository, "usage_partials")
+async def usage_partials(b: AsB, a: BusinessA, settings: Settings) -> None:
+    now = now_utc()
+    async with b.database.session() as session:
+        meters_of_a = await MeterRepository(session, a.business_id).page(
+            PageRequest(), settings, include_archived=True
+        )
+    quarters = range(quarter_of(now) - 100, quarter_of(now) + 100)
+    for _, meter in meters_of_a.edges:
+        plan = UsagePlan(
+            meter=meter,
+            start=quarter_start(quarters.start),
+            end=quarter_start(quarters.stop),
+            granularity=None,
+            time_zone="UTC",
+            edges=[quarter_start(quarters.start), quarter_start(quarters.stop)],
+            filters=(),
+            customer_ids=None,
+            external_customer_ids=None,
+            group_by=(),
+            group_by_customer=True,
+            as_of=None,
+        )
+        assert await b.call(plan, quarters, []) == []
+
+
+@walks(RollupRepository, "volume_counts")
+async def volume_counts(b: AsB, a: BusinessA, settings: Settings) -> None:
+    quarters = range(quarter_of(now_utc()) - 100, quarter_of(now_utc()) + 100)
+    counts = await b.call("event", quarters, None, None, True)
+    assert sum(count for _, count in counts) == 3  # B's own events
+    # A's customer by its id counts nothing; its externalId counts B's event sent with it.
+    for customer_id in a.customer_ids:
+        assert await b.call("event", quarters, None, (customer_id, None), True) == []
+    counted = await b.call("event", quarters, None, ("cus_of_b", "acme"), True)
+    assert sum(count for _, count in counted) == 1
+
+
 def repository_modules() -> list[Any]:
     return [
         importlib.import_module(f"{db.repositories.__name__}.{module.name}")
@@ -601,6 +688,7 @@ TENANT_TABLES = {
     "event_corrections",
     "meters",
     "meter_rollups",
+    "volume_rollups",
 }
 STATEMENT_BUILDERS = {
     "select",

@@ -36,8 +36,9 @@ mutation Deprecate($input: DeprecateEventInput!) {
 """
 
 DAY = "2026-01-10"
-# A statement that reads the events table (not event_revisions, not event_corrections).
-READS_EVENTS = re.compile(r"\bevents\b")
+# A statement that reads the events, or their counts in the volume rollups (not
+# event_revisions, not event_corrections).
+READS_EVENTS = re.compile(r"\b(events|volume_rollups)\b")
 
 
 @pytest.fixture
