@@ -39,14 +39,15 @@ def on_quarter_edge(moment: datetime) -> bool:
 def quarter_column(moment: sa.ColumnElement[Any], dialect_name: str) -> sa.ColumnElement[int]:
     """quarter_of in SQL, for a stored moment (UTCDateTime)."""
     if dialect_name == "postgresql":
-        seconds = sa.extract("epoch", moment)
-        return sa.cast(sa.func.floor(seconds / QUARTER_SECONDS), sa.BigInteger)
+        epoch = sa.extract("epoch", moment)
+        return sa.cast(sa.func.floor(epoch / QUARTER_SECONDS), sa.BigInteger)
     # SQLite stores the moment as UTC text, "YYYY-MM-DD HH:MM:SS.ffffff". Its date functions
     # round the fraction to milliseconds (59.9999995 s becomes the next minute), so only
     # the whole seconds are read; stored events are after 1970, where integer division
     # (which truncates) is the floor.
     whole_seconds = sa.func.substr(moment, 1, 19)
-    return sa.type_coerce(sa.func.unixepoch(whole_seconds) / QUARTER_SECONDS, sa.BigInteger)
+    seconds = sa.func.unixepoch(whole_seconds, type_=sa.BigInteger)
+    return sa.type_coerce(seconds // QUARTER_SECONDS, sa.BigInteger)
 
 
 def inner_quarters(edges: Sequence[datetime]) -> list[int] | None:

@@ -185,10 +185,11 @@ class Meter(SQLModel, table=True):
     rollups_built_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
-# Rollup keys use '' for "no customer id" / "no externalCustomerId", so that they can be
-# part of a primary key. An event names one or the other (I4), never neither: the row with
-# both '' is the business-wide aggregate.
+# Rollup keys use '' for "no customer id" / "no externalCustomerId" (and for "every event
+# name"), so that they can be part of a primary key. An event names one customer key or the
+# other (I4), never neither: the meter rollup row with both '' is the business-wide one.
 NO_CUSTOMER = ""
+EVERY_EVENT_NAME = ""
 
 
 class MeterRollup(SQLModel, table=True):
@@ -224,10 +225,11 @@ class MeterRollup(SQLModel, table=True):
 class VolumeRollup(SQLModel, table=True):
     """How many events of a business fell in one UTC quarter-hour (eventVolume, V1).
 
-    Four levels per quarter, each a row: the whole business (event name and customer keys
-    all ''), one event name, one customer key, one event name of one customer key. `basis`
-    says which moment places the event in its quarter: "event" (its timestamp) or
-    "ingestion" (ingestedAt).
+    Two levels per quarter: the whole business (event name ''), and each event name.
+    `basis` says which moment places the event in its quarter: "event" (its timestamp) or
+    "ingestion" (ingestedAt). There is no level per customer: it would make every 1000-event
+    batch of a thousand customers write thousands of rows; a customer's volume is counted
+    from the raw events, through the index of its events by time.
     """
 
     __tablename__ = "volume_rollups"
@@ -235,8 +237,6 @@ class VolumeRollup(SQLModel, table=True):
     business_id: str = Field(foreign_key="businesses.id", primary_key=True, max_length=40)
     basis: str = Field(primary_key=True, max_length=10)
     event_name: str = Field(primary_key=True, max_length=255)
-    customer_id: str = Field(primary_key=True, max_length=40)
-    external_customer_id: str = Field(primary_key=True, max_length=255)
     quarter: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True, autoincrement=False))
     # 0: the counts ingestion merges into. Otherwise the sequence of a corrected event, and
     # its corrections' changes to the counts: rows of their own, so that a correction in

@@ -69,7 +69,8 @@ class EventRepository(BusinessScopedRepository):
             raise RuleViolations(violations)
         await self._check_batch(drafts, settings, now)
 
-        inserted = await self._insert_new_events(drafts, now)
+        batch = self._new_events(drafts, now)
+        inserted = await insert_new_events(self, batch, now)
         duplicates = [draft.event_id for draft in drafts if draft.event_id not in inserted]
         if duplicates:
             # I9 was checked above, but an event may have been deprecated since; the
@@ -79,11 +80,13 @@ class EventRepository(BusinessScopedRepository):
                 event_ids = [draft.event_id for draft in drafts]
                 raise RuleViolations(check_not_deprecated(event_ids, deprecated))
         if inserted:
-            new = [draft for draft in drafts if draft.event_id in inserted]
             await RollupRepository(self.session, self.business_id).events_inserted(
-                list(inserted.values()),
-                {draft.event_name for draft in new},
-                {draft.timestamp or now for draft in new},
+                [
+                    (inserted[event.event_id], event)
+                    for event in batch
+                    if event.event_id in inserted
+                ],
+                now,
             )
         return IngestResult(
             ingested=[draft.event_id for draft in drafts if draft.event_id in inserted],
@@ -128,11 +131,10 @@ class EventRepository(BusinessScopedRepository):
         )
         return set(rows.scalars())
 
-    async def _insert_new_events(
-        self, drafts: Sequence[EventDraft], now: datetime
-    ) -> dict[str, int]:
-        """INSERT … ON CONFLICT DO NOTHING (I8, I11); returns eventId → sequence of new rows."""
-        batch = [
+    @staticmethod
+    def _new_events(drafts: Sequence[EventDraft], now: datetime) -> list[NewEvent]:
+        """The rows a batch would add, each with a server id of its own."""
+        return [
             NewEvent(
                 id=server_id,
                 event_id=draft.event_id,
@@ -146,7 +148,6 @@ class EventRepository(BusinessScopedRepository):
                 drafts, ids.new_ids(ids.EVENT_PREFIX, len(drafts)), strict=True
             )
         ]
-        return await insert_new_events(self, batch, now)
 
     async def get_by_event_id(self, event_id: str) -> EventRecord | None:
         """Q1: exact and case-sensitive; deprecated events included."""

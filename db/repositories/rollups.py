@@ -1,18 +1,19 @@
 """Rollups kept exact in the same transaction as every write (SPEC §13 usage and volume rows).
 
 `meter_rollups` hold each meter's events per UTC quarter-hour as mergeable partial states
-(db.usage.cells.Partial), one business-wide row and one row per customer key; every
-write keeps them exact:
-- ingestion merges the new events' partials into the rows (additive);
-- an amendment or a deprecation recomputes the touched quarter of every meter whose
-  event name the event had or has (minimum, maximum and last do not subtract);
+(db.usage.cells.Partial): one business-wide row and one row per customer key. Every write
+keeps them exact:
+- ingestion merges the new events' partials into the rows, computed from the batch itself
+  (nothing is read back); PostgreSQL adds `numeric`s in its INSERT … ON CONFLICT, SQLite,
+  which has no decimal type, reads the rows it merges into and adds in Python;
+- an amendment or a deprecation recomputes the touched quarter of every meter whose event
+  name the event had or has (minimum, maximum and last do not subtract), from the events;
 - a new meter is built from the events stored, before it is returned.
-PostgreSQL computes the partials in SQL (`numeric` from the jsonb number); SQLite, which
-has no decimal type, reads each event's JSON number text and adds exactly in Python.
 
-`volume_rollups` count events per quarter at four levels (business, event name, customer
-key, both) and per basis (event time, ingestion time); every write changes them by
-deltas, in SQL on both databases.
+`volume_rollups` count events per quarter, of every event name and of each, by event time
+and by ingestion time. Ingestion adds to them; a correction adds its change in rows of
+its own (db.tables.VolumeRollup.part), so that it never waits for, nor holds up, an
+ingestion of the same quarter.
 
 Races (PostgreSQL; SQLite's single writer rules them out):
 - A recomputation deletes a quarter's rows and rebuilds them from the events committed;
@@ -25,22 +26,25 @@ Races (PostgreSQL; SQLite's single writer rules them out):
 """
 
 import hashlib
-from bisect import bisect_right
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP, aggregate_order_by
 
 from db.filters import Filter, sqlite_key_path
 from db.records import EventRecord
+from db.repositories.event_inserts import NewEvent, sqlite_timestamp
 from db.repositories.scoped import BusinessScopedRepository
 from db.rollups import quarter_column, quarter_of, quarter_start
 from db.rules.meters import AggregationType
 from db.tables import (
+    EVERY_EVENT_NAME,
     NO_CUSTOMER,
     businesses,
     customers,
@@ -50,22 +54,16 @@ from db.tables import (
     volume_rollups,
 )
 from db.usage.cells import Partial
-from db.usage.decimals import parse_json_exactly
+from db.usage.decimals import parse_json_exactly, sum_exactly
 from db.usage.plan import UsagePlan
 
 # (meter id, customer id, external customer id, quarter): the key of a meter rollup row.
 RollupKey = tuple[str, str, str, int]
 
 _METER_ROLLUP_KEY = ("meter_id", "customer_id", "external_customer_id", "quarter")
-_VOLUME_ROLLUP_KEY = (
-    "business_id",
-    "basis",
-    "event_name",
-    "customer_id",
-    "external_customer_id",
-    "quarter",
-    "part",
-)
+_VOLUME_ROLLUP_KEY = ("business_id", "basis", "event_name", "quarter", "part")
+# The part of the volume rollups that ingestion merges into (see db.tables.VolumeRollup).
+INGESTED = 0
 _BASES = (("event", events.c.timestamp), ("ingestion", events.c.ingested_at))
 
 
@@ -122,30 +120,6 @@ def _row_of_partial(key: RollupKey, partial: Partial) -> dict[str, Any]:
     }
 
 
-def _merged_on_postgresql(excluded: Any) -> dict[str, Any]:
-    """The SET of a merge into a stored meter rollup row (LEAST/GREATEST skip NULLs)."""
-    stored = meter_rollups.c
-    newer = sa.and_(
-        excluded.last_value.is_not(None),
-        sa.or_(
-            stored.last_value.is_(None),
-            sa.tuple_(excluded.last_timestamp, excluded.last_sequence)
-            > sa.tuple_(stored.last_timestamp, stored.last_sequence),
-        ),
-    )
-    return {
-        "event_count": stored.event_count + excluded.event_count,
-        "numbers": stored.numbers + excluded.numbers,
-        "total": stored.total + excluded.total,
-        "minimum": sa.func.least(stored.minimum, excluded.minimum),
-        "maximum": sa.func.greatest(stored.maximum, excluded.maximum),
-        **{
-            name: sa.case((newer, excluded[name]), else_=stored[name])
-            for name in ("last_value", "last_timestamp", "last_sequence")
-        },
-    }
-
-
 def _replaced(excluded: Any) -> dict[str, Any]:
     return {
         name: excluded[name]
@@ -162,37 +136,203 @@ def _added(excluded: Any) -> dict[str, Any]:
     }
 
 
+def _volume_row(
+    key: tuple[str, str, int], count: int, *, deprecated: int, part: int
+) -> dict[str, Any]:
+    basis, event_name, quarter = key
+    return {
+        "basis": basis,
+        "event_name": event_name,
+        "quarter": quarter,
+        "part": part,
+        "event_count": count,
+        "deprecated_count": deprecated,
+    }
+
+
+# Partials merged into meter rollup rows on PostgreSQL: one statement, the rows as arrays
+# (a thousand customers' rows in a few parameters rather than thousands).
+_MERGED_COLUMNS = (
+    "meter_id",
+    "customer_id",
+    "external_customer_id",
+    "quarter",
+    "event_count",
+    "numbers",
+    "total",
+    "minimum",
+    "maximum",
+    "last_value",
+    "last_timestamp",
+    "last_sequence",
+)
+_POSTGRES_MERGE = sa.text(
+    """
+    INSERT INTO meter_rollups (business_id, meter_id, customer_id, external_customer_id,
+                               quarter, event_count, numbers, total, minimum, maximum,
+                               last_value, last_timestamp, last_sequence)
+    SELECT :business_id, * FROM unnest(:meter_id, :customer_id, :external_customer_id,
+                                       :quarter, :event_count, :numbers, :total, :minimum,
+                                       :maximum, :last_value, :last_timestamp, :last_sequence)
+    ON CONFLICT (meter_id, customer_id, external_customer_id, quarter) DO UPDATE SET
+        event_count = meter_rollups.event_count + excluded.event_count,
+        numbers = meter_rollups.numbers + excluded.numbers,
+        total = meter_rollups.total + excluded.total,
+        minimum = least(meter_rollups.minimum, excluded.minimum),
+        maximum = greatest(meter_rollups.maximum, excluded.maximum),
+        last_value = CASE WHEN excluded.last_value IS NOT NULL AND (
+                              meter_rollups.last_value IS NULL
+                              OR (excluded.last_timestamp, excluded.last_sequence)
+                                 > (meter_rollups.last_timestamp, meter_rollups.last_sequence))
+                          THEN excluded.last_value ELSE meter_rollups.last_value END,
+        last_timestamp = CASE WHEN excluded.last_value IS NOT NULL AND (
+                              meter_rollups.last_value IS NULL
+                              OR (excluded.last_timestamp, excluded.last_sequence)
+                                 > (meter_rollups.last_timestamp, meter_rollups.last_sequence))
+                          THEN excluded.last_timestamp ELSE meter_rollups.last_timestamp END,
+        last_sequence = CASE WHEN excluded.last_value IS NOT NULL AND (
+                              meter_rollups.last_value IS NULL
+                              OR (excluded.last_timestamp, excluded.last_sequence)
+                                 > (meter_rollups.last_timestamp, meter_rollups.last_sequence))
+                          THEN excluded.last_sequence ELSE meter_rollups.last_sequence END
+    """
+).bindparams(
+    sa.bindparam("meter_id", type_=ARRAY(sa.Text())),
+    sa.bindparam("customer_id", type_=ARRAY(sa.Text())),
+    sa.bindparam("external_customer_id", type_=ARRAY(sa.Text())),
+    sa.bindparam("quarter", type_=ARRAY(sa.BigInteger())),
+    sa.bindparam("event_count", type_=ARRAY(sa.BigInteger())),
+    sa.bindparam("numbers", type_=ARRAY(sa.BigInteger())),
+    sa.bindparam("total", type_=ARRAY(sa.Numeric())),
+    sa.bindparam("minimum", type_=ARRAY(sa.Numeric())),
+    sa.bindparam("maximum", type_=ARRAY(sa.Numeric())),
+    sa.bindparam("last_value", type_=ARRAY(sa.Numeric())),
+    sa.bindparam("last_timestamp", type_=ARRAY(TIMESTAMP(timezone=True))),
+    sa.bindparam("last_sequence", type_=ARRAY(sa.BigInteger())),
+)
+
+
+# The same on SQLite, the rows as one JSON document of arrays (as events are inserted),
+# decimals as their text, added and compared by db.sqlite_decimals.
+_SQLITE_MERGE = sa.text(
+    """
+    INSERT INTO meter_rollups (business_id, meter_id, customer_id, external_customer_id,
+                               quarter, event_count, numbers, total, minimum, maximum,
+                               last_value, last_timestamp, last_sequence)
+    SELECT :business_id, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,
+           value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10,
+           value ->> 11
+    FROM json_each(:rows)
+    WHERE true  -- SQLite needs a WHERE before ON CONFLICT in INSERT … SELECT
+    ON CONFLICT (meter_id, customer_id, external_customer_id, quarter) DO UPDATE SET
+        event_count = meter_rollups.event_count + excluded.event_count,
+        numbers = meter_rollups.numbers + excluded.numbers,
+        total = exact_add(meter_rollups.total, excluded.total),
+        minimum = exact_least(meter_rollups.minimum, excluded.minimum),
+        maximum = exact_greatest(meter_rollups.maximum, excluded.maximum),
+        last_value = CASE WHEN excluded.last_value IS NOT NULL AND (
+                              meter_rollups.last_value IS NULL
+                              OR (excluded.last_timestamp, excluded.last_sequence)
+                                 > (meter_rollups.last_timestamp, meter_rollups.last_sequence))
+                          THEN excluded.last_value ELSE meter_rollups.last_value END,
+        last_timestamp = CASE WHEN excluded.last_value IS NOT NULL AND (
+                              meter_rollups.last_value IS NULL
+                              OR (excluded.last_timestamp, excluded.last_sequence)
+                                 > (meter_rollups.last_timestamp, meter_rollups.last_sequence))
+                          THEN excluded.last_timestamp ELSE meter_rollups.last_timestamp END,
+        last_sequence = CASE WHEN excluded.last_value IS NOT NULL AND (
+                              meter_rollups.last_value IS NULL
+                              OR (excluded.last_timestamp, excluded.last_sequence)
+                                 > (meter_rollups.last_timestamp, meter_rollups.last_sequence))
+                          THEN excluded.last_sequence ELSE meter_rollups.last_sequence END
+    """
+)
+
+
+def _sqlite_text(value: Any) -> Any:
+    """A rollup value as SQLite stores it: decimals and moments as their text."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return sqlite_timestamp(value)
+    return value
+
+
 def _advisory_key(meter_id: str, quarter: int) -> int:
     digest = hashlib.blake2b(f"{meter_id}:{quarter}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+class _QuarterCache:
+    """quarter_of, once per distinct moment: a batch's events mostly share a few."""
+
+    def __init__(self) -> None:
+        self._known: dict[datetime, int] = {}
+
+    def of(self, moment: datetime) -> int:
+        quarter = self._known.get(moment)
+        if quarter is None:
+            quarter = self._known[moment] = quarter_of(moment)
+        return quarter
 
 
 class RollupRepository(BusinessScopedRepository):
     # -- upkeep: ingestion ----------------------------------------------------------------
 
     async def events_inserted(
-        self, sequences: Sequence[int], event_names: Iterable[str], moments: Iterable[datetime]
+        self, inserted: Sequence[tuple[int, NewEvent]], now: datetime
     ) -> None:
-        """Merge newly inserted events (by sequence, with their event names and timestamps)
-        into every rollup. Runs after the INSERT, whose foreign key to the business row is
-        what orders it after a meter being built (see the module's docstring)."""
-        if not sequences:
-            return
-        new_events = [self.one_of(events.c.sequence, sequences)]
-        await self.session.execute(
-            self.merge_from_select(
-                volume_rollups,
-                self._volume_counts(new_events, by_key=True),
-                _VOLUME_ROLLUP_KEY,
-                _added,
-            )
+        """Merge newly inserted events (with their sequences), ingested at `now`, into every
+        rollup. Their partials are computed here from the batch itself (the meters'
+        filters by Filter.matches, which M5 holds equal to the SQL), so nothing is read
+        back. Runs after the INSERT, whose foreign key to the business row is what orders
+        it after a meter being built (see the module's docstring)."""
+        quarters = _QuarterCache()
+        ingested = quarters.of(now)
+        by_name: dict[str, list[tuple[int, NewEvent]]] = defaultdict(list)
+        for sequence, event in inserted:
+            by_name[event.event_name].append((sequence, event))
+        counts: Counter[tuple[str, str, int]] = Counter()
+        for name, named in by_name.items():
+            in_quarters = Counter(quarters.of(event.timestamp) for _, event in named)
+            for quarter, count in in_quarters.items():
+                counts[("event", EVERY_EVENT_NAME, quarter)] += count
+                counts[("event", name, quarter)] += count
+            counts[("ingestion", EVERY_EVENT_NAME, ingested)] += len(named)
+            counts[("ingestion", name, ingested)] += len(named)
+        await self.merge_rows(
+            volume_rollups,
+            [
+                _volume_row(key, count, deprecated=0, part=INGESTED)
+                for key, count in sorted(counts.items())
+            ],
+            _VOLUME_ROLLUP_KEY,
+            _added,
         )
-        rolled = await self._rolled_meters(event_names)
-        if not rolled:
+        partials: dict[RollupKey, Partial] = {}
+        for meter in await self._rolled_meters(by_name):
+            for sequence, event in by_name[meter.event_name]:
+                if meter.filter is not None and not meter.filter.matches(event.metadata):
+                    continue
+                member = event.metadata.get(meter.key) if meter.key is not None else None
+                quarter = quarters.of(event.timestamp)
+                for key in (
+                    (meter.id, NO_CUSTOMER, NO_CUSTOMER, quarter),
+                    (
+                        meter.id,
+                        event.customer_id or NO_CUSTOMER,
+                        event.external_customer_id or NO_CUSTOMER,
+                        quarter,
+                    ),
+                ):
+                    partial = partials.get(key)
+                    if partial is None:
+                        partial = partials[key] = Partial()
+                    partial.add(event.timestamp, sequence, member)
+        if not partials:
             return
-        quarters = {quarter_of(moment) for moment in moments}
-        await self._lock_quarters([(meter.id, quarter) for meter in rolled for quarter in quarters])
-        await self._merge_meter_partials(rolled, new_events, by_key=True)
+        await self._lock_quarters({(key[0], key[3]) for key in partials})
+        await self._store_partials(partials)
 
     # -- upkeep: corrections --------------------------------------------------------------
 
@@ -231,32 +371,19 @@ class RollupRepository(BusinessScopedRepository):
         )
 
     async def _volume_deltas(self, before: EventRecord, after: EventRecord) -> None:
-        changes: dict[tuple[str, str, str, str, int], list[int]] = defaultdict(lambda: [0, 0])
-        customer = (before.customer_id or NO_CUSTOMER, before.external_customer_id or NO_CUSTOMER)
+        """The correction's change to the counts, in rows of the event's own part."""
+        changes: Counter[tuple[str, str, int]] = Counter()
+        deprecations: Counter[tuple[str, str, int]] = Counter()
         for basis, moment in (("event", before.timestamp), ("ingestion", before.ingested_at)):
             quarter = quarter_of(moment)
             for state, sign in ((before, -1), (after, 1)):
-                for name in (NO_CUSTOMER, state.event_name):
-                    for owner in ((NO_CUSTOMER, NO_CUSTOMER), customer):
-                        change = changes[(basis, name, *owner, quarter)]
-                        change[0] += sign
-                        change[1] += sign * int(state.deprecated)
+                for name in (EVERY_EVENT_NAME, state.event_name):
+                    changes[(basis, name, quarter)] += sign
+                    deprecations[(basis, name, quarter)] += sign * int(state.deprecated)
         rows = [
-            {
-                "basis": basis,
-                "event_name": name,
-                "customer_id": customer_id,
-                "external_customer_id": external_customer_id,
-                "quarter": quarter,
-                "part": before.sequence,
-                "event_count": count,
-                "deprecated_count": deprecated,
-            }
-            for (basis, name, customer_id, external_customer_id, quarter), (
-                count,
-                deprecated,
-            ) in sorted(changes.items())
-            if count or deprecated
+            _volume_row(key, changes[key], deprecated=deprecations[key], part=before.sequence)
+            for key in sorted(changes.keys() | deprecations.keys())
+            if changes[key] or deprecations[key]
         ]
         await self.merge_rows(volume_rollups, rows, _VOLUME_ROLLUP_KEY, _added)
 
@@ -281,7 +408,7 @@ class RollupRepository(BusinessScopedRepository):
         await self.session.execute(
             self.delete_of(meter_rollups).where(meter_rollups.c.meter_id == meter.id)
         )
-        await self._merge_meter_partials([meter], [], merge_stored=False)
+        await self._merge_meter_partials([meter], [])
         await self.session.execute(
             self.update_of(meters).where(meters.c.id == meter.id).values(rollups_built_at=now)
         )
@@ -293,7 +420,7 @@ class RollupRepository(BusinessScopedRepository):
         await self.session.execute(self.delete_of(volume_rollups))
         await self.session.execute(
             self.merge_from_select(
-                volume_rollups, self._volume_counts([]), _VOLUME_ROLLUP_KEY, _added
+                volume_rollups, self._volume_counts(), _VOLUME_ROLLUP_KEY, _added
             )
         )
         rows = await self.session.execute(self.readable(meters, meters.c.id))
@@ -365,20 +492,72 @@ class RollupRepository(BusinessScopedRepository):
         query = query.where(*conditions)
         if self.dialect_name == "postgresql":
             return await self._usage_partials_on_postgresql(plan, query, owner, inner_quarters)
-        found: dict[tuple[str | None, str | None, int], Partial] = {}
-        result = await self.session.stream(query.with_only_columns(*stored, *owner))
-        async for row in result:
-            key = (
-                row.series_customer_id,
-                row.series_external_id,
-                bisect_right(inner_quarters, row.quarter),
+        return await self._usage_partials_on_sqlite(plan, query, owner, quarters, inner_quarters)
+
+    async def _usage_partials_on_sqlite(
+        self,
+        plan: UsagePlan,
+        query: sa.Select[Any],
+        owner: list[sa.ColumnElement[Any]],
+        quarters: range,
+        inner_quarters: list[int],
+    ) -> list[tuple[str | None, str | None, int, Partial]]:
+        """Grouped in SQL, bucket by bucket through the rows' key; the decimal text of each
+        group comes back as one list, added up exactly here (SQLite has no decimals)."""
+        stored = meter_rollups.c
+        starts = [quarters.start, *inner_quarters]
+        ends = [*inner_quarters, quarters.stop]
+        buckets = (
+            sa.func.json_each(orjson.dumps(list(zip(starts, ends, strict=True))).decode())
+            .table_valued("key", "value")
+            .alias("buckets")
+        )
+        bound = buckets.c.value.op("->>", return_type=sa.BigInteger)
+        texts = {
+            AggregationType.SUM: stored.total,
+            AggregationType.AVG: stored.total,
+            AggregationType.MIN: stored.minimum,
+            AggregationType.MAX: stored.maximum,
+        }
+        listed = (
+            sa.func.json_group_array(
+                sa.func.json_array(stored.last_timestamp, stored.last_sequence, stored.last_value)
+            ).filter(stored.last_value.is_not(None))
+            if plan.aggregation is AggregationType.LAST
+            else sa.func.json_group_array(texts[plan.aggregation])
+            if plan.aggregation in texts
+            else sa.null()
+        )
+        grouped = [buckets.c.key, *(column.element for column in owner if plan.group_by_customer)]
+        rows = await self.session.execute(
+            query.join(buckets, sa.and_(stored.quarter >= bound(0), stored.quarter < bound(1)))
+            .with_only_columns(
+                buckets.c.key.label("bucket"),
+                *owner,
+                sa.func.sum(stored.event_count).label("event_count"),
+                sa.func.sum(stored.numbers).label("numbers"),
+                listed.label("listed"),
             )
-            partial = found.get(key)
-            if partial is None:
-                found[key] = partial_of_row(row)
+            .group_by(*grouped)
+        )
+        found = []
+        for row in rows:
+            partial = Partial()
+            partial.event_count, partial.numbers = int(row.event_count), int(row.numbers)
+            values = orjson.loads(row.listed) if row.listed is not None else []
+            if plan.aggregation is AggregationType.LAST:
+                last = max(values, default=None, key=lambda entry: (entry[0], entry[1]))
+                if last is not None:
+                    # The stored text of a UTCDateTime: naive UTC.
+                    moment = datetime.fromisoformat(last[0]).replace(tzinfo=UTC)
+                    partial.last = (moment, int(last[1]), Decimal(last[2]))
             else:
-                partial.merge(partial_of_row(row))
-        return [(*key, partial) for key, partial in found.items()]
+                numbers = [Decimal(text) for text in values if text is not None]
+                partial.total = sum_exactly(numbers)
+                partial.minimum = min(numbers, default=None)
+                partial.maximum = max(numbers, default=None)
+            found.append((row.series_customer_id, row.series_external_id, int(row.bucket), partial))
+        return found
 
     async def _usage_partials_on_postgresql(
         self,
@@ -439,48 +618,22 @@ class RollupRepository(BusinessScopedRepository):
         ]
 
     async def volume_counts(
-        self,
-        basis: str,
-        quarters: range,
-        event_name: str | None,
-        customer: tuple[str, str | None] | None,
-        include_deprecated: bool,
+        self, basis: str, quarters: range, event_name: str | None, include_deprecated: bool
     ) -> list[tuple[int, int]]:
-        """(quarter, count) of the quarters in `quarters` that counted events, at the level
-        the filters ask for (`customer`: its id and externalId)."""
+        """(quarter, count) of the quarters in `quarters` that counted events: of every
+        event name, or of `event_name`."""
         stored = volume_rollups.c
-        conditions = [
-            stored.basis == basis,
-            stored.event_name == (event_name if event_name is not None else NO_CUSTOMER),
-            stored.quarter >= quarters.start,
-            stored.quarter < quarters.stop,
-        ]
-        if customer is None:
-            conditions += [
-                stored.customer_id == NO_CUSTOMER,
-                stored.external_customer_id == NO_CUSTOMER,
-            ]
-        else:
-            customer_id, external_id = customer
-            keys = [
-                sa.and_(
-                    stored.customer_id == customer_id, stored.external_customer_id == NO_CUSTOMER
-                )
-            ]
-            if external_id is not None:
-                keys.append(
-                    sa.and_(
-                        stored.customer_id == NO_CUSTOMER,
-                        stored.external_customer_id == external_id,
-                    )
-                )
-            conditions.append(sa.or_(*keys))
         counted = stored.event_count
         if not include_deprecated:
             counted = counted - stored.deprecated_count
         rows = await self.session.execute(
             self.readable(volume_rollups, stored.quarter, sa.func.sum(counted))
-            .where(*conditions)
+            .where(
+                stored.basis == basis,
+                stored.event_name == (event_name if event_name is not None else EVERY_EVENT_NAME),
+                stored.quarter >= quarters.start,
+                stored.quarter < quarters.stop,
+            )
             .group_by(stored.quarter)
         )
         return [(int(quarter), int(count)) for quarter, count in rows]
@@ -510,11 +663,8 @@ class RollupRepository(BusinessScopedRepository):
             )
         )
 
-    def _volume_counts(
-        self, conditions: list[sa.ColumnElement[bool]], *, by_key: bool = False
-    ) -> sa.Select[Any]:
-        """The volume rollup rows of the events meeting `conditions`, at every level
-        (`by_key`: conditions that find the events by sequence; see db.lookups)."""
+    def _volume_counts(self) -> sa.Select[Any]:
+        """The volume rollup rows of every stored event, at both levels."""
         moments = sa.union_all(
             *(
                 self.readable(
@@ -522,43 +672,23 @@ class RollupRepository(BusinessScopedRepository):
                     sa.literal(basis, sa.String).label("basis"),
                     quarter_column(column, self.dialect_name).label("quarter"),
                     events.c.event_name,
-                    sa.func.coalesce(events.c.customer_id, NO_CUSTOMER).label("customer_id"),
-                    sa.func.coalesce(events.c.external_customer_id, NO_CUSTOMER).label(
-                        "external_customer_id"
-                    ),
                     events.c.deprecated_at,
-                    by_primary_key=by_key,
-                ).where(*conditions)
+                )
                 for basis, column in _BASES
             )
         ).subquery("moments")
         levels = sa.union_all(
-            *(
-                sa.select(
-                    sa.literal(by_name, sa.Integer).label("by_name"),
-                    sa.literal(by_customer, sa.Integer).label("by_customer"),
-                )
-                for by_name in (0, 1)
-                for by_customer in (0, 1)
-            )
+            *(sa.select(sa.literal(by_name, sa.Integer).label("by_name")) for by_name in (0, 1))
         ).subquery("levels")
-
-        def kept(flag: sa.ColumnElement[Any], column: sa.ColumnElement[Any]) -> Any:
-            return sa.case((flag == 1, column), else_=sa.literal(NO_CUSTOMER, sa.String))
-
-        grouped = [
-            moments.c.basis,
-            kept(levels.c.by_name, moments.c.event_name).label("event_name"),
-            kept(levels.c.by_customer, moments.c.customer_id).label("customer_id"),
-            kept(levels.c.by_customer, moments.c.external_customer_id).label(
-                "external_customer_id"
-            ),
-            moments.c.quarter,
-        ]
+        event_name = sa.case(
+            (levels.c.by_name == 1, moments.c.event_name),
+            else_=sa.literal(EVERY_EVENT_NAME, sa.String),
+        ).label("event_name")
+        grouped = [moments.c.basis, event_name, moments.c.quarter]
         return (
             sa.select(
                 *grouped,
-                sa.literal(0, sa.BigInteger).label("part"),
+                sa.literal(INGESTED, sa.BigInteger).label("part"),
                 sa.func.count().label("event_count"),
                 sa.func.count(moments.c.deprecated_at).label("deprecated_count"),
             )
@@ -567,32 +697,39 @@ class RollupRepository(BusinessScopedRepository):
         )
 
     async def _merge_meter_partials(
-        self,
-        rolled: Sequence[RolledMeter],
-        conditions: list[sa.ColumnElement[bool]],
-        *,
-        by_key: bool = False,
-        merge_stored: bool = True,
+        self, rolled: Sequence[RolledMeter], conditions: list[sa.ColumnElement[bool]]
     ) -> None:
-        """Merge the partials of the events meeting `conditions` into the meters' rows."""
+        """Write the partials of the events meeting `conditions` into the meters' rows,
+        which the caller has deleted (a build, or a quarter's recomputation)."""
         if self.dialect_name == "postgresql":
-            statements = [self._postgres_partials(meter, conditions, by_key) for meter in rolled]
+            statements = [self._postgres_partials(meter, conditions) for meter in rolled]
             await self.session.execute(
                 self.merge_from_select(
                     meter_rollups,
                     sa.union_all(*statements) if len(statements) > 1 else statements[0],
                     _METER_ROLLUP_KEY,
-                    _merged_on_postgresql,
+                    _replaced,
                 )
             )
             return
         partials: dict[RollupKey, Partial] = {}
         for meter in rolled:
-            await self._sqlite_partials(meter, conditions, partials, by_key)
-        if merge_stored and partials:
-            await self._merge_stored_on_sqlite(partials)
-        rows = [_row_of_partial(key, partials[key]) for key in sorted(partials)]
-        await self.merge_rows(meter_rollups, rows, _METER_ROLLUP_KEY, _replaced)
+            await self._sqlite_partials(meter, conditions, partials)
+        await self._store_partials(partials)
+
+    async def _store_partials(self, partials: dict[RollupKey, Partial]) -> None:
+        """Merge partials into their rows, in the INSERT … ON CONFLICT of each database:
+        PostgreSQL adds `numeric`s, SQLite decimal text with db.sqlite_decimals."""
+        if not partials:
+            return
+        ordered = sorted(partials)  # the lock order of the rows (see merge_from_select)
+        rows = [_row_of_partial(key, partials[key]) for key in ordered]
+        if self.dialect_name == "postgresql":
+            columns = {name: [row[name] for row in rows] for name in _MERGED_COLUMNS}
+            await self.execute_text(_POSTGRES_MERGE, columns)
+            return
+        document = [[_sqlite_text(row[name]) for name in _MERGED_COLUMNS] for row in rows]
+        await self.execute_text(_SQLITE_MERGE, {"rows": orjson.dumps(document).decode()})
 
     def _scope(self, meter: RolledMeter, conditions: list[sa.ColumnElement[bool]]) -> Any:
         matching = [events.c.event_name == meter.event_name, events.c.deprecated_at.is_(None)]
@@ -601,7 +738,7 @@ class RollupRepository(BusinessScopedRepository):
         return [*matching, *conditions]
 
     def _postgres_partials(
-        self, meter: RolledMeter, conditions: list[sa.ColumnElement[bool]], by_key: bool
+        self, meter: RolledMeter, conditions: list[sa.ColumnElement[bool]]
     ) -> sa.Select[Any]:
         document = sa.type_coerce(events.c.metadata, JSONB)
         number: sa.ColumnElement[Any] = sa.cast(sa.null(), sa.Numeric)
@@ -623,7 +760,6 @@ class RollupRepository(BusinessScopedRepository):
                 events.c.timestamp,
                 events.c.sequence,
                 sa.type_coerce(number, sa.Numeric).label("number"),
-                by_primary_key=by_key,
             )
             .where(*self._scope(meter, conditions))
             .subquery("counted")
@@ -669,7 +805,6 @@ class RollupRepository(BusinessScopedRepository):
         meter: RolledMeter,
         conditions: list[sa.ColumnElement[bool]],
         partials: dict[RollupKey, Partial],
-        by_key: bool,
     ) -> None:
         member = member_text_column(meter.key, self.dialect_name)
         result = await self.session.stream(
@@ -680,7 +815,6 @@ class RollupRepository(BusinessScopedRepository):
                 events.c.customer_id,
                 events.c.external_customer_id,
                 member.label("member"),
-                by_primary_key=by_key,
             ).where(*self._scope(meter, conditions))
         )
         key, whole = meter.key, reads_whole_document(meter.key, self.dialect_name)
@@ -696,20 +830,6 @@ class RollupRepository(BusinessScopedRepository):
                 if partial is None:
                     partial = partials[rollup_key] = Partial()
                 partial.add(row.timestamp, row.sequence, value)
-
-    async def _merge_stored_on_sqlite(self, partials: dict[RollupKey, Partial]) -> None:
-        quarters = [key[3] for key in partials]
-        stored = await self.session.execute(
-            self.readable(meter_rollups).where(
-                self.one_of(meter_rollups.c.meter_id, sorted({key[0] for key in partials})),
-                meter_rollups.c.quarter.between(min(quarters), max(quarters)),
-            )
-        )
-        for row in stored:
-            key = (row.meter_id, row.customer_id, row.external_customer_id, row.quarter)
-            partial = partials.get(key)
-            if partial is not None:
-                partial.merge(partial_of_row(row))
 
 
 def reads_whole_document(key: str | None, dialect_name: str) -> bool:

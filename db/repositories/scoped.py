@@ -54,33 +54,26 @@ class BusinessScopedRepository:
         self.business_id = business_id
         self.dialect_name = dialect_of(session)
 
-    def owns(
-        self, table: sa.Table, *, lookup: bool = False, by_primary_key: bool = False
-    ) -> sa.ColumnElement[bool]:
-        """The condition that a row of `table`, which has a business id, is this business's
-        (`lookup`, `by_primary_key`: see db.lookups.same_business)."""
+    def owns(self, table: sa.Table, *, lookup: bool = False) -> sa.ColumnElement[bool]:
+        """The condition that a row of `table`, which has a business id, is this business's."""
         if BUSINESS_COLUMN not in table.c:
             raise TypeError(f"{table.name} has no business id; reach it through its parent")
         column = table.c[BUSINESS_COLUMN]
-        if lookup or by_primary_key:
-            return lookups.same_business(
-                column, self.business_id, self.dialect_name, by_primary_key=by_primary_key
-            )
+        if lookup:
+            return lookups.same_business(column, self.business_id, self.dialect_name)
         return column == self.business_id
 
     def one_of(self, column: sa.Column[Any], values: Collection[Any]) -> sa.ColumnElement[bool]:
         """`column IN values`, searched value by value through the column's index."""
         return lookups.one_of(column, values, self.dialect_name)
 
-    def readable(
-        self, table: sa.Table, *columns: Any, lookup: bool = False, by_primary_key: bool = False
-    ) -> sa.Select[Any]:
+    def readable(self, table: sa.Table, *columns: Any, lookup: bool = False) -> sa.Select[Any]:
         """SELECT `columns` (every column of `table` if none) of this business's rows."""
         query = sa.select(*columns) if columns else sa.select(table)
         query = query.select_from(table)
         parent = PARENTS.get(table)
         if parent is None:
-            return query.where(self.owns(table, lookup=lookup, by_primary_key=by_primary_key))
+            return query.where(self.owns(table, lookup=lookup))
         return query.join(parent.table, parent.key == parent.link).where(
             self.owns(parent.table, lookup=lookup)
         )

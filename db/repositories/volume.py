@@ -56,8 +56,8 @@ class VolumeRepository(BusinessScopedRepository):
             else events.c.timestamp
         )
         quarters = _whole_quarters(plan.edges)
-        if quarters is not None:
-            counts = await self._counts_from_rollups(query, plan.edges, quarters)
+        if quarters is not None and query.customer_id is None:
+            counts = await self._counts_from_rollups(query, quarters)
             return _answer(plan.edges, counts)
         conditions: list[sa.ColumnElement[bool]] = []
         if not query.include_deprecated:
@@ -73,19 +73,12 @@ class VolumeRepository(BusinessScopedRepository):
             counts = await self._counts_on_sqlite(plan.edges, moment, conditions)
         return _answer(plan.edges, counts)
 
-    async def _counts_from_rollups(
-        self, query: VolumeQuery, edges: list[datetime], quarters: list[int]
-    ) -> dict[int, int]:
+    async def _counts_from_rollups(self, query: VolumeQuery, quarters: list[int]) -> dict[int, int]:
         """Counts per bucket from the volume rollups (edges on the quarter-hour grid)."""
-        customer = None
-        if query.customer_id is not None:
-            found = await self._customer(query.customer_id)
-            customer = (found.id, found.external_id)
         counted = await RollupRepository(self.session, self.business_id).volume_counts(
             "ingestion" if query.basis is VolumeBasis.INGESTION_TIME else "event",
             range(quarters[0], quarters[-1]),
             query.event_name,
-            customer,
             query.include_deprecated,
         )
         counts: dict[int, int] = {}

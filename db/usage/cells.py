@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from db.rules.meters import AggregationType
-from db.usage.decimals import add, average
+from db.usage.decimals import add, average, number_of
 from db.usage.plan import UsagePlan
 from db.usage.query import (
     MeterUsage,
@@ -121,10 +121,10 @@ class Partial:
             elif isinstance(member, str):
                 self.distinct.add(("string", member))
             else:
-                self.distinct.add(("number", Decimal(member)))
+                self.distinct.add(("number", _exact(member)))
         if isinstance(member, bool | str):
             return  # U2: only numbers are aggregated
-        number = Decimal(member)
+        number = _exact(member)
         self.numbers += 1
         self.total = add(self.total, number)
         if self.minimum is None or number < self.minimum:
@@ -164,3 +164,8 @@ class Partial:
         else:
             value = self.last[2] if self.last is not None else None
         return Cell(value, self.event_count)
+
+
+def _exact(number: int | float | Decimal) -> Decimal:
+    """A number as read from JSON text (int, Decimal) or held by a batch (int, float)."""
+    return number_of(number) if isinstance(number, float) else Decimal(number)

@@ -7,6 +7,7 @@ Only AVG divides, and it is rounded to 28 significant digits, half-even, as U3 s
 
 import decimal
 import json
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -36,6 +37,13 @@ def parse_json_exactly(text: str) -> Any:
 
 def add(left: Decimal, right: Decimal) -> Decimal:
     return EXACT.add(left, right)
+
+
+def sum_exactly(numbers: Iterable[Decimal]) -> Decimal:
+    total = Decimal(0)
+    for number in numbers:
+        total = EXACT.add(total, number)
+    return total
 
 
 def average(total: Decimal, count: int) -> Decimal:

@@ -32,29 +32,21 @@ _QUARTER = {
 }
 
 _COUNT_VOLUME = """
-INSERT INTO volume_rollups (business_id, basis, event_name, customer_id,
-                            external_customer_id, quarter, part, event_count,
+INSERT INTO volume_rollups (business_id, basis, event_name, quarter, part, event_count,
                             deprecated_count)
 SELECT moments.business_id, moments.basis,
        CASE WHEN levels.by_name = 1 THEN moments.event_name ELSE '' END,
-       CASE WHEN levels.by_customer = 1 THEN moments.customer_id ELSE '' END,
-       CASE WHEN levels.by_customer = 1 THEN moments.external_customer_id ELSE '' END,
        moments.quarter, 0, count(*), count(moments.deprecated_at)
 FROM (
     SELECT business_id, 'event' AS basis, {event_quarter} AS quarter, event_name,
-           coalesce(customer_id, '') AS customer_id,
-           coalesce(external_customer_id, '') AS external_customer_id, deprecated_at
+           deprecated_at
     FROM events
     UNION ALL
-    SELECT business_id, 'ingestion', {ingestion_quarter}, event_name,
-           coalesce(customer_id, ''), coalesce(external_customer_id, ''), deprecated_at
+    SELECT business_id, 'ingestion', {ingestion_quarter}, event_name, deprecated_at
     FROM events
 ) AS moments
-CROSS JOIN (
-    SELECT 0 AS by_name, 0 AS by_customer UNION ALL SELECT 1, 0
-    UNION ALL SELECT 0, 1 UNION ALL SELECT 1, 1
-) AS levels
-GROUP BY 1, 2, 3, 4, 5, 6
+CROSS JOIN (SELECT 0 AS by_name UNION ALL SELECT 1) AS levels
+GROUP BY 1, 2, 3, 4
 """
 
 
@@ -93,8 +85,6 @@ def upgrade() -> None:
         sa.Column("business_id", sa.String(length=40), nullable=False),
         sa.Column("basis", sa.String(length=10), nullable=False),
         sa.Column("event_name", sa.String(length=255), nullable=False),
-        sa.Column("customer_id", sa.String(length=40), nullable=False),
-        sa.Column("external_customer_id", sa.String(length=255), nullable=False),
         sa.Column("quarter", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("part", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("event_count", sa.BigInteger(), nullable=False),
@@ -108,8 +98,6 @@ def upgrade() -> None:
             "business_id",
             "basis",
             "event_name",
-            "customer_id",
-            "external_customer_id",
             "quarter",
             "part",
             name=op.f("pk_volume_rollups"),
