@@ -98,6 +98,7 @@ class MeterRecord:
     updated_at: datetime
     # None for a meter made before rollups existed, until they are built (db.rollups).
     rollups_built_at: datetime | None = None
+    dimensions: tuple[str, ...] = ()
 
     @property
     def archived(self) -> bool:

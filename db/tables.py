@@ -177,6 +177,13 @@ class Meter(SQLModel, table=True):
     filter: dict[str, Any] | None = Field(
         default=None, sa_column=sa.Column("filter", JSONDocument, nullable=True)
     )
+    # The metadata keys its rollups are kept by (a JSON list): groupBy over them is fast.
+    dimensions: list[str] = Field(
+        default_factory=list,
+        sa_column=sa.Column(
+            "dimensions", JSONDocument, nullable=False, server_default=sa.text("'[]'")
+        ),
+    )
     archived_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
@@ -197,9 +204,10 @@ class MeterRollup(SQLModel, table=True):
 
     Quarter-hours, because every zone offset in use is a multiple of 15 minutes: the
     buckets of any zone's hours, days, weeks and months are unions of whole quarter-hours.
-    Each quarter has one business-wide row and one row per customer key that sent events
-    in it. The columns are what merges exactly: counts and the exact sum add, minimum and
-    maximum compare, and the latest number wins by (timestamp, sequence).
+    Each quarter has business-wide rows and rows per customer key that sent events in it,
+    one per combination of values at the meter's dimensions. The columns are what merges
+    exactly: counts and the exact sum add, minimum and maximum compare, and the latest
+    number wins by (timestamp, sequence).
     """
 
     __tablename__ = "meter_rollups"
@@ -209,6 +217,10 @@ class MeterRollup(SQLModel, table=True):
     external_customer_id: str = Field(primary_key=True, max_length=255)
     # Whole quarter-hours since 1970-01-01T00:00Z: floor(epoch seconds / 900).
     quarter: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True, autoincrement=False))
+    # The JSON array of the events' values at the meter's dimensions, in their order (null
+    # where an event lacks the key; "[]" for a meter without dimensions). The same values
+    # may be written in more than one way (1 and 1.0); readers compare them as U6 does.
+    group_values: str = Field(primary_key=True)
     business_id: str = Field(foreign_key="businesses.id", max_length=40)
     event_count: int = Field(sa_type=sa.BigInteger)
     # How many of the events hold a number at the meter's key, and those numbers' sum etc.

@@ -34,6 +34,7 @@ def meter_record(row: Any) -> MeterRecord:
         created_at=row.created_at,
         updated_at=row.updated_at,
         rollups_built_at=row.rollups_built_at,
+        dimensions=tuple(row.dimensions),
     )
 
 
@@ -62,6 +63,7 @@ class MeterRepository(BusinessScopedRepository):
             archived_at=None,
             created_at=now,
             updated_at=now,
+            dimensions=draft.dimensions,
         )
         await self.session.execute(
             self.insert_values(
@@ -75,6 +77,7 @@ class MeterRepository(BusinessScopedRepository):
                     "aggregation_key": meter.aggregation_key,
                     "measurement_unit": meter.measurement_unit,
                     "filter": meter.filter,
+                    "dimensions": list(meter.dimensions),
                     "archived_at": None,
                     "created_at": meter.created_at,
                     "updated_at": meter.updated_at,

@@ -27,7 +27,7 @@ Races (PostgreSQL; SQLite's single writer rules them out):
 
 import hashlib
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -37,7 +37,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP, aggregate_order_by
 
-from db.filters import Filter, sqlite_key_path
+from db.filters import Filter
 from db.records import EventRecord
 from db.repositories.event_inserts import NewEvent, sqlite_timestamp
 from db.repositories.scoped import BusinessScopedRepository
@@ -57,10 +57,17 @@ from db.usage.cells import Partial
 from db.usage.decimals import parse_json_exactly, sum_exactly
 from db.usage.plan import UsagePlan
 
-# (meter id, customer id, external customer id, quarter): the key of a meter rollup row.
-RollupKey = tuple[str, str, str, int]
+# (meter id, customer id, external customer id, quarter, group values): the key of a
+# meter rollup row.
+RollupKey = tuple[str, str, str, int, str]
 
-_METER_ROLLUP_KEY = ("meter_id", "customer_id", "external_customer_id", "quarter")
+_METER_ROLLUP_KEY = (
+    "meter_id",
+    "customer_id",
+    "external_customer_id",
+    "quarter",
+    "group_values",
+)
 _VOLUME_ROLLUP_KEY = ("business_id", "basis", "event_name", "quarter", "part")
 # The part of the volume rollups that ingestion merges into (see db.tables.VolumeRollup).
 INGESTED = 0
@@ -76,6 +83,7 @@ class RolledMeter:
     aggregation: AggregationType
     key: str | None
     filter: Filter | None
+    dimensions: tuple[str, ...]
 
     @classmethod
     def of(cls, row: Any) -> "RolledMeter":
@@ -85,7 +93,87 @@ class RolledMeter:
             aggregation=AggregationType(row.aggregation_type),
             key=row.aggregation_key,
             filter=Filter.from_document(row.filter) if row.filter is not None else None,
+            dimensions=tuple(row.dimensions),
         )
+
+
+class _Partials:
+    """Partials of a meter's rows, fed event by event (ingestion, and builds on SQLite)."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[RollupKey, Partial] = {}
+        self._quarters: dict[datetime, int] = {}
+
+    def quarter(self, moment: datetime) -> int:
+        # quarter_of once per distinct moment: a batch's events mostly share a few.
+        quarter = self._quarters.get(moment)
+        if quarter is None:
+            quarter = self._quarters[moment] = quarter_of(moment)
+        return quarter
+
+    def add(
+        self,
+        meter: RolledMeter,
+        sequence: int,
+        timestamp: datetime,
+        customer_id: str | None,
+        external_customer_id: str | None,
+        metadata: Mapping[str, Any],
+    ) -> None:
+        """One event the meter counts (its filter already applied)."""
+        quarter = self.quarter(timestamp)
+        group_values = group_values_text(metadata, meter.dimensions)
+        member = metadata.get(meter.key) if meter.key is not None else None
+        for key in (
+            (meter.id, NO_CUSTOMER, NO_CUSTOMER, quarter, group_values),
+            (
+                meter.id,
+                customer_id or NO_CUSTOMER,
+                external_customer_id or NO_CUSTOMER,
+                quarter,
+                group_values,
+            ),
+        ):
+            partial = self.by_key.get(key)
+            if partial is None:
+                partial = self.by_key[key] = Partial()
+            partial.add(timestamp, sequence, member)
+
+
+@dataclass(frozen=True, slots=True)
+class RolledCell:
+    """Partials of a bucket from the rollups: of one customer (groupByCustomer; else both
+    None), of one group_values text (groupBy; else None)."""
+
+    customer_id: str | None
+    external_customer_id: str | None
+    group_values: str | None
+    bucket: int
+    partial: Partial
+
+    @classmethod
+    def of(cls, row: Any, bucket: int, partial: Partial) -> "RolledCell":
+        return cls(
+            row.series_customer_id,
+            row.series_external_id,
+            row.series_group_values,
+            bucket,
+            partial,
+        )
+
+
+def group_values_text(metadata: Mapping[str, Any], dimensions: Sequence[str]) -> str:
+    """The group_values of an event's rows: its values at the dimensions, as JSON."""
+    if not dimensions:
+        return "[]"
+    values = [metadata.get(key) for key in dimensions]
+    return orjson.dumps(values, default=_decimal_json).decode()
+
+
+def _decimal_json(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return orjson.Fragment(str(value).encode())
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def partial_of_row(row: Any) -> Partial:
@@ -102,13 +190,14 @@ def partial_of_row(row: Any) -> Partial:
 
 
 def _row_of_partial(key: RollupKey, partial: Partial) -> dict[str, Any]:
-    meter_id, customer_id, external_customer_id, quarter = key
+    meter_id, customer_id, external_customer_id, quarter, group_values = key
     last = partial.last
     return {
         "meter_id": meter_id,
         "customer_id": customer_id,
         "external_customer_id": external_customer_id,
         "quarter": quarter,
+        "group_values": group_values,
         "event_count": partial.event_count,
         "numbers": partial.numbers,
         "total": partial.total,
@@ -157,6 +246,7 @@ _MERGED_COLUMNS = (
     "customer_id",
     "external_customer_id",
     "quarter",
+    "group_values",
     "event_count",
     "numbers",
     "total",
@@ -169,12 +259,14 @@ _MERGED_COLUMNS = (
 _POSTGRES_MERGE = sa.text(
     """
     INSERT INTO meter_rollups (business_id, meter_id, customer_id, external_customer_id,
-                               quarter, event_count, numbers, total, minimum, maximum,
-                               last_value, last_timestamp, last_sequence)
+                               quarter, group_values, event_count, numbers, total, minimum,
+                               maximum, last_value, last_timestamp, last_sequence)
     SELECT :business_id, * FROM unnest(:meter_id, :customer_id, :external_customer_id,
-                                       :quarter, :event_count, :numbers, :total, :minimum,
-                                       :maximum, :last_value, :last_timestamp, :last_sequence)
-    ON CONFLICT (meter_id, customer_id, external_customer_id, quarter) DO UPDATE SET
+                                       :quarter, :group_values, :event_count, :numbers,
+                                       :total, :minimum, :maximum, :last_value,
+                                       :last_timestamp, :last_sequence)
+    ON CONFLICT (meter_id, customer_id, external_customer_id, quarter, group_values)
+    DO UPDATE SET
         event_count = meter_rollups.event_count + excluded.event_count,
         numbers = meter_rollups.numbers + excluded.numbers,
         total = meter_rollups.total + excluded.total,
@@ -201,6 +293,7 @@ _POSTGRES_MERGE = sa.text(
     sa.bindparam("customer_id", type_=ARRAY(sa.Text())),
     sa.bindparam("external_customer_id", type_=ARRAY(sa.Text())),
     sa.bindparam("quarter", type_=ARRAY(sa.BigInteger())),
+    sa.bindparam("group_values", type_=ARRAY(sa.Text())),
     sa.bindparam("event_count", type_=ARRAY(sa.BigInteger())),
     sa.bindparam("numbers", type_=ARRAY(sa.BigInteger())),
     sa.bindparam("total", type_=ARRAY(sa.Numeric())),
@@ -217,14 +310,15 @@ _POSTGRES_MERGE = sa.text(
 _SQLITE_MERGE = sa.text(
     """
     INSERT INTO meter_rollups (business_id, meter_id, customer_id, external_customer_id,
-                               quarter, event_count, numbers, total, minimum, maximum,
-                               last_value, last_timestamp, last_sequence)
+                               quarter, group_values, event_count, numbers, total, minimum,
+                               maximum, last_value, last_timestamp, last_sequence)
     SELECT :business_id, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,
            value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10,
-           value ->> 11
+           value ->> 11, value ->> 12
     FROM json_each(:rows)
     WHERE true  -- SQLite needs a WHERE before ON CONFLICT in INSERT … SELECT
-    ON CONFLICT (meter_id, customer_id, external_customer_id, quarter) DO UPDATE SET
+    ON CONFLICT (meter_id, customer_id, external_customer_id, quarter, group_values)
+    DO UPDATE SET
         event_count = meter_rollups.event_count + excluded.event_count,
         numbers = meter_rollups.numbers + excluded.numbers,
         total = exact_add(meter_rollups.total, excluded.total),
@@ -263,19 +357,6 @@ def _advisory_key(meter_id: str, quarter: int) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-class _QuarterCache:
-    """quarter_of, once per distinct moment: a batch's events mostly share a few."""
-
-    def __init__(self) -> None:
-        self._known: dict[datetime, int] = {}
-
-    def of(self, moment: datetime) -> int:
-        quarter = self._known.get(moment)
-        if quarter is None:
-            quarter = self._known[moment] = quarter_of(moment)
-        return quarter
-
-
 class RollupRepository(BusinessScopedRepository):
     # -- upkeep: ingestion ----------------------------------------------------------------
 
@@ -287,14 +368,14 @@ class RollupRepository(BusinessScopedRepository):
         filters by Filter.matches, which M5 holds equal to the SQL), so nothing is read
         back. Runs after the INSERT, whose foreign key to the business row is what orders
         it after a meter being built (see the module's docstring)."""
-        quarters = _QuarterCache()
-        ingested = quarters.of(now)
+        quarters = _Partials()
+        ingested = quarters.quarter(now)
         by_name: dict[str, list[tuple[int, NewEvent]]] = defaultdict(list)
         for sequence, event in inserted:
             by_name[event.event_name].append((sequence, event))
         counts: Counter[tuple[str, str, int]] = Counter()
         for name, named in by_name.items():
-            in_quarters = Counter(quarters.of(event.timestamp) for _, event in named)
+            in_quarters = Counter(quarters.quarter(event.timestamp) for _, event in named)
             for quarter, count in in_quarters.items():
                 counts[("event", EVERY_EVENT_NAME, quarter)] += count
                 counts[("event", name, quarter)] += count
@@ -309,30 +390,22 @@ class RollupRepository(BusinessScopedRepository):
             _VOLUME_ROLLUP_KEY,
             _added,
         )
-        partials: dict[RollupKey, Partial] = {}
+        partials = _Partials()
         for meter in await self._rolled_meters(by_name):
             for sequence, event in by_name[meter.event_name]:
-                if meter.filter is not None and not meter.filter.matches(event.metadata):
-                    continue
-                member = event.metadata.get(meter.key) if meter.key is not None else None
-                quarter = quarters.of(event.timestamp)
-                for key in (
-                    (meter.id, NO_CUSTOMER, NO_CUSTOMER, quarter),
-                    (
-                        meter.id,
-                        event.customer_id or NO_CUSTOMER,
-                        event.external_customer_id or NO_CUSTOMER,
-                        quarter,
-                    ),
-                ):
-                    partial = partials.get(key)
-                    if partial is None:
-                        partial = partials[key] = Partial()
-                    partial.add(event.timestamp, sequence, member)
-        if not partials:
+                if meter.filter is None or meter.filter.matches(event.metadata):
+                    partials.add(
+                        meter,
+                        sequence,
+                        event.timestamp,
+                        event.customer_id,
+                        event.external_customer_id,
+                        event.metadata,
+                    )
+        if not partials.by_key:
             return
-        await self._lock_quarters({(key[0], key[3]) for key in partials})
-        await self._store_partials(partials)
+        await self._lock_quarters({(key[0], key[3]) for key in partials.by_key})
+        await self._store_partials(partials.by_key)
 
     # -- upkeep: corrections --------------------------------------------------------------
 
@@ -431,10 +504,10 @@ class RollupRepository(BusinessScopedRepository):
 
     async def usage_partials(
         self, plan: UsagePlan, quarters: range, inner_quarters: list[int]
-    ) -> list[tuple[str | None, str | None, int, Partial]]:
+    ) -> list["RolledCell"]:
         """The meter's partials over `quarters`, per bucket (bucket i starts at quarter
-        inner_quarters[i - 1]) and, with groupByCustomer, per customer: (customer id,
-        externalCustomerId of no customer, bucket, partial)."""
+        inner_quarters[i - 1]), per customer with groupByCustomer, and per combination of
+        values at the meter's dimensions with groupBy (a subset of them)."""
         stored = meter_rollups.c
         conditions = [
             stored.meter_id == plan.meter.id,
@@ -489,19 +562,29 @@ class RollupRepository(BusinessScopedRepository):
                     else_=sa.null(),
                 ).label("series_external_id"),
             ]
+        varying = [column.element for column in owner if plan.group_by_customer]
+        series = [*owner, sa.null().label("series_group_values")]
+        if plan.group_by:
+            series[-1] = stored.group_values.label("series_group_values")
+            varying.append(stored.group_values)
         query = query.where(*conditions)
         if self.dialect_name == "postgresql":
-            return await self._usage_partials_on_postgresql(plan, query, owner, inner_quarters)
-        return await self._usage_partials_on_sqlite(plan, query, owner, quarters, inner_quarters)
+            return await self._usage_partials_on_postgresql(
+                plan, query, series, varying, inner_quarters
+            )
+        return await self._usage_partials_on_sqlite(
+            plan, query, series, varying, quarters, inner_quarters
+        )
 
     async def _usage_partials_on_sqlite(
         self,
         plan: UsagePlan,
         query: sa.Select[Any],
-        owner: list[sa.ColumnElement[Any]],
+        series: list[sa.ColumnElement[Any]],
+        varying: list[sa.ColumnElement[Any]],
         quarters: range,
         inner_quarters: list[int],
-    ) -> list[tuple[str | None, str | None, int, Partial]]:
+    ) -> list["RolledCell"]:
         """Grouped in SQL, bucket by bucket through the rows' key; the decimal text of each
         group comes back as one list, added up exactly here (SQLite has no decimals)."""
         stored = meter_rollups.c
@@ -528,17 +611,16 @@ class RollupRepository(BusinessScopedRepository):
             if plan.aggregation in texts
             else sa.null()
         )
-        grouped = [buckets.c.key, *(column.element for column in owner if plan.group_by_customer)]
         rows = await self.session.execute(
             query.join(buckets, sa.and_(stored.quarter >= bound(0), stored.quarter < bound(1)))
             .with_only_columns(
                 buckets.c.key.label("bucket"),
-                *owner,
+                *series,
                 sa.func.sum(stored.event_count).label("event_count"),
                 sa.func.sum(stored.numbers).label("numbers"),
                 listed.label("listed"),
             )
-            .group_by(*grouped)
+            .group_by(buckets.c.key, *varying)
         )
         found = []
         for row in rows:
@@ -556,16 +638,17 @@ class RollupRepository(BusinessScopedRepository):
                 partial.total = sum_exactly(numbers)
                 partial.minimum = min(numbers, default=None)
                 partial.maximum = max(numbers, default=None)
-            found.append((row.series_customer_id, row.series_external_id, int(row.bucket), partial))
+            found.append(RolledCell.of(row, int(row.bucket), partial))
         return found
 
     async def _usage_partials_on_postgresql(
         self,
         plan: UsagePlan,
         query: sa.Select[Any],
-        owner: list[sa.ColumnElement[Any]],
+        series: list[sa.ColumnElement[Any]],
+        varying: list[sa.ColumnElement[Any]],
         inner_quarters: list[int],
-    ) -> list[tuple[str | None, str | None, int, Partial]]:
+    ) -> list["RolledCell"]:
         stored = meter_rollups.c
         bucket: sa.ColumnElement[Any] = sa.literal(0, sa.Integer)
         if inner_quarters:
@@ -594,10 +677,10 @@ class RollupRepository(BusinessScopedRepository):
                 latest(stored.last_timestamp, "last_timestamp"),
                 latest(stored.last_sequence, "last_sequence"),
             ]
-        grouped = [bucket.label("bucket"), *owner]
         rows = await self.session.execute(
             query.with_only_columns(
-                *grouped,
+                bucket.label("bucket"),
+                *series,
                 sa.func.sum(stored.event_count).label("event_count"),
                 sa.func.sum(stored.numbers).label("numbers"),
                 sa.func.sum(stored.total).label("total"),
@@ -607,11 +690,11 @@ class RollupRepository(BusinessScopedRepository):
             ).group_by(
                 # Only what varies: PostgreSQL refuses a constant in GROUP BY.
                 *(bucket for _ in inner_quarters[:1]),
-                *(column.element for column in owner if plan.group_by_customer),
+                *varying,
             )
         )
         return [
-            (row.series_customer_id, row.series_external_id, row.bucket, partial_of_row(row))
+            RolledCell.of(row, row.bucket, partial_of_row(row))
             for row in rows
             # Without GROUP BY, no rows still aggregate into one row of NULLs.
             if row.event_count is not None
@@ -712,10 +795,10 @@ class RollupRepository(BusinessScopedRepository):
                 )
             )
             return
-        partials: dict[RollupKey, Partial] = {}
+        partials = _Partials()
         for meter in rolled:
             await self._sqlite_partials(meter, conditions, partials)
-        await self._store_partials(partials)
+        await self._store_partials(partials.by_key)
 
     async def _store_partials(self, partials: dict[RollupKey, Partial]) -> None:
         """Merge partials into their rows, in the INSERT … ON CONFLICT of each database:
@@ -751,10 +834,24 @@ class RollupRepository(BusinessScopedRepository):
                 ),
                 else_=sa.null(),
             )
+        # The same text as group_values_text, which PostgreSQL may space differently: the
+        # same values in other text make rows of their own, which readers merge (U6).
+        group_values: sa.ColumnElement[Any] = sa.literal("[]", sa.Text)
+        if meter.dimensions:
+            group_values = sa.cast(
+                sa.func.jsonb_build_array(
+                    *(
+                        document.op("->", return_type=JSONB)(sa.literal(key, sa.Text))
+                        for key in meter.dimensions
+                    )
+                ),
+                sa.Text,
+            )
         counted = (
             self.readable(
                 events,
                 quarter_column(events.c.timestamp, self.dialect_name).label("quarter"),
+                group_values.label("group_values"),
                 events.c.customer_id,
                 events.c.external_customer_id,
                 events.c.timestamp,
@@ -788,6 +885,7 @@ class RollupRepository(BusinessScopedRepository):
             sa.func.coalesce(c.customer_id, NO_CUSTOMER).label("customer_id"),
             sa.func.coalesce(c.external_customer_id, NO_CUSTOMER).label("external_customer_id"),
             c.quarter,
+            c.group_values,
             sa.func.count().label("event_count"),
             sa.func.count(c.number).label("numbers"),
             sa.func.coalesce(sa.func.sum(c.number), 0).label("total"),
@@ -796,7 +894,8 @@ class RollupRepository(BusinessScopedRepository):
             *last,
         ).group_by(
             sa.func.grouping_sets(
-                sa.tuple_(c.quarter), sa.tuple_(c.quarter, c.customer_id, c.external_customer_id)
+                sa.tuple_(c.quarter, c.group_values),
+                sa.tuple_(c.quarter, c.group_values, c.customer_id, c.external_customer_id),
             )
         )
 
@@ -804,59 +903,24 @@ class RollupRepository(BusinessScopedRepository):
         self,
         meter: RolledMeter,
         conditions: list[sa.ColumnElement[bool]],
-        partials: dict[RollupKey, Partial],
+        partials: _Partials,
     ) -> None:
-        member = member_text_column(meter.key, self.dialect_name)
         result = await self.session.stream(
             self.readable(
                 events,
-                events.c.timestamp,
                 events.c.sequence,
+                events.c.timestamp,
                 events.c.customer_id,
                 events.c.external_customer_id,
-                member.label("member"),
+                sa.cast(events.c.metadata, sa.Text).label("metadata"),
             ).where(*self._scope(meter, conditions))
         )
-        key, whole = meter.key, reads_whole_document(meter.key, self.dialect_name)
         async for row in result:
-            value = read_member(row.member, key, whole)
-            quarter = quarter_of(row.timestamp)
-            owner = (row.customer_id or NO_CUSTOMER, row.external_customer_id or NO_CUSTOMER)
-            for rollup_key in (
-                (meter.id, NO_CUSTOMER, NO_CUSTOMER, quarter),
-                (meter.id, *owner, quarter),
-            ):
-                partial = partials.get(rollup_key)
-                if partial is None:
-                    partial = partials[rollup_key] = Partial()
-                partial.add(row.timestamp, row.sequence, value)
-
-
-def reads_whole_document(key: str | None, dialect_name: str) -> bool:
-    """SQLite: no JSON path finds `key` exactly, so its member is read from the document."""
-    return key is not None and dialect_name == "sqlite" and sqlite_key_path(key) is None
-
-
-def member_text_column(key: str | None, dialect_name: str) -> sa.ColumnElement[Any]:
-    """The JSON text of the member at `key` of an event's metadata (NULL if absent), or
-    the whole document's text where reads_whole_document."""
-    if key is None:
-        return sa.null()
-    if dialect_name == "postgresql":
-        document = sa.type_coerce(events.c.metadata, JSONB)
-        return sa.cast(document.op("->", return_type=JSONB)(sa.literal(key, sa.Text)), sa.Text)
-    if reads_whole_document(key, dialect_name):
-        return sa.cast(events.c.metadata, sa.Text)
-    path = sqlite_key_path(key)
-    member: sa.ColumnElement[Any] = events.c.metadata.op("->", return_type=sa.Text)(
-        sa.literal(path, sa.Text)
-    )
-    return member
-
-
-def read_member(text: str | None, key: str | None, whole_document: bool) -> Any:
-    """What member_text_column read, as a value: numbers exact (int, Decimal)."""
-    if text is None or key is None:
-        return None
-    value = parse_json_exactly(text)
-    return value.get(key) if whole_document else value
+            partials.add(
+                meter,
+                row.sequence,
+                row.timestamp,
+                row.customer_id,
+                row.external_customer_id,
+                parse_json_exactly(row.metadata),
+            )

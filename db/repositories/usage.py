@@ -25,12 +25,7 @@ from db.errors import BadUserInput, UserErrorCode
 from db.filters import Filter, sqlite_key_path
 from db.repositories.customers import CustomerRepository
 from db.repositories.meters import MeterRepository
-from db.repositories.rollups import (
-    RollupRepository,
-    member_text_column,
-    read_member,
-    reads_whole_document,
-)
+from db.repositories.rollups import RollupRepository
 from db.repositories.scoped import BusinessScopedRepository
 from db.rollups import first_whole_quarter, inner_quarters, quarter_of, quarter_start
 from db.rules.meters import AggregationType
@@ -40,7 +35,14 @@ from db.usage.buckets import bucket_index
 from db.usage.cells import Cell, Partial, SeriesCells, UsageCells, assemble
 from db.usage.decimals import average, parse_json_exactly
 from db.usage.plan import UsagePlan, check_usage_query
-from db.usage.query import Granularity, MeterUsage, SeriesKey, UsageQuery, group_key
+from db.usage.query import (
+    Granularity,
+    GroupKey,
+    MeterUsage,
+    SeriesKey,
+    UsageQuery,
+    group_key,
+)
 
 
 def bucket_number(moment: sa.ColumnElement[Any], edges: list[datetime]) -> sa.ColumnElement[Any]:
@@ -149,21 +151,26 @@ class UsageRepository(BusinessScopedRepository):
         and after the last whole quarter (at most 15 minutes each) from the raw events."""
         found: dict[SeriesKey, dict[int, Partial]] = {}
 
-        def partial_at(customer_id: str | None, external_id: str | None, bucket: int) -> Partial:
-            series = found.get((customer_id, external_id, ()))
+        def partial_at(key: SeriesKey, bucket: int) -> Partial:
+            series = found.get(key)
             if series is None:
-                series = found[(customer_id, external_id, ())] = {}
+                series = found[key] = {}
                 limit.check(len(found))
             partial = series.get(bucket)
             if partial is None:
                 partial = series[bucket] = Partial()
             return partial
 
+        # groupBy is a subset of the meter's dimensions: where each key sits among them.
+        positions = [plan.meter.dimensions.index(key) for key in plan.group_by]
         rollups = RollupRepository(self.session, self.business_id)
-        for customer_id, external_id, bucket, partial in await rollups.usage_partials(
-            plan, quarters, inner
-        ):
-            partial_at(customer_id, external_id, bucket).merge(partial)
+        for cell in await rollups.usage_partials(plan, quarters, inner):
+            values: GroupKey = ()
+            if cell.group_values is not None:
+                stored = parse_json_exactly(cell.group_values)
+                values = group_key(stored[position] for position in positions)
+            key = (cell.customer_id, cell.external_customer_id, values)
+            partial_at(key, cell.bucket).merge(cell.partial)
         slices = [
             (start, end)
             for start, end in (
@@ -173,23 +180,26 @@ class UsageRepository(BusinessScopedRepository):
             if start < end
         ]
         if slices:
-            scope, _ = self._scope(plan, slices)
-            whole = reads_whole_document(plan.key, self.dialect_name)
-            member = member_text_column(plan.key, self.dialect_name)
+            scope, metadata = self._scope(plan, slices)
             result = await self.session.stream(
                 scope.with_only_columns(
                     events.c.timestamp,
                     events.c.sequence,
                     *self._owner_columns(plan),
-                    member.label("member"),
+                    sa.cast(metadata, sa.Text).label("metadata"),
                 )
             )
             async for row in result:
-                partial_at(
+                document = parse_json_exactly(row.metadata)
+                key = (
                     row.customer_id,
                     row.external_customer_id,
-                    bucket_index(plan.edges, row.timestamp),
-                ).add(row.timestamp, row.sequence, read_member(row.member, plan.key, whole))
+                    group_key(document.get(name) for name in plan.group_by),
+                )
+                member = document.get(plan.key) if plan.key is not None else None
+                partial_at(key, bucket_index(plan.edges, row.timestamp)).add(
+                    row.timestamp, row.sequence, member
+                )
         cells = UsageCells()
         grand = Partial()
         for key, buckets in found.items():
@@ -425,14 +435,15 @@ class UsageRepository(BusinessScopedRepository):
 def rollup_span(plan: UsagePlan) -> tuple[range, list[int]] | None:
     """The whole quarter-hours of the range and the quarters at which buckets 1… start, if
     the rollups can answer `plan`; None for the shapes read from the raw events: asOf (the
-    rollups know only the present), an ad-hoc filter or groupBy (the rollups are per meter
-    and customer), UNIQUE_COUNT (distinct members do not merge), MINUTE buckets, edges off
-    the quarter-hour grid, and ranges without a whole quarter-hour."""
+    rollups know only the present), an ad-hoc filter, groupBy beyond the meter's
+    dimensions (the rollups are per meter, customer and dimension values), UNIQUE_COUNT
+    (distinct members do not merge), MINUTE buckets, edges off the quarter-hour grid, and
+    ranges without a whole quarter-hour."""
     if (
         plan.meter.rollups_built_at is None
         or plan.as_of is not None
         or plan.has_query_filter
-        or plan.group_by
+        or not set(plan.group_by) <= set(plan.meter.dimensions)
         or plan.aggregation is AggregationType.UNIQUE_COUNT
         or plan.granularity is Granularity.MINUTE
     ):

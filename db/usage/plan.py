@@ -12,12 +12,11 @@ from zoneinfo import ZoneInfo
 from db.errors import BadUserInput, UserErrorCode
 from db.filters import MAX_FILTER_KEY_LENGTH, Filter, parse_filter_argument
 from db.records import MeterRecord
-from db.rules.meters import AggregationType
+from db.rules.meters import AggregationType, grouping_key_problems
 from db.settings import Settings
 from db.usage.buckets import CalendarOverflow, bucket_edges, time_zone, widened
 from db.usage.query import Granularity, UsageQuery, VolumeQuery
 
-MAX_GROUP_BY_KEYS = 3
 MAX_CUSTOMER_REFERENCES = 100
 
 
@@ -151,35 +150,8 @@ def _calendar_overflow() -> BadUserInput:
 
 
 def _check_group_by(keys: tuple[str, ...]) -> None:
-    if len(keys) > MAX_GROUP_BY_KEYS:
-        raise BadUserInput(
-            UserErrorCode.GROUP_BY_INVALID,
-            f"groupBy takes at most {MAX_GROUP_BY_KEYS} metadata keys, not {len(keys)}.",
-            ("groupBy",),
-        )
-    seen: set[str] = set()
-    for index, key in enumerate(keys):
-        path = ("groupBy", str(index))
-        if not 1 <= len(key) <= MAX_FILTER_KEY_LENGTH or "\x00" in key or not _encodable(key):
-            raise BadUserInput(
-                UserErrorCode.GROUP_BY_INVALID,
-                f"A groupBy key is a metadata key of 1 to {MAX_FILTER_KEY_LENGTH} "
-                "characters (no NUL, no unpaired surrogate).",
-                path,
-            )
-        if key in seen:
-            raise BadUserInput(
-                UserErrorCode.GROUP_BY_INVALID, f"groupBy names {key!r} twice.", path
-            )
-        seen.add(key)
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    for path, message in grouping_key_problems(keys, "groupBy"):
+        raise BadUserInput(UserErrorCode.GROUP_BY_INVALID, message, path)
 
 
 def _check_reference_count(references: tuple[str, ...] | None, path: tuple[str, ...]) -> None:

@@ -27,6 +27,14 @@ class CreateMeterInput:
     aggregation: MeterAggregationInput
     measurement_unit: str | None = None
     filter: MeterFilterInput | None = None
+    dimensions: list[str] | None = strawberry.field(
+        default=None,
+        description=(
+            "Up to 3 metadata keys usage is often grouped by (e.g. model, region): "
+            "meterUsage(groupBy:) over any of them is served from pre-aggregated usage. "
+            "Other groupBy keys work too, read from the events."
+        ),
+    )
 
     def to_draft(self) -> MeterDraft:
         return MeterDraft(
@@ -37,6 +45,7 @@ class CreateMeterInput:
             description=self.description,
             measurement_unit=self.measurement_unit,
             filter=self.filter.to_raw() if self.filter is not None else None,
+            dimensions=tuple(self.dimensions or ()),
         )
 
 

@@ -152,6 +152,8 @@ class Question:
     group_by_customer: bool
     # (a step, and how far from its moment), or None for now.
     as_of: tuple[int, timedelta] | None
+    # The meter's dimensions.
+    dimensions: tuple[str, ...] = ()
 
 
 metadata_documents = st.dictionaries(st.sampled_from(KEYS), st.sampled_from(VALUES), max_size=3)
@@ -422,6 +424,7 @@ class Backend:
             aggregation_type=question.aggregation,
             aggregation_key=None if question.aggregation is AggregationType.COUNT else question.key,
             filter=question.meter_filter.to_document() if question.meter_filter else None,
+            dimensions=question.dimensions,
         )
         async with self.database.unit_of_work() as session:
             return await MeterRepository(session, business_id).create(draft, now)
@@ -585,28 +588,38 @@ def test_u9_repository_agrees_with_the_reference(
 
 
 # The shapes the rollups answer (db.repositories.usage.rollup_span): no asOf, no ad-hoc
-# filter, no groupBy, no UNIQUE_COUNT; MINUTE ranges and ranges without a whole
-# quarter-hour still occur, and must then be read from the raw events.
-rollup_questions = st.builds(
-    Question,
-    aggregation=st.sampled_from(
-        [each for each in AggregationType if each is not AggregationType.UNIQUE_COUNT]
-    ),
-    key=st.sampled_from(KEYS),
-    meter_filter=rarely(filters),
-    query_filter=st.none(),
-    customer_picks=rarely(st.lists(st.integers(0, 3), min_size=1, max_size=2)),
-    external_customer_ids=rarely(
-        st.lists(st.sampled_from([*EXTERNAL_IDS, "nobody"]), min_size=1, max_size=2, unique=True)
-    ),
-    group_by=st.just([]),
-    group_by_customer=st.booleans(),
-    as_of=st.none(),
-)
+# filter, groupBy among the meter's dimensions, no UNIQUE_COUNT; MINUTE ranges and ranges
+# without a whole quarter-hour still occur, and must then be read from the raw events.
+@st.composite
+def rollup_questions(draw: st.DrawFn) -> Question:
+    dimensions = draw(st.lists(st.sampled_from(KEYS), max_size=3, unique=True))
+    group_by = draw(st.lists(st.sampled_from(dimensions), unique=True)) if dimensions else []
+    return Question(
+        aggregation=draw(
+            st.sampled_from(
+                [each for each in AggregationType if each is not AggregationType.UNIQUE_COUNT]
+            )
+        ),
+        key=draw(st.sampled_from(KEYS)),
+        meter_filter=draw(rarely(filters)),
+        query_filter=None,
+        customer_picks=draw(rarely(st.lists(st.integers(0, 3), min_size=1, max_size=2))),
+        external_customer_ids=draw(
+            rarely(
+                st.lists(
+                    st.sampled_from([*EXTERNAL_IDS, "nobody"]), min_size=1, max_size=2, unique=True
+                )
+            )
+        ),
+        group_by=group_by,
+        group_by_customer=draw(st.booleans()),
+        as_of=None,
+        dimensions=tuple(dimensions),
+    )
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(history=histories(), question=rollup_questions, meter_first=st.booleans())
+@given(history=histories(), question=rollup_questions(), meter_first=st.booleans())
 def test_u9_rollups_agree_with_the_reference(
     backend: Backend, history: History, question: Question, meter_first: bool
 ) -> None:

@@ -66,6 +66,7 @@ async def make_meter(
     *,
     event_name: str = "llm",
     filter: dict[str, Any] | None = None,
+    dimensions: list[str] | None = None,
 ) -> str:
     meter_input: dict[str, Any] = {
         "name": f"{aggregation} meter",
@@ -74,6 +75,8 @@ async def make_meter(
     }
     if filter is not None:
         meter_input["filter"] = filter
+    if dimensions is not None:
+        meter_input["dimensions"] = dimensions
     data = await api.data(CREATE_METER, {"input": meter_input})
     assert data["createMeter"]["userErrors"] == []
     meter_id: str = data["createMeter"]["meter"]["id"]
@@ -278,8 +281,13 @@ async def test_u4_totals_come_from_events_not_from_buckets(api: GraphQLClient) -
     assert answer["total"] == "1.1"
 
 
-async def test_u6_grouping_by_customer_and_keys(api: GraphQLClient) -> None:
-    meter_id = await make_meter(api, "SUM")
+# Without dimensions groupBy reads the raw events; by the meter's dimensions (all of them,
+# or some), the rollups answer: the same answer either way.
+@pytest.mark.parametrize("dimensions", [None, ["model"], ["region", "model"]])
+async def test_u6_grouping_by_customer_and_keys(
+    api: GraphQLClient, dimensions: list[str] | None
+) -> None:
+    meter_id = await make_meter(api, "SUM", dimensions=dimensions)
     acme = await create_customer(api, externalId="acme")
     plain = await create_customer(api)
     await put(api, ("a1", "01:00:00", {"tokens": 1, "model": "x"}))

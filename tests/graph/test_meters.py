@@ -10,7 +10,7 @@ from tests.support import GraphQLClient, count_rows, event_input, ingest
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 METER_FIELDS = """
-  id name description eventName measurementUnit archived createdAt updatedAt
+  id name description eventName measurementUnit archived createdAt updatedAt dimensions
   aggregation { type key }
   filter { conjunction clauses { key operator value }
            groups { conjunction clauses { key operator value } groups { conjunction } } }
@@ -354,3 +354,21 @@ async def test_q5_archived_meter_still_filters_events(api: GraphQLClient) -> Non
     await ingest(api, [event_input("e1", event_name="llm.tokens")])
     await api.data(ARCHIVE, {"id": meter["id"]})
     assert await events_of(api, meterId=meter["id"]) == ["e1"]
+
+
+async def test_dimensions_are_kept_and_checked(api: GraphQLClient) -> None:
+    payload = await create_meter_payload(api, dimensions=["model", "region"])
+    assert payload["userErrors"] == []
+    assert payload["meter"]["dimensions"] == ["model", "region"]
+    assert (await create_meter_payload(api))["meter"]["dimensions"] == []
+    for dimensions, field in [
+        (["a", "b", "c", "d"], ["dimensions"]),
+        (["model", ""], ["dimensions", "1"]),
+        (["model", "model"], ["dimensions", "1"]),
+        (["x" * 101], ["dimensions", "0"]),
+    ]:
+        refused = await create_meter_payload(api, dimensions=dimensions)
+        assert refused["meter"] is None
+        assert [(error["code"], error["field"]) for error in refused["userErrors"]] == [
+            ("INVALID_INPUT", field)
+        ]

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from db.column_types import ExactNumber, UTCDateTime
+from db.column_types import ExactNumber, JSONDocument, UTCDateTime
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -52,12 +52,17 @@ GROUP BY 1, 2, 3, 4
 
 def upgrade() -> None:
     op.add_column("meters", sa.Column("rollups_built_at", UTCDateTime(), nullable=True))
+    op.add_column(
+        "meters",
+        sa.Column("dimensions", JSONDocument, nullable=False, server_default=sa.text("'[]'")),
+    )
     op.create_table(
         "meter_rollups",
         sa.Column("meter_id", sa.String(length=40), nullable=False),
         sa.Column("customer_id", sa.String(length=40), nullable=False),
         sa.Column("external_customer_id", sa.String(length=255), nullable=False),
         sa.Column("quarter", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("group_values", sa.String(), nullable=False),
         sa.Column("business_id", sa.String(length=40), nullable=False),
         sa.Column("event_count", sa.BigInteger(), nullable=False),
         sa.Column("numbers", sa.BigInteger(), nullable=False),
@@ -77,6 +82,7 @@ def upgrade() -> None:
             "customer_id",
             "external_customer_id",
             "quarter",
+            "group_values",
             name=op.f("pk_meter_rollups"),
         ),
     )
@@ -117,3 +123,4 @@ def downgrade() -> None:
     op.drop_table("meter_rollups")
     with op.batch_alter_table("meters") as meters:
         meters.drop_column("rollups_built_at")
+        meters.drop_column("dimensions")
