@@ -26,6 +26,7 @@ Races (PostgreSQL; SQLite's single writer rules them out):
 """
 
 import hashlib
+from bisect import bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -124,7 +125,7 @@ class _Partials:
         quarter = self.quarter(timestamp)
         group_values = group_values_text(metadata, meter.dimensions)
         member = metadata.get(meter.key) if meter.key is not None else None
-        for key in (
+        keys = [
             (meter.id, NO_CUSTOMER, NO_CUSTOMER, quarter, group_values),
             (
                 meter.id,
@@ -133,7 +134,10 @@ class _Partials:
                 quarter,
                 group_values,
             ),
-        ):
+        ]
+        if meter.dimensions:
+            keys.append((meter.id, NO_CUSTOMER, NO_CUSTOMER, quarter, EVERY_GROUP))
+        for key in keys:
             partial = self.by_key.get(key)
             if partial is None:
                 partial = self.by_key[key] = Partial()
@@ -162,10 +166,15 @@ class RolledCell:
         )
 
 
+# The group_values of the rows of a meter without dimensions, and of the business-wide
+# rows of every group together of a meter with dimensions (db.tables.MeterRollup).
+EVERY_GROUP = "[]"
+
+
 def group_values_text(metadata: Mapping[str, Any], dimensions: Sequence[str]) -> str:
     """The group_values of an event's rows: its values at the dimensions, as JSON."""
     if not dimensions:
-        return "[]"
+        return EVERY_GROUP
     values = [metadata.get(key) for key in dimensions]
     return orjson.dumps(values, default=_decimal_json).decode()
 
@@ -352,6 +361,10 @@ def _sqlite_text(value: Any) -> Any:
     return value
 
 
+# SQLite numbers up to this many buckets in SQL (a CASE over their edges).
+SQLITE_CASE_BUCKETS = 128
+
+
 def _advisory_key(meter_id: str, quarter: int) -> int:
     digest = hashlib.blake2b(f"{meter_id}:{quarter}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
@@ -533,6 +546,10 @@ class RollupRepository(BusinessScopedRepository):
             conditions += [
                 stored.customer_id == NO_CUSTOMER,
                 stored.external_customer_id == NO_CUSTOMER,
+                # Every group together, or (groupBy) each group of the dimensions.
+                stored.group_values != EVERY_GROUP
+                if plan.group_by
+                else stored.group_values == EVERY_GROUP,
             ]
         owner: list[sa.ColumnElement[Any]] = [
             sa.null().label("series_customer_id"),
@@ -572,9 +589,7 @@ class RollupRepository(BusinessScopedRepository):
             return await self._usage_partials_on_postgresql(
                 plan, query, series, varying, inner_quarters
             )
-        return await self._usage_partials_on_sqlite(
-            plan, query, series, varying, quarters, inner_quarters
-        )
+        return await self._usage_partials_on_sqlite(plan, query, series, varying, inner_quarters)
 
     async def _usage_partials_on_sqlite(
         self,
@@ -582,63 +597,86 @@ class RollupRepository(BusinessScopedRepository):
         query: sa.Select[Any],
         series: list[sa.ColumnElement[Any]],
         varying: list[sa.ColumnElement[Any]],
-        quarters: range,
         inner_quarters: list[int],
     ) -> list["RolledCell"]:
-        """Grouped in SQL, bucket by bucket through the rows' key; the decimal text of each
-        group comes back as one list, added up exactly here (SQLite has no decimals)."""
+        """Grouped by bucket in SQL (through the rows' key), the decimal text of each group
+        as one JSON list, added up exactly here. SQLite has no width_bucket: up to
+        SQLITE_CASE_BUCKETS buckets are numbered by a CASE over their edges, more are
+        grouped by quarter and numbered here."""
         stored = meter_rollups.c
-        starts = [quarters.start, *inner_quarters]
-        ends = [*inner_quarters, quarters.stop]
-        buckets = (
-            sa.func.json_each(orjson.dumps(list(zip(starts, ends, strict=True))).decode())
-            .table_valued("key", "value")
-            .alias("buckets")
-        )
-        bound = buckets.c.value.op("->>", return_type=sa.BigInteger)
-        texts = {
+        by_quarter = len(inner_quarters) >= SQLITE_CASE_BUCKETS
+        position: sa.ColumnElement[Any] = stored.quarter
+        if not inner_quarters:
+            position = sa.literal(0, sa.Integer)
+        elif not by_quarter:
+            position = sa.case(
+                *((stored.quarter < edge, index) for index, edge in enumerate(inner_quarters)),
+                else_=len(inner_quarters),
+            )
+        decimal_column = {
             AggregationType.SUM: stored.total,
             AggregationType.AVG: stored.total,
             AggregationType.MIN: stored.minimum,
             AggregationType.MAX: stored.maximum,
-        }
-        listed = (
-            sa.func.json_group_array(
+        }.get(plan.aggregation)
+        listed: sa.ColumnElement[Any] = sa.null()
+        if plan.aggregation is AggregationType.LAST:
+            listed = sa.func.json_group_array(
                 sa.func.json_array(stored.last_timestamp, stored.last_sequence, stored.last_value)
             ).filter(stored.last_value.is_not(None))
-            if plan.aggregation is AggregationType.LAST
-            else sa.func.json_group_array(texts[plan.aggregation])
-            if plan.aggregation in texts
-            else sa.null()
-        )
+        elif decimal_column is not None:
+            listed = sa.func.json_group_array(decimal_column).filter(decimal_column.is_not(None))
         rows = await self.session.execute(
-            query.join(buckets, sa.and_(stored.quarter >= bound(0), stored.quarter < bound(1)))
-            .with_only_columns(
-                buckets.c.key.label("bucket"),
+            query.with_only_columns(
+                position.label("position"),
                 *series,
                 sa.func.sum(stored.event_count).label("event_count"),
                 sa.func.sum(stored.numbers).label("numbers"),
                 listed.label("listed"),
+            ).group_by(
+                # Not by a constant (one bucket): SQLite reads GROUP BY 0 as a column number.
+                *(position for _ in inner_quarters[:1]),
+                *varying,
             )
-            .group_by(buckets.c.key, *varying)
         )
-        found = []
+        cells: dict[tuple[Any, ...], tuple[list[int], list[Any]]] = {}
         for row in rows:
+            key = (
+                row.series_customer_id,
+                row.series_external_id,
+                row.series_group_values,
+                bisect_right(inner_quarters, row.position) if by_quarter else row.position,
+            )
+            cell = cells.get(key)
+            if cell is None:
+                cell = cells[key] = ([0, 0], [])
+            cell[0][0] += row.event_count
+            cell[0][1] += row.numbers
+            if row.listed is not None:
+                cell[1].extend(orjson.loads(row.listed))
+        found = []
+        for (customer_id, external_id, group_values, bucket), (
+            counts,
+            listed_values,
+        ) in cells.items():
             partial = Partial()
-            partial.event_count, partial.numbers = int(row.event_count), int(row.numbers)
-            values = orjson.loads(row.listed) if row.listed is not None else []
+            partial.event_count, partial.numbers = counts
             if plan.aggregation is AggregationType.LAST:
-                last = max(values, default=None, key=lambda entry: (entry[0], entry[1]))
+                last = max(listed_values, default=None, key=lambda entry: (entry[0], entry[1]))
                 if last is not None:
                     # The stored text of a UTCDateTime: naive UTC.
                     moment = datetime.fromisoformat(last[0]).replace(tzinfo=UTC)
                     partial.last = (moment, int(last[1]), Decimal(last[2]))
-            else:
-                numbers = [Decimal(text) for text in values if text is not None]
-                partial.total = sum_exactly(numbers)
-                partial.minimum = min(numbers, default=None)
-                partial.maximum = max(numbers, default=None)
-            found.append(RolledCell.of(row, int(row.bucket), partial))
+            elif listed_values:
+                # The one decimal column this aggregation reads (the others stay unset).
+                numbers = [Decimal(text) for text in listed_values]
+                if plan.aggregation is AggregationType.MIN:
+                    partial.minimum = min(numbers)
+                elif plan.aggregation is AggregationType.MAX:
+                    partial.maximum = max(numbers)
+                else:
+                    partial.total = sum_exactly(numbers)
+            found.append(RolledCell(customer_id, external_id, group_values, bucket, partial))
         return found
 
     async def _usage_partials_on_postgresql(
@@ -836,7 +874,7 @@ class RollupRepository(BusinessScopedRepository):
             )
         # The same text as group_values_text, which PostgreSQL may space differently: the
         # same values in other text make rows of their own, which readers merge (U6).
-        group_values: sa.ColumnElement[Any] = sa.literal("[]", sa.Text)
+        group_values: sa.ColumnElement[Any] = sa.literal(EVERY_GROUP, sa.Text)
         if meter.dimensions:
             group_values = sa.cast(
                 sa.func.jsonb_build_array(
@@ -885,7 +923,7 @@ class RollupRepository(BusinessScopedRepository):
             sa.func.coalesce(c.customer_id, NO_CUSTOMER).label("customer_id"),
             sa.func.coalesce(c.external_customer_id, NO_CUSTOMER).label("external_customer_id"),
             c.quarter,
-            c.group_values,
+            sa.func.coalesce(c.group_values, EVERY_GROUP).label("group_values"),
             sa.func.count().label("event_count"),
             sa.func.count(c.number).label("numbers"),
             sa.func.coalesce(sa.func.sum(c.number), 0).label("total"),
@@ -894,6 +932,7 @@ class RollupRepository(BusinessScopedRepository):
             *last,
         ).group_by(
             sa.func.grouping_sets(
+                *([sa.tuple_(c.quarter)] if meter.dimensions else []),
                 sa.tuple_(c.quarter, c.group_values),
                 sa.tuple_(c.quarter, c.group_values, c.customer_id, c.external_customer_id),
             )
