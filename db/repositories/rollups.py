@@ -641,6 +641,8 @@ class RollupRepository(BusinessScopedRepository):
         )
         cells: dict[tuple[Any, ...], tuple[list[int], list[Any]]] = {}
         for row in rows:
+            if row.event_count is None:
+                continue  # without GROUP BY, no rows still aggregate into one row of NULLs
             key = (
                 row.series_customer_id,
                 row.series_external_id,
