@@ -50,6 +50,8 @@ METER_DRAFTS = [
         aggregation_type=AggregationType.SUM,
         aggregation_key="tokens",
         measurement_unit="tokens",
+        # The usage scenario groups by model (SPEC §13): a dimension of the meter.
+        dimensions=("model",),
         filter={
             "conjunction": "AND",
             "clauses": [{"key": "cached", "operator": "EQUALS", "value": False}],

@@ -73,8 +73,9 @@ class EventRepository(BusinessScopedRepository):
         inserted = await insert_new_events(self, batch, now)
         duplicates = [draft.event_id for draft in drafts if draft.event_id not in inserted]
         if duplicates:
-            # I9 was checked above, but an event may have been deprecated since; the
-            # insert already waited for any transaction that touched these eventIds.
+            # I9: a deprecated event is stored, so it is among the duplicates; the insert
+            # already waited for any transaction that touched these eventIds. Refusing
+            # here rolls the whole batch back.
             deprecated = await self._deprecated_event_ids(duplicates)
             if deprecated:
                 event_ids = [draft.event_id for draft in drafts]
@@ -113,10 +114,13 @@ class EventRepository(BusinessScopedRepository):
             referenced_customers
         )
         violations += check_customers_exist(drafts, existing)
-
-        deprecated = await self._deprecated_event_ids(event_ids)
-        violations += check_not_deprecated(event_ids, deprecated)
         if violations:
+            # The batch is refused: say also which of its eventIds were deprecated (I9), so
+            # that the sender sees every problem at once. A batch without other problems
+            # is checked for I9 after its INSERT instead, where only the eventIds already
+            # stored can be deprecated: the same answer, without a query per batch.
+            deprecated = await self._deprecated_event_ids(event_ids)
+            violations += check_not_deprecated(event_ids, deprecated)
             raise RuleViolations(sort_by_event_index(violations))
 
     async def _deprecated_event_ids(self, event_ids: Collection[str]) -> set[str]:

@@ -1,13 +1,15 @@
 """Rollups kept exact in the same transaction as every write (SPEC §13 usage and volume rows).
 
-`meter_rollups` hold each meter's events per UTC quarter-hour as mergeable partial states
-(db.usage.cells.Partial): one business-wide row and one row per customer key. Every write
-keeps them exact:
+`meter_rollups` hold each meter's events as mergeable partial states (db.usage.cells.
+Partial) per UTC quarter-hour — business-wide and per customer key — and per UTC hour,
+business-wide, each per combination of values at the meter's dimensions (and, with
+dimensions, business-wide for every group together). Every write keeps them exact:
 - ingestion merges the new events' partials into the rows, computed from the batch itself
-  (nothing is read back); PostgreSQL adds `numeric`s in its INSERT … ON CONFLICT, SQLite,
-  which has no decimal type, reads the rows it merges into and adds in Python;
-- an amendment or a deprecation recomputes the touched quarter of every meter whose event
-  name the event had or has (minimum, maximum and last do not subtract), from the events;
+  (nothing is read back), in one INSERT … ON CONFLICT: PostgreSQL adds `numeric`s, SQLite
+  adds decimal text with db.sqlite_decimals;
+- an amendment or a deprecation rebuilds the rows of the event's UTC hour of every meter
+  whose event name the event had or has, from the events (minimum, maximum and last do
+  not subtract);
 - a new meter is built from the events stored, before it is returned.
 
 `volume_rollups` count events per quarter, of every event name and of each, by event time
@@ -16,9 +18,9 @@ its own (db.tables.VolumeRollup.part), so that it never waits for, nor holds up,
 ingestion of the same quarter.
 
 Races (PostgreSQL; SQLite's single writer rules them out):
-- A recomputation deletes a quarter's rows and rebuilds them from the events committed;
-  an ingestion that merged into them meanwhile would be lost, so both take a
-  transaction-scoped advisory lock per (meter, quarter) first, in one order.
+- A rebuild deletes an hour's rows and writes them anew from the events committed; an
+  ingestion that merged into them meanwhile would be lost, so both take a
+  transaction-scoped advisory lock per (meter, UTC hour) first, in one order.
 - A new meter is built from the events committed; an ingestion still in flight would miss
   it. Building takes the business row FOR UPDATE, which waits for every writer holding
   FOR KEY SHARE on it — every INSERT of an event takes that lock through its foreign key,
@@ -58,17 +60,21 @@ from db.usage.cells import Partial
 from db.usage.decimals import parse_json_exactly, sum_exactly
 from db.usage.plan import UsagePlan
 
-# (meter id, customer id, external customer id, quarter, group values): the key of a
-# meter rollup row.
-RollupKey = tuple[str, str, str, int, str]
+# (meter id, customer id, external customer id, span, quarter, group values): the key of
+# a meter rollup row.
+RollupKey = tuple[str, str, str, int, int, str]
 
 _METER_ROLLUP_KEY = (
     "meter_id",
     "customer_id",
     "external_customer_id",
+    "span",
     "quarter",
     "group_values",
 )
+# The spans of meter rollup rows, in quarter-hours (db.tables.MeterRollup.span).
+QUARTER_SPAN = 1
+HOUR_SPAN = 4
 _VOLUME_ROLLUP_KEY = ("business_id", "basis", "event_name", "quarter", "part")
 # The part of the volume rollups that ingestion merges into (see db.tables.VolumeRollup).
 INGESTED = 0
@@ -123,25 +129,54 @@ class _Partials:
     ) -> None:
         """One event the meter counts (its filter already applied)."""
         quarter = self.quarter(timestamp)
+        hour = quarter - quarter % HOUR_SPAN
         group_values = group_values_text(metadata, meter.dimensions)
         member = metadata.get(meter.key) if meter.key is not None else None
+        customer = (customer_id or NO_CUSTOMER, external_customer_id or NO_CUSTOMER)
+        business = (NO_CUSTOMER, NO_CUSTOMER)
         keys = [
-            (meter.id, NO_CUSTOMER, NO_CUSTOMER, quarter, group_values),
-            (
-                meter.id,
-                customer_id or NO_CUSTOMER,
-                external_customer_id or NO_CUSTOMER,
-                quarter,
-                group_values,
-            ),
+            (meter.id, *customer, QUARTER_SPAN, quarter, group_values),
+            (meter.id, *business, QUARTER_SPAN, quarter, group_values),
+            (meter.id, *business, HOUR_SPAN, hour, group_values),
         ]
         if meter.dimensions:
-            keys.append((meter.id, NO_CUSTOMER, NO_CUSTOMER, quarter, EVERY_GROUP))
+            keys.append((meter.id, *business, QUARTER_SPAN, quarter, EVERY_GROUP))
+            keys.append((meter.id, *business, HOUR_SPAN, hour, EVERY_GROUP))
         for key in keys:
             partial = self.by_key.get(key)
             if partial is None:
                 partial = self.by_key[key] = Partial()
             partial.add(timestamp, sequence, member)
+
+
+def _rows_covering(
+    quarters: range, inner_quarters: list[int], *, business_wide: bool
+) -> sa.ColumnElement[bool]:
+    """The rows that cover `quarters` once: business-wide, where every bucket edge is a
+    whole UTC hour, the hour rows of the whole hours and the quarter rows of the quarters
+    before and after them; else the quarter rows."""
+    stored = meter_rollups.c
+    quarter_rows = sa.and_(
+        stored.span == QUARTER_SPAN,
+        stored.quarter >= quarters.start,
+        stored.quarter < quarters.stop,
+    )
+    if not business_wide or any(edge % HOUR_SPAN for edge in inner_quarters):
+        return quarter_rows
+    first_hour = -(-quarters.start // HOUR_SPAN) * HOUR_SPAN
+    stop_hour = quarters.stop // HOUR_SPAN * HOUR_SPAN
+    if first_hour >= stop_hour:
+        return quarter_rows
+    return sa.or_(
+        sa.and_(stored.span == HOUR_SPAN, stored.quarter >= first_hour, stored.quarter < stop_hour),
+        sa.and_(
+            stored.span == QUARTER_SPAN,
+            sa.or_(
+                sa.and_(stored.quarter >= quarters.start, stored.quarter < first_hour),
+                sa.and_(stored.quarter >= stop_hour, stored.quarter < quarters.stop),
+            ),
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,24 +233,20 @@ def partial_of_row(row: Any) -> Partial:
     return partial
 
 
-def _row_of_partial(key: RollupKey, partial: Partial) -> dict[str, Any]:
-    meter_id, customer_id, external_customer_id, quarter, group_values = key
+def _row_values(key: RollupKey, partial: Partial) -> list[Any]:
+    """A meter rollup row's values, in _MERGED_COLUMNS order."""
     last = partial.last
-    return {
-        "meter_id": meter_id,
-        "customer_id": customer_id,
-        "external_customer_id": external_customer_id,
-        "quarter": quarter,
-        "group_values": group_values,
-        "event_count": partial.event_count,
-        "numbers": partial.numbers,
-        "total": partial.total,
-        "minimum": partial.minimum,
-        "maximum": partial.maximum,
-        "last_value": last[2] if last else None,
-        "last_timestamp": last[0] if last else None,
-        "last_sequence": last[1] if last else None,
-    }
+    return [
+        *key,
+        partial.event_count,
+        partial.numbers,
+        partial.total,
+        partial.minimum,
+        partial.maximum,
+        last[2] if last else None,
+        last[0] if last else None,
+        last[1] if last else None,
+    ]
 
 
 def _replaced(excluded: Any) -> dict[str, Any]:
@@ -254,6 +285,7 @@ _MERGED_COLUMNS = (
     "meter_id",
     "customer_id",
     "external_customer_id",
+    "span",
     "quarter",
     "group_values",
     "event_count",
@@ -268,13 +300,13 @@ _MERGED_COLUMNS = (
 _POSTGRES_MERGE = sa.text(
     """
     INSERT INTO meter_rollups (business_id, meter_id, customer_id, external_customer_id,
-                               quarter, group_values, event_count, numbers, total, minimum,
-                               maximum, last_value, last_timestamp, last_sequence)
+                               span, quarter, group_values, event_count, numbers, total,
+                               minimum, maximum, last_value, last_timestamp, last_sequence)
     SELECT :business_id, * FROM unnest(:meter_id, :customer_id, :external_customer_id,
-                                       :quarter, :group_values, :event_count, :numbers,
-                                       :total, :minimum, :maximum, :last_value,
+                                       :span, :quarter, :group_values, :event_count,
+                                       :numbers, :total, :minimum, :maximum, :last_value,
                                        :last_timestamp, :last_sequence)
-    ON CONFLICT (meter_id, customer_id, external_customer_id, quarter, group_values)
+    ON CONFLICT (meter_id, customer_id, external_customer_id, span, quarter, group_values)
     DO UPDATE SET
         event_count = meter_rollups.event_count + excluded.event_count,
         numbers = meter_rollups.numbers + excluded.numbers,
@@ -301,6 +333,7 @@ _POSTGRES_MERGE = sa.text(
     sa.bindparam("meter_id", type_=ARRAY(sa.Text())),
     sa.bindparam("customer_id", type_=ARRAY(sa.Text())),
     sa.bindparam("external_customer_id", type_=ARRAY(sa.Text())),
+    sa.bindparam("span", type_=ARRAY(sa.SmallInteger())),
     sa.bindparam("quarter", type_=ARRAY(sa.BigInteger())),
     sa.bindparam("group_values", type_=ARRAY(sa.Text())),
     sa.bindparam("event_count", type_=ARRAY(sa.BigInteger())),
@@ -319,14 +352,14 @@ _POSTGRES_MERGE = sa.text(
 _SQLITE_MERGE = sa.text(
     """
     INSERT INTO meter_rollups (business_id, meter_id, customer_id, external_customer_id,
-                               quarter, group_values, event_count, numbers, total, minimum,
-                               maximum, last_value, last_timestamp, last_sequence)
+                               span, quarter, group_values, event_count, numbers, total,
+                               minimum, maximum, last_value, last_timestamp, last_sequence)
     SELECT :business_id, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,
            value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10,
-           value ->> 11, value ->> 12
+           value ->> 11, value ->> 12, value ->> 13
     FROM json_each(:rows)
     WHERE true  -- SQLite needs a WHERE before ON CONFLICT in INSERT … SELECT
-    ON CONFLICT (meter_id, customer_id, external_customer_id, quarter, group_values)
+    ON CONFLICT (meter_id, customer_id, external_customer_id, span, quarter, group_values)
     DO UPDATE SET
         event_count = meter_rollups.event_count + excluded.event_count,
         numbers = meter_rollups.numbers + excluded.numbers,
@@ -352,13 +385,14 @@ _SQLITE_MERGE = sa.text(
 )
 
 
-def _sqlite_text(value: Any) -> Any:
-    """A rollup value as SQLite stores it: decimals and moments as their text."""
+def _sqlite_json(value: Any) -> Any:
+    """A rollup value in the JSON document of _SQLITE_MERGE: decimals and moments as the
+    text SQLite stores for them."""
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, datetime):
         return sqlite_timestamp(value)
-    return value
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 # SQLite numbers up to this many buckets in SQL (a CASE over their edges).
@@ -366,7 +400,9 @@ SQLITE_CASE_BUCKETS = 128
 
 
 def _advisory_key(meter_id: str, quarter: int) -> int:
-    digest = hashlib.blake2b(f"{meter_id}:{quarter}".encode(), digest_size=8).digest()
+    """The lock of a meter's rows of the UTC hour holding `quarter` (its hour row too)."""
+    hour = quarter - quarter % HOUR_SPAN
+    digest = hashlib.blake2b(f"{meter_id}:{hour}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
@@ -417,7 +453,7 @@ class RollupRepository(BusinessScopedRepository):
                     )
         if not partials.by_key:
             return
-        await self._lock_quarters({(key[0], key[3]) for key in partials.by_key})
+        await self._lock_quarters({(key[0], key[4]) for key in partials.by_key})
         await self._store_partials(partials.by_key)
 
     # -- upkeep: corrections --------------------------------------------------------------
@@ -440,19 +476,22 @@ class RollupRepository(BusinessScopedRepository):
         rolled = await self._rolled_meters({before.event_name, after.event_name})
         if not rolled:
             return
+        # The UTC hour of the event: its quarters' rows and its hour row, rebuilt whole.
         quarter = quarter_of(before.timestamp)
-        await self._lock_quarters([(meter.id, quarter) for meter in rolled])
+        hour = quarter - quarter % HOUR_SPAN
+        await self._lock_quarters([(meter.id, hour) for meter in rolled])
         await self.session.execute(
             self.delete_of(meter_rollups).where(
                 self.one_of(meter_rollups.c.meter_id, [meter.id for meter in rolled]),
-                meter_rollups.c.quarter == quarter,
+                meter_rollups.c.quarter >= hour,
+                meter_rollups.c.quarter < hour + HOUR_SPAN,
             )
         )
         await self._merge_meter_partials(
             rolled,
             [
-                events.c.timestamp >= quarter_start(quarter),
-                events.c.timestamp < quarter_start(quarter + 1),
+                events.c.timestamp >= quarter_start(hour),
+                events.c.timestamp < quarter_start(hour + HOUR_SPAN),
             ],
         )
 
@@ -522,18 +561,27 @@ class RollupRepository(BusinessScopedRepository):
         inner_quarters[i - 1]), per customer with groupByCustomer, and per combination of
         values at the meter's dimensions with groupBy (a subset of them)."""
         stored = meter_rollups.c
+        business_wide = not plan.narrowed_to_customers and not plan.group_by_customer
         conditions = [
             stored.meter_id == plan.meter.id,
-            stored.quarter >= quarters.start,
-            stored.quarter < quarters.stop,
+            _rows_covering(quarters, inner_quarters, business_wide=business_wide),
         ]
         if plan.narrowed_to_customers:
+            # Each alternative a prefix of the rows' key, so that both are index ranges.
             alternatives = []
             if plan.customer_ids:
-                alternatives.append(self.one_of(stored.customer_id, plan.customer_ids))
+                alternatives.append(
+                    sa.and_(
+                        self.one_of(stored.customer_id, plan.customer_ids),
+                        stored.external_customer_id == NO_CUSTOMER,
+                    )
+                )
             if plan.external_customer_ids:
                 alternatives.append(
-                    self.one_of(stored.external_customer_id, plan.external_customer_ids)
+                    sa.and_(
+                        stored.customer_id == NO_CUSTOMER,
+                        self.one_of(stored.external_customer_id, plan.external_customer_ids),
+                    )
                 )
             conditions.append(sa.or_(*alternatives) if alternatives else sa.false())
         elif plan.group_by_customer:
@@ -825,7 +873,9 @@ class RollupRepository(BusinessScopedRepository):
         """Write the partials of the events meeting `conditions` into the meters' rows,
         which the caller has deleted (a build, or a quarter's recomputation)."""
         if self.dialect_name == "postgresql":
-            statements = [self._postgres_partials(meter, conditions) for meter in rolled]
+            statements = [
+                select for meter in rolled for select in self._postgres_partials(meter, conditions)
+            ]
             await self.session.execute(
                 self.merge_from_select(
                     meter_rollups,
@@ -846,13 +896,17 @@ class RollupRepository(BusinessScopedRepository):
         if not partials:
             return
         ordered = sorted(partials)  # the lock order of the rows (see merge_from_select)
-        rows = [_row_of_partial(key, partials[key]) for key in ordered]
+        rows = [_row_values(key, partials[key]) for key in ordered]
         if self.dialect_name == "postgresql":
-            columns = {name: [row[name] for row in rows] for name in _MERGED_COLUMNS}
-            await self.execute_text(_POSTGRES_MERGE, columns)
+            columns = zip(*rows, strict=True)
+            await self.execute_text(
+                _POSTGRES_MERGE, dict(zip(_MERGED_COLUMNS, columns, strict=True))
+            )
             return
-        document = [[_sqlite_text(row[name]) for name in _MERGED_COLUMNS] for row in rows]
-        await self.execute_text(_SQLITE_MERGE, {"rows": orjson.dumps(document).decode()})
+        document = orjson.dumps(
+            rows, default=_sqlite_json, option=orjson.OPT_PASSTHROUGH_DATETIME
+        ).decode()
+        await self.execute_text(_SQLITE_MERGE, {"rows": document})
 
     def _scope(self, meter: RolledMeter, conditions: list[sa.ColumnElement[bool]]) -> Any:
         matching = [events.c.event_name == meter.event_name, events.c.deprecated_at.is_(None)]
@@ -862,7 +916,9 @@ class RollupRepository(BusinessScopedRepository):
 
     def _postgres_partials(
         self, meter: RolledMeter, conditions: list[sa.ColumnElement[bool]]
-    ) -> sa.Select[Any]:
+    ) -> list[sa.Select[Any]]:
+        """The meter's rows of the events meeting `conditions`: quarter rows (business-wide
+        and per customer key) and hour rows (business-wide), as _Partials.add makes them."""
         document = sa.type_coerce(events.c.metadata, JSONB)
         number: sa.ColumnElement[Any] = sa.cast(sa.null(), sa.Numeric)
         if meter.key is not None:
@@ -887,10 +943,12 @@ class RollupRepository(BusinessScopedRepository):
                 ),
                 sa.Text,
             )
+        quarter = quarter_column(events.c.timestamp, self.dialect_name)
         counted = (
             self.readable(
                 events,
-                quarter_column(events.c.timestamp, self.dialect_name).label("quarter"),
+                quarter.label("quarter"),
+                (quarter - quarter % HOUR_SPAN).label("hour"),
                 group_values.label("group_values"),
                 events.c.customer_id,
                 events.c.external_customer_id,
@@ -920,11 +978,7 @@ class RollupRepository(BusinessScopedRepository):
                 latest(c.timestamp, c.timestamp.type, "last_timestamp"),
                 latest(c.sequence, sa.BigInteger, "last_sequence"),
             ]
-        return sa.select(
-            sa.literal(meter.id, sa.String).label("meter_id"),
-            sa.func.coalesce(c.customer_id, NO_CUSTOMER).label("customer_id"),
-            sa.func.coalesce(c.external_customer_id, NO_CUSTOMER).label("external_customer_id"),
-            c.quarter,
+        aggregates = [
             sa.func.coalesce(c.group_values, EVERY_GROUP).label("group_values"),
             sa.func.count().label("event_count"),
             sa.func.count(c.number).label("numbers"),
@@ -932,6 +986,14 @@ class RollupRepository(BusinessScopedRepository):
             sa.func.min(c.number).label("minimum"),
             sa.func.max(c.number).label("maximum"),
             *last,
+        ]
+        quarter_rows = sa.select(
+            sa.literal(meter.id, sa.String).label("meter_id"),
+            sa.func.coalesce(c.customer_id, NO_CUSTOMER).label("customer_id"),
+            sa.func.coalesce(c.external_customer_id, NO_CUSTOMER).label("external_customer_id"),
+            sa.literal(QUARTER_SPAN, sa.SmallInteger).label("span"),
+            c.quarter,
+            *aggregates,
         ).group_by(
             sa.func.grouping_sets(
                 *([sa.tuple_(c.quarter)] if meter.dimensions else []),
@@ -939,6 +1001,20 @@ class RollupRepository(BusinessScopedRepository):
                 sa.tuple_(c.quarter, c.group_values, c.customer_id, c.external_customer_id),
             )
         )
+        hour_rows = sa.select(
+            sa.literal(meter.id, sa.String).label("meter_id"),
+            sa.literal(NO_CUSTOMER, sa.String).label("customer_id"),
+            sa.literal(NO_CUSTOMER, sa.String).label("external_customer_id"),
+            sa.literal(HOUR_SPAN, sa.SmallInteger).label("span"),
+            c.hour.label("quarter"),
+            *aggregates,
+        ).group_by(
+            sa.func.grouping_sets(
+                *([sa.tuple_(c.hour)] if meter.dimensions else []),
+                sa.tuple_(c.hour, c.group_values),
+            )
+        )
+        return [quarter_rows, hour_rows]
 
     async def _sqlite_partials(
         self,

@@ -61,6 +61,7 @@ def upgrade() -> None:
         sa.Column("meter_id", sa.String(length=40), nullable=False),
         sa.Column("customer_id", sa.String(length=40), nullable=False),
         sa.Column("external_customer_id", sa.String(length=255), nullable=False),
+        sa.Column("span", sa.SmallInteger(), autoincrement=False, nullable=False),
         sa.Column("quarter", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("group_values", sa.String(), nullable=False),
         sa.Column("business_id", sa.String(length=40), nullable=False),
@@ -81,10 +82,12 @@ def upgrade() -> None:
             "meter_id",
             "customer_id",
             "external_customer_id",
+            "span",
             "quarter",
             "group_values",
             name=op.f("pk_meter_rollups"),
         ),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "volume_rollups",
@@ -108,6 +111,7 @@ def upgrade() -> None:
             "part",
             name=op.f("pk_volume_rollups"),
         ),
+        sqlite_with_rowid=False,
     )
     quarter = _QUARTER[op.get_bind().dialect.name]
     op.execute(
