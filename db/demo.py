@@ -44,6 +44,7 @@ DEMO_METERS = [
         aggregation_key="tokens",
         measurement_unit="tokens",
         filter={"clauses": [{"key": "cached", "operator": "EQUALS", "value": False}]},
+        dimensions=("model",),
     ),
 ]
 
