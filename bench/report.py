@@ -153,7 +153,11 @@ def print_results(console: Console, results: dict[str, Any]) -> None:
                 f"{_number(row['floor'], row['unit'])}\n[dim]{row['floor_label']}[/dim]",
                 f"{row['ratio']:.2f}×",
                 row["target"],
-                "[green]pass[/green]" if row["passed"] else "[red]MISS[/red]",
+                "—"
+                if row["passed"] is None
+                else "[green]pass[/green]"
+                if row["passed"]
+                else "[red]MISS[/red]",
                 f"{_peaks(row['peak_rss_mib'])}\n[dim]{_peak_names(row['peak_rss_mib'])}[/dim]",
             )
         console.print(table)
@@ -210,7 +214,7 @@ def markdown(results: dict[str, Any]) -> str:
             peaks = ", ".join(f"{name} {value:.0f}" for name, value in row["peak_rss_mib"].items())
             figure = f"{_number(row['figure'], row['unit'])} ({row['figure_label']})"
             floor = f"{_number(row['floor'], row['unit'])} ({row['floor_label']})"
-            met = "yes" if row["passed"] else "**no**"
+            met = "—" if row["passed"] is None else "yes" if row["passed"] else "**no**"
             out.append(
                 f"| {row['scenario']} | {figure} | {floor} | {row['ratio']:.2f}× "
                 f"| {row['target']} | {met} | {peaks} |"

@@ -103,7 +103,8 @@ class Row:
     unit: str
     ratio: float
     target: str
-    passed: bool
+    # None: a figure reported without a target (a query shape the SPEC sets none for).
+    passed: bool | None
     figure_label: str = "service"
     floor_label: str = "floor"
     peak_rss_mib: dict[str, float] = field(default_factory=dict)
@@ -610,6 +611,30 @@ class Bench:
                     group_by_key=group_by_key,
                 )
             self.aggregate_rows(f"usage {shape}", queries)
+        # asOf reads the events (the rollups know only the present): asked as of the seed's
+        # end, it answers what the whole-business query answers, at its own cost.
+        self.aggregate_rows(
+            "usage whole business asOf",
+            {
+                label: AggregateQuery(
+                    business=business,
+                    operation="meterUsage",
+                    body=usage_body(business.meter_ids[meter], start, end, as_of=self.seeded.now),
+                    raw=usage_aggregate(
+                        kind,
+                        business.id,
+                        start,
+                        end,
+                        USAGE_TIME_ZONE,
+                        customer=None,
+                        group_by_key=None,
+                    ),
+                    group_by_key=None,
+                )
+                for label, business in (("main", self.seeded.main), ("small", self.seeded.small))
+            },
+            targets=False,
+        )
         self.aggregate_rows(
             "volume",
             {
@@ -672,9 +697,14 @@ class Bench:
         needed = math.ceil(request_seconds * (AGGREGATE_SAMPLES + 1))
         return min(AGGREGATE_MAX_SECONDS, max(self.config.usage_seconds, needed))
 
-    def aggregate_rows(self, name: str, queries: dict[str, AggregateQuery]) -> None:
+    def aggregate_rows(
+        self, name: str, queries: dict[str, AggregateQuery], *, targets: bool = True
+    ) -> None:
         """The p50 of one query on the main business beside (a) the same query on the small
-        business and (b) the bare driver's one SQL aggregate on the main business."""
+        business and (b) the bare driver's one SQL aggregate on the main business.
+
+        `targets=False`: a shape that reads the events rather than the rollups (SPEC §13
+        sets no target for it), reported beside the same floors for what it costs."""
         main, small = queries["main"], queries["small"]
         self.say(
             f"{name}: {main.business.events:,} vs {small.business.events:,} events, "
@@ -732,8 +762,8 @@ class Bench:
                 floor=measured["small"].p50_ms,
                 unit="ms",
                 ratio=flat_ratio,
-                target="≤ 2×",
-                passed=flat_ratio <= USAGE_FLAT_RATIO,
+                target="≤ 2×" if targets else "none (reads events)",
+                passed=flat_ratio <= USAGE_FLAT_RATIO if targets else None,
                 figure_label=f"{main.business.events:,} events",
                 floor_label=f"{small.business.events:,} events",
                 peak_rss_mib={"service": max(peaks.values())},
@@ -750,8 +780,8 @@ class Bench:
                 floor=raw_p50,
                 unit="ms",
                 ratio=raw_ratio,
-                target="< 1×",
-                passed=raw_ratio < 1.0,
+                target="< 1×" if targets else "none (reads events)",
+                passed=raw_ratio < 1.0 if targets else None,
                 figure_label="service",
                 floor_label=f"one SQL aggregate, {main.raw.driver}",
                 peak_rss_mib={"service": peaks["main"]},

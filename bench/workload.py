@@ -320,6 +320,7 @@ def usage_body(
     *,
     customer_ids: list[str] | None = None,
     group_by: list[str] | None = None,
+    as_of: datetime | None = None,
 ) -> bytes:
     variables: dict[str, Any] = {
         "meterId": meter_id,
@@ -332,6 +333,8 @@ def usage_body(
         variables["customerIds"] = customer_ids
     if group_by is not None:
         variables["groupBy"] = group_by
+    if as_of is not None:
+        variables["asOf"] = iso(as_of)
     return orjson.dumps({"query": USAGE_QUERY, "variables": {"input": variables}})
 
 
