@@ -56,6 +56,7 @@ from bench.usage_floor import (
 from bench.workload import (
     EVENT_NAMES,
     USAGE_GROUP_BY_KEY,
+    USAGE_REPEATED_FILTER,
     USAGE_TIME_ZONE,
     event_body,
     ingest_body,
@@ -611,30 +612,6 @@ class Bench:
                     group_by_key=group_by_key,
                 )
             self.aggregate_rows(f"usage {shape}", queries)
-        # asOf reads the events (the rollups know only the present): asked as of the seed's
-        # end, it answers what the whole-business query answers, at its own cost.
-        self.aggregate_rows(
-            "usage whole business asOf",
-            {
-                label: AggregateQuery(
-                    business=business,
-                    operation="meterUsage",
-                    body=usage_body(business.meter_ids[meter], start, end, as_of=self.seeded.now),
-                    raw=usage_aggregate(
-                        kind,
-                        business.id,
-                        start,
-                        end,
-                        USAGE_TIME_ZONE,
-                        customer=None,
-                        group_by_key=None,
-                    ),
-                    group_by_key=None,
-                )
-                for label, business in (("main", self.seeded.main), ("small", self.seeded.small))
-            },
-            targets=False,
-        )
         self.aggregate_rows(
             "volume",
             {
@@ -647,6 +624,39 @@ class Bench:
                 for label, business in (("main", self.seeded.main), ("small", self.seeded.small))
             },
         )
+        # Shapes that read the events (the rollups know only the present, and only the
+        # meter's own filter): asOf the seed's end, and an ad-hoc filter that repeats a
+        # clause of the meter's; each answers what the whole-business query answers.
+        shapes: list[tuple[str, dict[str, Any]]] = [
+            ("asOf", {"as_of": self.seeded.now}),
+            ("ad-hoc filter", {"filter": USAGE_REPEATED_FILTER}),
+        ]
+        for shape, extra in shapes:
+            self.aggregate_rows(
+                f"usage whole business, {shape}",
+                {
+                    label: AggregateQuery(
+                        business=business,
+                        operation="meterUsage",
+                        body=usage_body(business.meter_ids[meter], start, end, **extra),
+                        raw=usage_aggregate(
+                            kind,
+                            business.id,
+                            start,
+                            end,
+                            USAGE_TIME_ZONE,
+                            customer=None,
+                            group_by_key=None,
+                        ),
+                        group_by_key=None,
+                    )
+                    for label, business in (
+                        ("main", self.seeded.main),
+                        ("small", self.seeded.small),
+                    )
+                },
+                targets=False,
+            )
 
     def checked_answer(self, what: str, query: AggregateQuery) -> dict[str, Any]:
         """The service's answer, required non-empty and equal to the raw aggregate's (total

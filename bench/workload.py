@@ -280,6 +280,9 @@ def ingest_body(events: list[dict[str, Any]], *, with_ids: bool = False) -> byte
 USAGE_METER_NAME = "Billable LLM tokens"
 USAGE_TIME_ZONE = "Europe/Berlin"
 USAGE_GROUP_BY_KEY = "model"
+# An ad-hoc meterUsage filter that changes nothing (a clause the meter has already): the
+# whole business's answer, read from the events (bench/scenarios.py).
+USAGE_REPEATED_FILTER = {"clauses": [{"key": "cached", "operator": "EQUALS", "value": False}]}
 
 USAGE_QUERY = (
     "query Usage($input: MeterUsageInput!) { meterUsage(input: $input) {"
@@ -321,6 +324,7 @@ def usage_body(
     customer_ids: list[str] | None = None,
     group_by: list[str] | None = None,
     as_of: datetime | None = None,
+    filter: dict[str, Any] | None = None,
 ) -> bytes:
     variables: dict[str, Any] = {
         "meterId": meter_id,
@@ -335,6 +339,8 @@ def usage_body(
         variables["groupBy"] = group_by
     if as_of is not None:
         variables["asOf"] = iso(as_of)
+    if filter is not None:
+        variables["filter"] = filter
     return orjson.dumps({"query": USAGE_QUERY, "variables": {"input": variables}})
 
 
