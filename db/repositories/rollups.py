@@ -417,14 +417,14 @@ class RollupRepository(BusinessScopedRepository):
         filters by Filter.matches, which M5 holds equal to the SQL), so nothing is read
         back. Runs after the INSERT, whose foreign key to the business row is what orders
         it after a meter being built (see the module's docstring)."""
-        quarters = _Partials()
-        ingested = quarters.quarter(now)
+        partials = _Partials()
+        ingested = partials.quarter(now)
         by_name: dict[str, list[tuple[int, NewEvent]]] = defaultdict(list)
         for sequence, event in inserted:
             by_name[event.event_name].append((sequence, event))
         counts: Counter[tuple[str, str, int]] = Counter()
         for name, named in by_name.items():
-            in_quarters = Counter(quarters.quarter(event.timestamp) for _, event in named)
+            in_quarters = Counter(partials.quarter(event.timestamp) for _, event in named)
             for quarter, count in in_quarters.items():
                 counts[("event", EVERY_EVENT_NAME, quarter)] += count
                 counts[("event", name, quarter)] += count
@@ -439,7 +439,6 @@ class RollupRepository(BusinessScopedRepository):
             _VOLUME_ROLLUP_KEY,
             _added,
         )
-        partials = _Partials()
         for meter in await self._rolled_meters(by_name):
             for sequence, event in by_name[meter.event_name]:
                 if meter.filter is None or meter.filter.matches(event.metadata):
