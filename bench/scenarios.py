@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -577,41 +577,18 @@ class Bench:
     # -- usage and volume --------------------------------------------------------------------
 
     def usage_scenario(self) -> None:
-        """SPEC §13's usage rows (meterUsage in three shapes) and its volume row."""
+        """SPEC §13's usage rows (meterUsage in three shapes) and its volume row, then two
+        shapes read from the events (no target), each beside the same floors."""
         start, end = usage_range(self.seeded.now)
-        kind = self.database.kind
-        meter = usage_meter_index()
         for shape in ("whole business", "largest customer", f"groupBy {USAGE_GROUP_BY_KEY}"):
-            queries: dict[str, AggregateQuery] = {}
-            for label, business in (("main", self.seeded.main), ("small", self.seeded.small)):
-                customer: tuple[str, str | None] | None = None
-                if shape == "largest customer":
-                    largest = business.customer_sizes[0][0]
-                    external_ids = {each.id: each.external_id for each in business.customers}
-                    customer = (largest, external_ids[largest])
-                group_by_key = USAGE_GROUP_BY_KEY if shape.startswith("groupBy") else None
-                queries[label] = AggregateQuery(
-                    business=business,
-                    operation="meterUsage",
-                    body=usage_body(
-                        business.meter_ids[meter],
-                        start,
-                        end,
-                        customer_ids=[customer[0]] if customer is not None else None,
-                        group_by=[group_by_key] if group_by_key is not None else None,
-                    ),
-                    raw=usage_aggregate(
-                        kind,
-                        business.id,
-                        start,
-                        end,
-                        USAGE_TIME_ZONE,
-                        customer=customer,
-                        group_by_key=group_by_key,
-                    ),
-                    group_by_key=group_by_key,
-                )
+            queries = self.usage_queries(
+                start,
+                end,
+                largest_customer=shape == "largest customer",
+                group_by_key=USAGE_GROUP_BY_KEY if shape.startswith("groupBy") else None,
+            )
             self.aggregate_rows(f"usage {shape}", queries)
+        kind = self.database.kind
         self.aggregate_rows(
             "volume",
             {
@@ -624,39 +601,58 @@ class Bench:
                 for label, business in (("main", self.seeded.main), ("small", self.seeded.small))
             },
         )
-        # Shapes that read the events (the rollups know only the present, and only the
-        # meter's own filter): asOf the seed's end, and an ad-hoc filter that repeats a
-        # clause of the meter's; each answers what the whole-business query answers.
+        # The rollups know only the present, and only the meter's own filter: asOf the
+        # seed's end, and an ad-hoc filter repeating a clause of the meter's, read the
+        # events, and each answers what the whole-business query answers.
         shapes: list[tuple[str, dict[str, Any]]] = [
             ("asOf", {"as_of": self.seeded.now}),
             ("ad-hoc filter", {"filter": USAGE_REPEATED_FILTER}),
         ]
         for shape, extra in shapes:
-            self.aggregate_rows(
-                f"usage whole business, {shape}",
-                {
-                    label: AggregateQuery(
-                        business=business,
-                        operation="meterUsage",
-                        body=usage_body(business.meter_ids[meter], start, end, **extra),
-                        raw=usage_aggregate(
-                            kind,
-                            business.id,
-                            start,
-                            end,
-                            USAGE_TIME_ZONE,
-                            customer=None,
-                            group_by_key=None,
-                        ),
-                        group_by_key=None,
-                    )
-                    for label, business in (
-                        ("main", self.seeded.main),
-                        ("small", self.seeded.small),
-                    )
-                },
-                targets=False,
+            queries = self.usage_queries(start, end, **extra)
+            self.aggregate_rows(f"usage whole business, {shape}", queries, targets=False)
+
+    def usage_queries(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        largest_customer: bool = False,
+        group_by_key: str | None = None,
+        **extra: Any,
+    ) -> dict[str, AggregateQuery]:
+        """One meterUsage query on the main and the small business, with its raw aggregate
+        (`extra`: usage_body's asOf or filter, which leave the answer as it is)."""
+        queries: dict[str, AggregateQuery] = {}
+        for label, business in (("main", self.seeded.main), ("small", self.seeded.small)):
+            customer: tuple[str, str | None] | None = None
+            if largest_customer:
+                largest = business.customer_sizes[0][0]
+                external_ids = {each.id: each.external_id for each in business.customers}
+                customer = (largest, external_ids[largest])
+            queries[label] = AggregateQuery(
+                business=business,
+                operation="meterUsage",
+                body=usage_body(
+                    business.meter_ids[usage_meter_index()],
+                    start,
+                    end,
+                    customer_ids=[customer[0]] if customer is not None else None,
+                    group_by=[group_by_key] if group_by_key is not None else None,
+                    **extra,
+                ),
+                raw=usage_aggregate(
+                    self.database.kind,
+                    business.id,
+                    start,
+                    end,
+                    USAGE_TIME_ZONE,
+                    customer=customer,
+                    group_by_key=group_by_key,
+                ),
+                group_by_key=group_by_key,
             )
+        return queries
 
     def checked_answer(self, what: str, query: AggregateQuery) -> dict[str, Any]:
         """The service's answer, required non-empty and equal to the raw aggregate's (total

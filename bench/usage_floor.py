@@ -98,6 +98,24 @@ class RawRun:
     rows: list[tuple[Any, ...]] = field(default_factory=list)
 
 
+def _customer_condition(
+    customer: tuple[str, str | None] | None,
+    parameters: list[Any],
+    placeholder: Callable[[int], str],
+) -> str:
+    """Q4's customer condition (its id, or its externalId), its values appended to
+    `parameters`; `placeholder(n)` writes the n-th parameter (1-based) as the driver does."""
+    if customer is None:
+        return ""
+    customer_id, external_id = customer
+    parameters.append(customer_id)
+    condition = f"  AND (customer_id = {placeholder(len(parameters))}"
+    if external_id is not None:
+        parameters.append(external_id)
+        condition += f" OR external_customer_id = {placeholder(len(parameters))}"
+    return condition + ")\n"
+
+
 def _check_meter() -> None:
     draft = METER_DRAFTS[usage_meter_index()]
     if (draft.event_name, draft.aggregation_key, draft.filter) != (_EVENT_NAME, _KEY, _FILTER):
@@ -191,14 +209,7 @@ def usage_aggregate(
         raise ValueError(f"{group_by_key!r}: only plain keys are written into the SQL")
     if kind == "postgresql":
         parameters: list[Any] = [business_id, start, end, zone_name]
-        customer_sql = ""
-        if customer is not None:
-            parameters.append(customer[0])
-            customer_sql = "  AND (customer_id = $5"
-            if customer[1] is not None:
-                parameters.append(customer[1])
-                customer_sql += " OR external_customer_id = $6"
-            customer_sql += ")\n"
+        customer_sql = _customer_condition(customer, parameters, lambda index: f"${index}")
         group = "NULL::text" if group_by_key is None else f"(metadata -> '{group_by_key}')::text"
         sql = (
             f'SELECT ("timestamp" AT TIME ZONE $4)::date AS day, {group} AS grp,\n'
@@ -212,14 +223,7 @@ def usage_aggregate(
         return RawAggregate(sql, tuple(parameters), _usage_cells, "asyncpg")
     day = _sqlite_local_day(start, end, ZoneInfo(zone_name))
     parameters = [business_id, sqlite_text(start), sqlite_text(end)]
-    customer_sql = ""
-    if customer is not None:
-        parameters.append(customer[0])
-        customer_sql = "  AND (customer_id = ?"
-        if customer[1] is not None:
-            parameters.append(customer[1])
-            customer_sql += " OR external_customer_id = ?"
-        customer_sql += ")\n"
+    customer_sql = _customer_condition(customer, parameters, lambda _: "?")
     group = "NULL" if group_by_key is None else f"metadata -> '$.{group_by_key}'"
     sql = (
         f"SELECT {day} AS day, {group} AS grp,\n"

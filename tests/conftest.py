@@ -5,6 +5,7 @@ tests are reported as skipped, never passed; with USAGE_EVENTS_TEST_REQUIRE_POST
 (CI sets that too) a missing or unreachable PostgreSQL fails the run instead.
 """
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -47,22 +48,9 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def postgres_database_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, migrated, dropped at the end."""
-    base_url = os.environ.get(POSTGRES_URL_VARIABLE)
-    if not base_url:
-        _postgres_unavailable(f"{POSTGRES_URL_VARIABLE} is not set")
-    assert base_url is not None
-    name = f"usage_events_test_{uuid.uuid4().hex[:12]}"
-    admin_url = sa.make_url(base_url)
-    try:
-        _run_admin_sql(admin_url, f'CREATE DATABASE "{name}"')
-    except OSError as error:
-        _postgres_unavailable(f"PostgreSQL at {admin_url.host} is unreachable: {error}")
-    url = admin_url.set(database=name).render_as_string(hide_password=False)
-    try:
+    with _fresh_postgres_database("usage_events_test") as url:
         upgrade_to_head(url)
         yield url
-    finally:
-        _run_admin_sql(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -71,13 +59,23 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
         return
+    with _fresh_postgres_database("usage_events_empty") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _fresh_postgres_database(prefix: str) -> Iterator[str]:
+    """A new database on the server of USAGE_EVENTS_TEST_POSTGRES_URL, dropped afterwards."""
     base_url = os.environ.get(POSTGRES_URL_VARIABLE)
     if not base_url:
         _postgres_unavailable(f"{POSTGRES_URL_VARIABLE} is not set")
     assert base_url is not None
-    name = f"usage_events_empty_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin_url = sa.make_url(base_url)
-    _run_admin_sql(admin_url, f'CREATE DATABASE "{name}"')
+    try:
+        _run_admin_sql(admin_url, f'CREATE DATABASE "{name}"')
+    except OSError as error:
+        _postgres_unavailable(f"PostgreSQL at {admin_url.host} is unreachable: {error}")
     try:
         yield admin_url.set(database=name).render_as_string(hide_password=False)
     finally:

@@ -1,4 +1,4 @@
-"""meterUsage (SPEC §14) read from the raw events: filtering, bucketing and grouping in SQL.
+"""meterUsage (SPEC §14): from the rollups where they can answer, else from the raw events.
 
 Both databases select the events in scope in SQL (U1: the meter's event name and filter,
 the query's filter, customers, time range, visibility as of asOf) and never load another.
@@ -8,9 +8,10 @@ statement (U4). SQLite has no decimal type and reads JSON floats as REAL, so it 
 JSON text of the aggregated value of each event in scope, and Python adds it up exactly
 while the rows stream, placing each event in its bucket by bisection.
 
-Rollups (pre-aggregated per meter, for speed) slot in at `_cells`: a source that answers
-a UsagePlan with UsageCells. Shapes they cannot answer (asOf, an ad-hoc filter, MINUTE)
-keep reading the raw events here.
+`_cells` picks the source: the rollups (db.repositories.rollups) answer the shapes
+rollup_span allows — whole quarter-hours and hours from them, the clipped minutes at both
+ends from the events — and the others (asOf, an ad-hoc filter, groupBy beyond the meter's
+dimensions, UNIQUE_COUNT, MINUTE) read the raw events as above.
 """
 
 import dataclasses

@@ -1,6 +1,6 @@
 """Aggregated cells of a usage answer, how a streaming source fills them, and the answer.
 
-A source (the SQL of each database today; per-meter rollups later) answers a UsagePlan
+A source (the SQL of each database, or the per-meter rollups) answers a UsagePlan
 with UsageCells: for each series, a value per non-empty bucket and a total, and a grand
 total, each computed from the events (U4). `assemble` makes them the dense, ordered
 answer of U5/U6, the same way whatever the source.

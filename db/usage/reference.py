@@ -1,7 +1,7 @@
 """THE reference aggregator of meterUsage (U9) and eventVolume: plain Python over histories.
 
 Pure, no I/O, written for clarity rather than speed: it defines what every source of
-usage (the SQL of each database, rollups later) must answer, and a property test holds
+usage (the SQL of each database, the rollups) must answer, and a property test holds
 them to it. Each decision the spec leaves open is stated where it is made.
 """
 
