@@ -10,10 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.database import Database
 from db.records import EventDraft
+from db.repositories.backfills import BackfillRepository
 from db.repositories.businesses import BusinessRepository
 from db.repositories.customers import CustomerRepository
 from db.repositories.events import EventRepository
 from db.repositories.meters import MeterRepository
+from db.rules.backfills import BackfillDraft
 from db.rules.ingestion import utc_now
 from db.rules.meters import AggregationType, MeterDraft
 from db.settings import Settings
@@ -94,20 +96,22 @@ async def _create_demo_data(
         for index in range(DEMO_RECENT_EVENT_COUNT)
     ]
     await events.ingest(recent, settings, now)
-    # The month before, loaded the way the README tells a user to load history: the same
-    # rules, with an ingestion window that reaches back far enough.
-    history_settings = settings.model_copy(
-        update={"ingest_past_window": timedelta(days=DEMO_HISTORY_DAYS + 1)}
-    )
-    span = timedelta(days=DEMO_HISTORY_DAYS)
+    # The month before, loaded the way the README tells a user to load history: through a
+    # backfill of the 30 days before the ingestion window, closed once it is filled.
+    end = now - settings.ingest_past_window
+    span = min(timedelta(days=DEMO_HISTORY_DAYS), settings.backfill_max_span)
     count = DEMO_HISTORY_DAYS * DEMO_HISTORY_EVENTS_PER_DAY
-    history = [
-        _demo_event(rng, now - timedelta(hours=1) - span * (index / count))
-        for index in range(count)
-    ]
+    history = [_demo_event(rng, end - span * ((index + 1) / count)) for index in range(count)]
+    backfills = BackfillRepository(session, business_id)
+    backfill = await backfills.create(
+        BackfillDraft(timeframe_start=end - span, timeframe_end=end, replace_existing_events=False),
+        settings,
+        now,
+    )
     batch = settings.max_batch_size
     for start in range(0, len(history), batch):
-        await events.ingest(history[start : start + batch], history_settings, now)
+        await events.ingest(history[start : start + batch], settings, now, backfill_id=backfill.id)
+    await backfills.close(backfill.id, now)
 
 
 def _demo_event(rng: random.Random, timestamp: datetime) -> EventDraft:

@@ -25,3 +25,8 @@ class EventFilter:
     start: datetime | None = None
     end: datetime | None = None
     include_deprecated: bool = False
+    # The events of this backfill, whatever its status (B3); else only events that count
+    # or counted (their backfill, if any, reflected).
+    backfill_id: str | None = None
+    # The events this backfill's close deprecated (B6).
+    replaced_by_backfill_id: str | None = None

@@ -13,6 +13,7 @@ API_KEY_PREFIX = "key_"
 CUSTOMER_PREFIX = "cus_"
 EVENT_PREFIX = "evt_"
 METER_PREFIX = "mtr_"
+BACKFILL_PREFIX = "bfl_"
 API_KEY_SECRET_PREFIX = "uek_"
 
 

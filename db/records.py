@@ -45,10 +45,18 @@ class EventRecord:
     revision: int
     deprecated_at: datetime | None
     deprecation_reason: str | None
+    backfill_id: str | None = None
+    # When the event began to count; None while its backfill is not reflected (SPEC §16).
+    counted_from: datetime | None = None
 
     @property
     def deprecated(self) -> bool:
         return self.deprecated_at is not None
+
+    @property
+    def counted(self) -> bool:
+        """Counted now: in listings, usage and volume (U1, V1, B3)."""
+        return self.counted_from is not None and self.deprecated_at is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,3 +111,20 @@ class MeterRecord:
     @property
     def archived(self) -> bool:
         return self.archived_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillRecord:
+    id: str
+    business_id: str
+    status: str
+    timeframe_start: datetime
+    timeframe_end: datetime
+    customer_id: str | None
+    external_customer_id: str | None
+    replace_existing_events: bool
+    deprecation_filter: dict[str, Any] | None
+    close_time: datetime
+    created_at: datetime
+    reflected_at: datetime | None
+    reverted_at: datetime | None

@@ -156,6 +156,12 @@ class Settings(BaseSettings):
     # How deeply JSON objects and arrays may nest in a request's variables.
     max_input_depth: int = Field(32, ge=4)
 
+    # Backfills (SPEC §16): the longest timeframe one may cover (B1), and how often each
+    # server process looks for pending backfills whose closeTime has come (B4): a
+    # backfill is reflected at most this long (plus the close itself) after its closeTime.
+    backfill_max_span: Duration = timedelta(days=31)
+    backfill_close_interval: Duration = timedelta(seconds=5)
+
     # Size of the database connection pool of each server process.
     database_pool_size: int = Field(10, ge=1)
 

@@ -86,6 +86,10 @@ class Event(SQLModel, table=True):
             "timestamp",
             "sequence",
         ),
+        # A backfill's events, in listing order (EventFilter.backfillId, Backfill.events).
+        sa.Index(
+            "ix_events_backfill_id_timestamp_sequence", "backfill_id", "timestamp", "sequence"
+        ),
     )
 
     # Insertion order: breaks timestamp ties so that the order of events is total (Q2).
@@ -108,6 +112,13 @@ class Event(SQLModel, table=True):
     revision: int = Field(default=1)
     deprecated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     deprecation_reason: str | None = Field(default=None)
+    # The backfill the event was sent into (SPEC §16), if any.
+    backfill_id: str | None = Field(default=None, max_length=40)
+    # When the event began to count: its ingestion, or its backfill's reflection. NULL
+    # while its backfill is pending, or was reverted before it was reflected: such an
+    # event is in no listing, usage or volume (B3). Deprecation is told by deprecated_at
+    # on top; together they answer U8's "did it count at that moment".
+    counted_from: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class EventRevision(SQLModel, table=True):
@@ -268,6 +279,62 @@ class VolumeRollup(SQLModel, table=True):
     deprecated_count: int = Field(sa_type=sa.BigInteger)
 
 
+class Backfill(SQLModel, table=True):
+    """A timeframe and customer scope of history to load or replace (SPEC §16)."""
+
+    __tablename__ = "backfills"
+    __table_args__ = (
+        # Cursor paging of a business's backfills, in id (= creation) order.
+        sa.Index("ix_backfills_business_id_id", "business_id", "id"),
+        # The closer's search for pending backfills whose closeTime has come (B4).
+        sa.Index("ix_backfills_status_close_time", "status", "close_time"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    business_id: str = Field(foreign_key="businesses.id", max_length=40)
+    # "pending", "reflected" or "reverted"
+    status: str = Field(max_length=10)
+    timeframe_start: datetime = Field(sa_type=UTCDateTime)
+    timeframe_end: datetime = Field(sa_type=UTCDateTime)
+    # The customer scope: one customer, by the reference it was given as (both NULL: the
+    # whole business). A customerId is the customer's row; an externalCustomerId need not
+    # name a customer yet, as at ingestion (I4).
+    customer_id: str | None = Field(default=None, foreign_key="customers.id", max_length=40)
+    external_customer_id: str | None = Field(default=None, max_length=255)
+    replace_existing_events: bool
+    # As db.filters.Filter.to_document() writes it; NULL: every event in scope is replaced.
+    deprecation_filter: dict[str, Any] | None = Field(
+        default=None, sa_column=sa.Column("deprecation_filter", JSONDocument, nullable=True)
+    )
+    close_time: datetime = Field(sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    reflected_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    reverted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class BackfillReplacement(SQLModel, table=True):
+    """An event a backfill's close deprecated (B4); its revert restores it (B5).
+
+    With the backfill's reflected_at and reverted_at, these rows are the whole history of
+    deprecations undone: an event listed here was deprecated over [reflected_at,
+    reverted_at) of its backfill, whatever events.deprecated_at says now (U8).
+    """
+
+    __tablename__ = "backfill_replacements"
+    __table_args__ = (
+        # U8: was this event replaced at some moment? One probe per event.
+        sa.Index("ix_backfill_replacements_event_sequence", "event_sequence"),
+    )
+
+    backfill_id: str = Field(foreign_key="backfills.id", primary_key=True, max_length=40)
+    event_sequence: int = Field(
+        sa_column=sa.Column(
+            BigIntegerKey, sa.ForeignKey("events.sequence"), primary_key=True, autoincrement=False
+        )
+    )
+    business_id: str = Field(foreign_key="businesses.id", max_length=40)
+
+
 businesses = Business.__table__  # type: ignore[attr-defined]
 api_keys = ApiKey.__table__  # type: ignore[attr-defined]
 customers = Customer.__table__  # type: ignore[attr-defined]
@@ -277,6 +344,8 @@ event_corrections = EventCorrection.__table__  # type: ignore[attr-defined]
 meters = Meter.__table__  # type: ignore[attr-defined]
 meter_rollups = MeterRollup.__table__  # type: ignore[attr-defined]
 volume_rollups = VolumeRollup.__table__  # type: ignore[attr-defined]
+backfills = Backfill.__table__  # type: ignore[attr-defined]
+backfill_replacements = BackfillReplacement.__table__  # type: ignore[attr-defined]
 
 # Every table of the service, for migrations and tests that walk them all.
 metadata: sa.MetaData = SQLModel.metadata

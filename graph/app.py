@@ -1,5 +1,6 @@
 """The Starlette application: / (to /graphql), /graphql and GraphiQL's files, /healthz, /readyz."""
 
+import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ from starlette.routing import Mount, Route
 
 from db.database import Database
 from db.settings import Settings, get_settings
+from graph.backfills.closer import run_backfill_closer
 from graph.graphiql import ASSET_MOUNT, graphiql_assets_app
 from graph.http import GraphQLEndpoint
 from graph.schema import build_schema
@@ -53,7 +55,14 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         freeze_long_lived_objects()
+        closer = None
+        if settings.backfill_close_interval:  # 0: this process closes none by itself
+            closer = asyncio.create_task(run_backfill_closer(database, settings))
         yield
+        if closer is not None:
+            closer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await closer
         if owns_database:
             await database.dispose()
 

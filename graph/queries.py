@@ -10,6 +10,8 @@ from db.repositories.customers import CustomerRepository
 from db.repositories.event_listing import EventListing
 from db.repositories.events import EventRepository
 from db.repositories.meters import MeterRepository
+from graph.backfills.resolvers import backfill, backfills
+from graph.backfills.types import Backfill
 from graph.context import Info
 from graph.types.business import Business
 from graph.types.connection import Connection
@@ -32,6 +34,12 @@ class Query:
     event_volume: EventVolume = strawberry.field(
         resolver=event_volume, description="How many of your events arrived, per period."
     )
+    backfill: Backfill | None = strawberry.field(
+        resolver=backfill, description="A backfill of your business by its id."
+    )
+    backfills: Connection[Backfill] = strawberry.field(
+        resolver=backfills, description="Your backfills, oldest first; of one status if asked."
+    )
 
     @strawberry.field(description="The business of the API key in use.")
     def viewer(self, info: Info) -> Business:
@@ -49,6 +57,9 @@ class Query:
             async with context.reading() as session:
                 event = await EventRepository(session, context.business.id).get(id)
             return Event.from_record(event) if event else None
+        if id.startswith(ids.BACKFILL_PREFIX):
+            found = await context.loaders.backfill_by_id.load(id)
+            return Backfill.from_record(found) if found else None
         if id.startswith(ids.METER_PREFIX):
             async with context.reading() as session:
                 meter = await MeterRepository(session, context.business.id).get(id)

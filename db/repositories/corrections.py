@@ -1,11 +1,12 @@
 """Amending and deprecating events (SPEC §3, C1–C6), append-only and race-safe.
 
-Every correction takes the same locks in the same order — the customer's row, then the
-event's row — so that corrections of one customer are serialized (the rolling limits of
-C5 cannot be overrun by concurrent requests) and racing amendments of one event produce
-consecutive revisions (C6). The locks are FOR NO KEY UPDATE: they conflict with each
-other, but not with the FOR KEY SHARE that every insert of an event naming the customer
-takes through its foreign key, so corrections never hold up ingestion. On SQLite the write
+Every correction takes the same locks in the same order — the business row FOR KEY SHARE
+(on PostgreSQL), the customer's row, then the event's row — so that corrections of one
+customer are serialized (the rolling limits of C5 cannot be overrun by concurrent
+requests) and racing amendments of one event produce consecutive revisions (C6). The row
+locks are FOR NO KEY UPDATE: they conflict with each other, but not with the FOR KEY SHARE
+that every insert of an event naming the customer takes through its foreign key, so
+corrections never hold up ingestion. On SQLite the write
 transaction (BEGIN IMMEDIATE) already serializes every writer, and the locking clause is
 left out of the SQL.
 """
@@ -32,7 +33,7 @@ from db.rules.corrections import (
     is_same_body,
 )
 from db.settings import Settings
-from db.tables import customers, event_corrections, event_revisions, events
+from db.tables import businesses, customers, event_corrections, event_revisions, events
 
 CorrectionKind = Literal["amendment", "deprecation"]
 
@@ -104,6 +105,15 @@ class EventCorrectionRepository(BusinessScopedRepository):
         customer = await self._customer_of(event)
         if customer is None:
             raise RuleViolations([customer_missing(event)])
+        if self.dialect_name == "postgresql":
+            # The business row first, as every writer of its events takes it (a backfill's
+            # close FOR UPDATE, see db.repositories.backfills): taken after the event's
+            # row, it would let a close and this correction wait for each other.
+            await self.session.execute(
+                sa.select(businesses.c.id)
+                .where(businesses.c.id == self.business_id)
+                .with_for_update(read=True, key_share=True)
+            )
         # SQLAlchemy spells FOR NO KEY UPDATE as key_share=True (without read=True).
         await self.session.execute(
             self.readable(customers, customers.c.id)

@@ -41,10 +41,10 @@ _POSTGRES_INSERT = sa.text(
     WITH new_events AS (
         INSERT INTO events (sequence, id, business_id, event_id, customer_id,
                             external_customer_id, event_name, "timestamp", metadata,
-                            ingested_at, revision)
+                            ingested_at, revision, backfill_id, counted_from)
         SELECT batch.sequence, batch.id, :business_id, batch.event_id, batch.customer_id,
                batch.external_customer_id, batch.event_name, batch.timestamp,
-               CAST(batch.metadata AS JSONB), :now, 1
+               CAST(batch.metadata AS JSONB), :now, 1, :backfill_id, :counted_from
         FROM unnest(:sequences, :ids, :event_ids, :customer_ids, :external_customer_ids,
                     :event_names, :timestamps, :metadata)
              AS batch(sequence, id, event_id, customer_id, external_customer_id, event_name,
@@ -71,14 +71,17 @@ _POSTGRES_INSERT = sa.text(
     sa.bindparam("timestamps", type_=ARRAY(TIMESTAMP(timezone=True))),
     sa.bindparam("metadata", type_=ARRAY(sa.Text())),
     sa.bindparam("now", type_=TIMESTAMP(timezone=True)),
+    sa.bindparam("backfill_id", type_=sa.Text()),
+    sa.bindparam("counted_from", type_=TIMESTAMP(timezone=True)),
 )
 
 _SQLITE_INSERT_EVENTS = sa.text(
     """
     INSERT INTO events (id, business_id, event_id, customer_id, external_customer_id,
-                        event_name, timestamp, metadata, ingested_at, revision)
+                        event_name, timestamp, metadata, ingested_at, revision, backfill_id,
+                        counted_from)
     SELECT value ->> 0, :business_id, value ->> 1, value ->> 2, value ->> 3, value ->> 4,
-           value ->> 5, value -> 6, :now, 1
+           value ->> 5, value -> 6, :now, 1, :backfill_id, :counted_from
     FROM json_each(:batch)
     WHERE true  -- SQLite needs a WHERE before ON CONFLICT in INSERT … SELECT
     ON CONFLICT (business_id, event_id) DO NOTHING
@@ -101,16 +104,27 @@ _SQLITE_INSERT_FIRST_REVISIONS = sa.text(
 
 
 async def insert_new_events(
-    repository: BusinessScopedRepository, batch: Sequence[NewEvent], now: datetime
+    repository: BusinessScopedRepository,
+    batch: Sequence[NewEvent],
+    now: datetime,
+    *,
+    backfill_id: str | None = None,
 ) -> dict[str, int]:
-    """Insert the events whose eventId is new; returns eventId → sequence of those."""
+    """Insert the events whose eventId is new; returns eventId → sequence of those.
+
+    Events sent into a backfill are stored with it and count from its close; the others
+    count from now (db.tables.Event.counted_from)."""
+    marks = {"backfill_id": backfill_id, "counted_from": None if backfill_id else now}
     if repository.dialect_name == "postgresql":
-        return await _insert_on_postgresql(repository, batch, now)
-    return await _insert_on_sqlite(repository, batch, now)
+        return await _insert_on_postgresql(repository, batch, now, marks)
+    return await _insert_on_sqlite(repository, batch, now, marks)
 
 
 async def _insert_on_postgresql(
-    repository: BusinessScopedRepository, batch: Sequence[NewEvent], now: datetime
+    repository: BusinessScopedRepository,
+    batch: Sequence[NewEvent],
+    now: datetime,
+    marks: dict[str, Any],
 ) -> dict[str, int]:
     # Two requests inserting overlapping eventIds in different orders would each wait for
     # a unique-index entry the other holds: a deadlock. Inserting in eventId order rules
@@ -129,6 +143,7 @@ async def _insert_on_postgresql(
     result = await repository.execute_text(
         _POSTGRES_INSERT,
         {
+            **marks,
             "now": now,
             "sequences": [sequence for sequence, _ in in_lock_order],
             "ids": [event.id for _, event in in_lock_order],
@@ -144,7 +159,10 @@ async def _insert_on_postgresql(
 
 
 async def _insert_on_sqlite(
-    repository: BusinessScopedRepository, batch: Sequence[NewEvent], now: datetime
+    repository: BusinessScopedRepository,
+    batch: Sequence[NewEvent],
+    now: datetime,
+    marks: dict[str, Any],
 ) -> dict[str, int]:
     # SQLite takes one writer at a time (BEGIN IMMEDIATE), so request order is lock order.
     # Each metadata document is written by dump_json on its own: ids and names hold no
@@ -165,7 +183,13 @@ async def _insert_on_sqlite(
         ]
     ).decode()
     result = await repository.execute_text(
-        _SQLITE_INSERT_EVENTS, {"now": sqlite_timestamp(now), "batch": document}
+        _SQLITE_INSERT_EVENTS,
+        {
+            "now": sqlite_timestamp(now),
+            "batch": document,
+            "backfill_id": marks["backfill_id"],
+            "counted_from": marks["counted_from"] and sqlite_timestamp(marks["counted_from"]),
+        },
     )
     inserted = {row.event_id: row.sequence for row in result}
     if inserted:

@@ -12,6 +12,7 @@ from db.event_filter import EventFilter, EventOrder
 from db.filters import Filter, parse_filter_argument
 from db.pagination import Keyset, Page, PageRequest
 from db.records import CustomerRecord, EventRecord
+from db.repositories.backfills import BackfillRepository
 from db.repositories.customers import CustomerRepository
 from db.repositories.events import event_record
 from db.repositories.meters import MeterRepository
@@ -92,6 +93,7 @@ class EventListing(BusinessScopedRepository):
         where = EventConditions()
         if not event_filter.include_deprecated:
             where.conditions.append(events.c.deprecated_at.is_(None))
+        await self._add_backfill(event_filter, where)
         if event_filter.start is not None:
             where.conditions.append(events.c.timestamp >= event_filter.start)
         if event_filter.end is not None:
@@ -139,6 +141,25 @@ class EventListing(BusinessScopedRepository):
         if event_filter.customer_id is not None:
             await self._add_customer(event_filter.customer_id, where)
         return where
+
+    async def _add_backfill(self, event_filter: EventFilter, where: EventConditions) -> None:
+        """B3: events of a backfill not reflected are listed only when it is asked for."""
+        backfill_id = event_filter.backfill_id
+        replaced_by = event_filter.replaced_by_backfill_id
+        if backfill_id is None and replaced_by is None:
+            where.conditions.append(events.c.counted_from.is_not(None))
+            return
+        repository = BackfillRepository(self.session, self.business_id)
+        if backfill_id is not None:
+            if await repository.get(backfill_id) is None:
+                raise BadUserInput(
+                    UserErrorCode.BACKFILL_NOT_FOUND,
+                    "Your business has no backfill with this id.",
+                    ("filter", "backfillId"),
+                )
+            where.conditions.append(events.c.backfill_id == backfill_id)
+        if replaced_by is not None:
+            where.conditions.append(repository.replacement_of(replaced_by))
 
     async def _add_customer(self, customer_id: str, where: EventConditions) -> None:
         """Q4: events sent with the customer's id, and those sent with its externalId."""

@@ -7,11 +7,19 @@ from typing import Any
 
 from db import ids
 from db.errors import RuleViolations
-from db.records import EventDraft, EventRecord, EventRevisionRecord, IngestResult
+from db.records import (
+    BackfillRecord,
+    EventDraft,
+    EventRecord,
+    EventRevisionRecord,
+    IngestResult,
+)
+from db.repositories.backfills import BackfillRepository
 from db.repositories.customers import CustomerRepository
 from db.repositories.event_inserts import NewEvent, insert_new_events
 from db.repositories.rollups import RollupRepository
 from db.repositories.scoped import BusinessScopedRepository
+from db.rules.backfills import CustomerScope, check_backfill_event
 from db.rules.ingestion import (
     MAX_EVENT_ID_LENGTH,
     check_batch_size,
@@ -43,6 +51,8 @@ def event_record(row: Any) -> EventRecord:
         revision=row.revision,
         deprecated_at=row.deprecated_at,
         deprecation_reason=row.deprecation_reason,
+        backfill_id=row.backfill_id,
+        counted_from=row.counted_from,
     )
 
 
@@ -62,15 +72,31 @@ def _revision_record(row: Any) -> EventRevisionRecord:
 
 class EventRepository(BusinessScopedRepository):
     async def ingest(
-        self, drafts: Sequence[EventDraft], settings: Settings, now: datetime
+        self,
+        drafts: Sequence[EventDraft],
+        settings: Settings,
+        now: datetime,
+        backfill_id: str | None = None,
     ) -> IngestResult:
-        """Store a batch all-or-nothing (I1–I12); raises RuleViolations with every error."""
+        """Store a batch all-or-nothing (I1–I12); raises RuleViolations with every error.
+
+        Into a backfill (B2), the events must lie in its timeframe and customer scope
+        instead of the ingestion window, and they count nowhere until it is closed (B3).
+        """
         if violations := check_batch_size(len(drafts), settings):
             raise RuleViolations(violations)
-        await self._check_batch(drafts, settings, now)
+        into: tuple[BackfillRecord, CustomerScope] | None = None
+        if backfill_id is not None:
+            # Read (and held) before anything is written: see db.repositories.backfills.
+            into = await BackfillRepository(self.session, self.business_id).pending_for_ingestion(
+                backfill_id
+            )
+        await self._check_batch(drafts, settings, now, into)
 
         batch = self._new_events(drafts, now)
-        inserted = await insert_new_events(self, batch, now)
+        inserted = await insert_new_events(
+            self, batch, now, backfill_id=into[0].id if into is not None else None
+        )
         duplicates = [draft.event_id for draft in drafts if draft.event_id not in inserted]
         if duplicates:
             # I9: a deprecated event is stored, so it is among the duplicates; the insert
@@ -80,7 +106,7 @@ class EventRepository(BusinessScopedRepository):
             if deprecated:
                 event_ids = [draft.event_id for draft in drafts]
                 raise RuleViolations(check_not_deprecated(event_ids, deprecated))
-        if inserted:
+        if inserted and into is None:
             await RollupRepository(self.session, self.business_id).events_inserted(
                 [
                     (inserted[event.event_id], event)
@@ -95,13 +121,28 @@ class EventRepository(BusinessScopedRepository):
         )
 
     async def _check_batch(
-        self, drafts: Sequence[EventDraft], settings: Settings, now: datetime
+        self,
+        drafts: Sequence[EventDraft],
+        settings: Settings,
+        now: datetime,
+        into: tuple[BackfillRecord, CustomerScope] | None,
     ) -> None:
         violations = [
             violation
             for index, draft in enumerate(drafts)
-            for violation in check_event_draft(index, draft, now, settings)
+            for violation in check_event_draft(
+                index, draft, now, settings, check_window=into is None
+            )
         ]
+        if into is not None:
+            backfill, scope = into
+            violations += [
+                violation
+                for index, draft in enumerate(drafts)
+                for violation in check_backfill_event(
+                    index, draft, draft.timestamp or now, backfill, scope
+                )
+            ]
         event_ids = [draft.event_id for draft in drafts]
         violations += check_duplicates_in_batch(event_ids)
 

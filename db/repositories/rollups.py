@@ -30,7 +30,7 @@ Races (PostgreSQL; SQLite's single writer rules them out):
 import hashlib
 from bisect import bisect_right
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -406,6 +406,39 @@ def _advisory_key(meter_id: str, quarter: int) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+# What a change adds to the volume counts: the events meeting a condition, and how much
+# each adds to event_count and to deprecated_count (a number, or an expression per event).
+VolumeSource = tuple[
+    sa.ColumnElement[bool], int | sa.ColumnElement[Any], int | sa.ColumnElement[Any]
+]
+_IS_DEPRECATED = sa.case((events.c.deprecated_at.is_not(None), 1), else_=0)
+# Most ranges of hours one rebuild names: beyond it, the closest runs are joined (and the
+# hours between them rebuilt too), so that the statement stays small.
+MAX_HOUR_RUNS = 32
+
+
+def _weight(weight: int | sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    if isinstance(weight, int):
+        return sa.literal(weight, sa.BigInteger)
+    return weight
+
+
+def hour_runs(hours: Sequence[int], max_runs: int = MAX_HOUR_RUNS) -> list[tuple[int, int]]:
+    """Sorted UTC hours (their first quarters) as [start, stop) ranges of quarters: runs of
+    consecutive hours, the closest joined until at most `max_runs` remain."""
+    runs: list[list[int]] = []
+    for hour in hours:
+        if runs and runs[-1][1] == hour:
+            runs[-1][1] = hour + HOUR_SPAN
+        else:
+            runs.append([hour, hour + HOUR_SPAN])
+    while len(runs) > max_runs:
+        _gap, index = min((runs[i + 1][0] - runs[i][1], i) for i in range(len(runs) - 1))
+        runs[index][1] = runs[index + 1][1]
+        del runs[index + 1]
+    return [(start, stop) for start, stop in runs]
+
+
 class RollupRepository(BusinessScopedRepository):
     # -- upkeep: ingestion ----------------------------------------------------------------
 
@@ -496,6 +529,8 @@ class RollupRepository(BusinessScopedRepository):
 
     async def _volume_deltas(self, before: EventRecord, after: EventRecord) -> None:
         """The correction's change to the counts, in rows of the event's own part."""
+        if before.counted_from is None:
+            return  # an event of a backfill not reflected is in no count (B3)
         changes: Counter[tuple[str, str, int]] = Counter()
         deprecations: Counter[tuple[str, str, int]] = Counter()
         for basis, moment in (("event", before.timestamp), ("ingestion", before.ingested_at)):
@@ -510,6 +545,66 @@ class RollupRepository(BusinessScopedRepository):
             if changes[key] or deprecations[key]
         ]
         await self.merge_rows(volume_rollups, rows, _VOLUME_ROLLUP_KEY, _added)
+
+    # -- upkeep: backfills ----------------------------------------------------------------
+
+    async def hours_of(self, *changed: sa.ColumnElement[bool]) -> set[tuple[str, int]]:
+        """(event name, first quarter of the UTC hour) of the events meeting any of the
+        `changed` conditions (each read on its own, so that each can use its index)."""
+        quarter = quarter_column(events.c.timestamp, self.dialect_name)
+        hour = (quarter - quarter % HOUR_SPAN).label("hour")
+        found = sa.union(
+            *(
+                self.readable(events, events.c.event_name, hour).where(condition)
+                for condition in changed
+            )
+        )
+        rows = await self.session.execute(sa.select(found.subquery()))
+        return {(name, int(first)) for name, first in rows}
+
+    async def hours_recounted(self, hours: Collection[tuple[str, int]]) -> None:
+        """Rebuild, from the events, the meter rows of these (event name, UTC hour)s: after
+        a backfill's close or revert changed which events count in them. The caller holds
+        the business row FOR UPDATE (db.repositories.backfills), so no other writer of
+        these rows is in flight."""
+        rolled = await self._rolled_meters({name for name, _ in hours})
+        if not rolled:
+            return
+        runs = hour_runs(sorted({hour for _, hour in hours}))
+        await self.session.execute(
+            self.delete_of(meter_rollups).where(
+                self.one_of(meter_rollups.c.meter_id, [meter.id for meter in rolled]),
+                sa.or_(
+                    *(
+                        sa.and_(meter_rollups.c.quarter >= start, meter_rollups.c.quarter < stop)
+                        for start, stop in runs
+                    )
+                ),
+            )
+        )
+        await self._merge_meter_partials(
+            rolled,
+            [
+                sa.or_(
+                    *(
+                        sa.and_(
+                            events.c.timestamp >= quarter_start(start),
+                            events.c.timestamp < quarter_start(stop),
+                        )
+                        for start, stop in runs
+                    )
+                )
+            ],
+        )
+
+    async def volume_changed(self, sources: Sequence["VolumeSource"]) -> None:
+        """Add each source's weights, over the events meeting its condition, to the volume
+        counts of their quarters (event_count, deprecated_count)."""
+        await self.session.execute(
+            self.merge_from_select(
+                volume_rollups, self._volume_sums(sources), _VOLUME_ROLLUP_KEY, _added
+            )
+        )
 
     # -- building -------------------------------------------------------------------------
 
@@ -542,11 +637,7 @@ class RollupRepository(BusinessScopedRepository):
         """Every rollup of this business recomputed from its stored events: after a bulk
         load that wrote events without the service (as the benchmark's seed does)."""
         await self.session.execute(self.delete_of(volume_rollups))
-        await self.session.execute(
-            self.merge_from_select(
-                volume_rollups, self._volume_counts(), _VOLUME_ROLLUP_KEY, _added
-            )
-        )
+        await self.volume_changed([(events.c.counted_from.is_not(None), 1, _IS_DEPRECATED)])
         rows = await self.session.execute(self.readable(meters, meters.c.id))
         for meter_id in rows.scalars().all():
             await self.build_meter(meter_id, now)
@@ -833,8 +924,9 @@ class RollupRepository(BusinessScopedRepository):
             )
         )
 
-    def _volume_counts(self) -> sa.Select[Any]:
-        """The volume rollup rows of every stored event, at both levels."""
+    def _volume_sums(self, sources: Sequence["VolumeSource"]) -> sa.Select[Any]:
+        """Volume rollup rows adding up, per quarter and level, each source's weights over
+        the events meeting its condition."""
         moments = sa.union_all(
             *(
                 self.readable(
@@ -842,9 +934,11 @@ class RollupRepository(BusinessScopedRepository):
                     sa.literal(basis, sa.String).label("basis"),
                     quarter_column(column, self.dialect_name).label("quarter"),
                     events.c.event_name,
-                    events.c.deprecated_at,
-                )
+                    _weight(counted).label("event_count"),
+                    _weight(deprecated).label("deprecated_count"),
+                ).where(condition)
                 for basis, column in _BASES
+                for condition, counted, deprecated in sources
             )
         ).subquery("moments")
         levels = sa.union_all(
@@ -859,8 +953,8 @@ class RollupRepository(BusinessScopedRepository):
             sa.select(
                 *grouped,
                 sa.literal(INGESTED, sa.BigInteger).label("part"),
-                sa.func.count().label("event_count"),
-                sa.func.count(moments.c.deprecated_at).label("deprecated_count"),
+                sa.func.sum(moments.c.event_count).label("event_count"),
+                sa.func.sum(moments.c.deprecated_count).label("deprecated_count"),
             )
             .select_from(moments.join(levels, sa.true()))
             .group_by(*grouped)
@@ -908,7 +1002,11 @@ class RollupRepository(BusinessScopedRepository):
         await self.execute_text(_SQLITE_MERGE, {"rows": document})
 
     def _scope(self, meter: RolledMeter, conditions: list[sa.ColumnElement[bool]]) -> Any:
-        matching = [events.c.event_name == meter.event_name, events.c.deprecated_at.is_(None)]
+        matching = [
+            events.c.event_name == meter.event_name,
+            events.c.counted_from.is_not(None),
+            events.c.deprecated_at.is_(None),
+        ]
         if meter.filter is not None:
             matching.append(meter.filter.to_sql(events.c.metadata, self.dialect_name))
         return [*matching, *conditions]

@@ -121,6 +121,18 @@ class BusinessScopedRepository:
         )
         return sa.insert(table).from_select(names, parent_row)
 
+    def insert_from_select(self, table: sa.Table, rows: sa.Select[Any]) -> Any:
+        """INSERT … SELECT of this business's rows: `rows` (built from `readable`) names
+        every column but the business id."""
+        selected = rows.subquery("inserted_rows")
+        names = [column.name for column in selected.c]
+        if BUSINESS_COLUMN in names:
+            raise ValueError("the business of a scoped insert is the repository's own")
+        return sa.insert(table).from_select(
+            [*names, BUSINESS_COLUMN],
+            sa.select(*selected.c, sa.literal(self.business_id, sa.String)),
+        )
+
     def merge_from_select(
         self,
         table: sa.Table,

@@ -31,7 +31,7 @@ from db.repositories.scoped import BusinessScopedRepository
 from db.rollups import first_whole_quarter, inner_quarters, quarter_of, quarter_start
 from db.rules.meters import AggregationType
 from db.settings import Settings
-from db.tables import customers, event_revisions, events
+from db.tables import backfill_replacements, backfills, customers, event_revisions, events
 from db.usage.buckets import bucket_index
 from db.usage.cells import Cell, Partial, SeriesCells, UsageCells, assemble
 from db.usage.decimals import average, parse_json_exactly
@@ -135,14 +135,24 @@ class UsageRepository(BusinessScopedRepository):
 
     def _visibility(self, as_of: datetime | None) -> list[sa.ColumnElement[bool]]:
         """U1/U8: which events count at `as_of` (now when None); its twin in Python is
-        db.usage.reference.visible_body, and the backfills issue extends both: events of
-        an unreflected backfill never count, a reflection or restoration counts from
-        its moment on."""
+        db.usage.reference.visible_body. An event counts from its ingestion or its
+        backfill's reflection (counted_from) until it is deprecated — and not while a
+        backfill's close had it replaced, until that backfill was reverted."""
         if as_of is None:
-            return [events.c.deprecated_at.is_(None)]
+            return [events.c.counted_from.is_not(None), events.c.deprecated_at.is_(None)]
+        undone = (
+            self.readable(backfill_replacements, backfill_replacements.c.event_sequence)
+            .join(backfills, backfills.c.id == backfill_replacements.c.backfill_id)
+            .where(
+                backfill_replacements.c.event_sequence == events.c.sequence,
+                backfills.c.reflected_at <= as_of,
+                backfills.c.reverted_at > as_of,
+            )
+        )
         return [
-            events.c.ingested_at <= as_of,
+            events.c.counted_from <= as_of,
             sa.or_(events.c.deprecated_at.is_(None), events.c.deprecated_at > as_of),
+            ~undone.exists(),
         ]
 
     async def _cells_from_rollups(

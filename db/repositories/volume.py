@@ -59,7 +59,8 @@ class VolumeRepository(BusinessScopedRepository):
         if quarters is not None and query.customer_id is None:
             counts = await self._counts_from_rollups(query, quarters)
             return _answer(plan.edges, counts)
-        conditions: list[sa.ColumnElement[bool]] = []
+        # What the events connection lists: a backfill's events once it is reflected (B3).
+        conditions: list[sa.ColumnElement[bool]] = [events.c.counted_from.is_not(None)]
         if not query.include_deprecated:
             conditions.append(events.c.deprecated_at.is_(None))
         if query.event_name is not None:

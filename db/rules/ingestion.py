@@ -120,8 +120,8 @@ def check_timestamp(
     if timestamp < now - settings.ingest_past_window:
         message = (
             f"timestamp {timestamp.isoformat()} is older than the ingestion window of "
-            f"{_seconds(settings.ingest_past_window)} seconds. To load older history, run the "
-            "server with a longer USAGE_EVENTS_INGEST_PAST_WINDOW while you send it."
+            f"{_seconds(settings.ingest_past_window)} seconds. To load older history, send "
+            "it into a backfill: createBackfill, then ingestEvents with its backfillId."
         )
         return [Violation(UserErrorCode.TIMESTAMP_TOO_OLD, message, path, event_id)]
     if timestamp > now + settings.ingest_future_window:
@@ -233,16 +233,17 @@ def check_duplicates_in_batch(event_ids: Sequence[str]) -> list[Violation]:
 
 
 def check_event_draft(
-    index: int, draft: EventDraft, now: datetime, settings: Settings
+    index: int, draft: EventDraft, now: datetime, settings: Settings, *, check_window: bool = True
 ) -> list[Violation]:
-    """I2–I6 for one event of a batch: every rule that needs no stored data."""
+    """I2–I6 for one event of a batch: every rule that needs no stored data. Events sent
+    into a backfill are checked against its timeframe instead of the window of I5 (B2)."""
     event_id = shown_event_id(draft.event_id)
     violations = check_event_id(draft.event_id, event_path(index, "eventId"))
     violations += check_event_name(draft.event_name, event_path(index, "eventName"), event_id)
     violations += check_customer_reference(
         draft.customer_id, draft.external_customer_id, event_path(index), event_id
     )
-    if draft.timestamp is not None:
+    if draft.timestamp is not None and check_window:
         violations += check_timestamp(
             draft.timestamp, now, settings, event_path(index, "timestamp"), event_id
         )

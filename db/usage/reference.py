@@ -42,7 +42,9 @@ class Revision:
 
 @dataclass(frozen=True, slots=True)
 class EventHistory:
-    """An event as stored: its fixed fields, its bodies oldest first, its deprecation."""
+    """An event as stored: its fixed fields, its bodies oldest first, its deprecation, and
+    when it began to count (its ingestion, or its backfill's reflection; None while its
+    backfill is not reflected)."""
 
     sequence: int
     customer_id: str | None
@@ -51,6 +53,10 @@ class EventHistory:
     ingested_at: datetime
     deprecated_at: datetime | None
     revisions: Sequence[Revision]
+    counted_from: datetime | None
+    # [reflected, reverted) of each reverted backfill whose close had replaced the event:
+    # deprecations since undone (B5).
+    replaced: Sequence[tuple[datetime, datetime]] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,16 +69,21 @@ class CustomerState:
 def visible_body(event: EventHistory, as_of: datetime | None) -> Revision | None:
     """The body an event counts with at `as_of` (now when None), or None if it is not counted.
 
-    U1/U8, the one place this is decided. An event counts once it is ingested and until it
-    is deprecated, with its latest revision made by then. The backfills issue extends this
-    (and its SQL twin, UsageRepository's visibility conditions): events of a backfill count
-    from its reflection on, and a restored event counts again from its restoration.
+    U1/U8, the one place this is decided (its SQL twin: UsageRepository's visibility
+    conditions). An event counts from its ingestion — an event of a backfill from the
+    backfill's reflection (B3, B4) — until it is deprecated, with its latest revision made
+    by then; while a backfill's close had it replaced, it did not count, even if the
+    backfill's revert restored it later (B5).
     """
+    if event.counted_from is None:
+        return None
     if as_of is None:
         return None if event.deprecated_at is not None else event.revisions[-1]
-    if event.ingested_at > as_of:
+    if event.counted_from > as_of:
         return None
     if event.deprecated_at is not None and event.deprecated_at <= as_of:
+        return None
+    if any(start <= as_of < end for start, end in event.replaced):
         return None
     made = [revision for revision in event.revisions if revision.created_at <= as_of]
     return made[-1] if made else None
@@ -246,10 +257,13 @@ def volume(
     `query.customer_id` names (None when it names none).
 
     An event counts with its current name, deprecated ones only with includeDeprecated;
-    its moment is its timestamp or, for INGESTION_TIME, when it was ingested.
+    its moment is its timestamp or, for INGESTION_TIME, when it was ingested. Events of a
+    backfill not reflected are never counted: the count is of what `events` lists (B3).
     """
     counts = [0] * (len(plan.edges) - 1)
     for event in events:
+        if event.counted_from is None:
+            continue
         if event.deprecated_at is not None and not query.include_deprecated:
             continue
         if query.event_name is not None and event.revisions[-1].event_name != query.event_name:

@@ -36,6 +36,14 @@ class EventInput:
 @strawberry.input
 class IngestEventsInput:
     events: list[EventInput]
+    backfill_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description=(
+            "Send the events into this PENDING backfill: older history than the ingestion "
+            "window, within the backfill's timeframe and customer scope, counted only once "
+            "the backfill is closed."
+        ),
+    )
     # What the resolver works with: built straight from the coerced input, see below.
     drafts: strawberry.Private[list[EventDraft]]
 
@@ -50,6 +58,7 @@ def _ingest_input_from_coerced(
     cost more than that coercion itself.
     """
     instance = object.__new__(cls)
+    instance.backfill_id = value.get("backfillId")
     instance.drafts = [
         EventDraft(
             event_id=event["eventId"],
@@ -86,7 +95,9 @@ async def ingest_events(info: Info, input: IngestEventsInput) -> IngestEventsPay
 
     async def ingest(session: AsyncSession) -> IngestEventsPayload:
         repository = EventRepository(session, context.business.id)
-        result = await repository.ingest(input.drafts, context.settings, utc_now())
+        result = await repository.ingest(
+            input.drafts, context.settings, utc_now(), backfill_id=input.backfill_id
+        )
         return IngestEventsPayload(
             ingested_count=len(result.ingested),
             duplicate_count=len(result.duplicates),

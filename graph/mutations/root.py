@@ -2,6 +2,12 @@
 
 import strawberry
 
+from graph.backfills.resolvers import (
+    BackfillPayload,
+    close_backfill,
+    create_backfill,
+    revert_backfill,
+)
 from graph.mutations.amend_event import AmendEventPayload, amend_event
 from graph.mutations.archive_meter import MeterPayload, archive_meter, unarchive_meter
 from graph.mutations.create_customer import CreateCustomerPayload, create_customer
@@ -28,3 +34,21 @@ class Mutation:
     create_meter: CreateMeterPayload = strawberry.mutation(resolver=create_meter)
     archive_meter: MeterPayload = strawberry.mutation(resolver=archive_meter)
     unarchive_meter: MeterPayload = strawberry.mutation(resolver=unarchive_meter)
+    create_backfill: BackfillPayload = strawberry.mutation(
+        resolver=create_backfill,
+        description="Start loading or replacing history: nothing of it counts until it is closed.",
+    )
+    close_backfill: BackfillPayload = strawberry.mutation(
+        resolver=close_backfill,
+        description=(
+            "Reflect a backfill in one step: its events count, the events it replaces are "
+            "deprecated. Closing it again changes nothing."
+        ),
+    )
+    revert_backfill: BackfillPayload = strawberry.mutation(
+        resolver=revert_backfill,
+        description=(
+            "Undo a backfill in one step: its events are deprecated, the events it replaced "
+            "restored. A PENDING backfill reverted is never reflected."
+        ),
+    )

@@ -1,4 +1,5 @@
 from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
@@ -7,6 +8,9 @@ from graph.context import Info
 from graph.scalars import JSON
 from graph.types.customer import Customer
 from graph.types.node import Node
+
+if TYPE_CHECKING:
+    from graph.backfills.types import Backfill
 
 
 @strawberry.type(description="One body of an event: revision 1 as ingested, then each amendment.")
@@ -53,6 +57,18 @@ class Event(Node):
     deprecation_reason: str | None
     revision: int = strawberry.field(description="The number of the current revision.")
     sequence: strawberry.Private[int]
+    backfill_id: strawberry.Private[str | None]
+
+    @strawberry.field(description="The backfill the event was sent into, if any.")
+    async def backfill(
+        self, info: Info
+    ) -> Annotated["Backfill", strawberry.lazy("graph.backfills.types")] | None:
+        if self.backfill_id is None:
+            return None
+        from graph.backfills.types import Backfill
+
+        record = await info.context.loaders.backfill_by_id.load(self.backfill_id)
+        return Backfill.from_record(record) if record is not None else None
 
     @strawberry.field(
         description="The customer of the event, whether it was sent by id or by external id."
@@ -89,4 +105,5 @@ class Event(Node):
             deprecation_reason=record.deprecation_reason,
             revision=record.revision,
             sequence=record.sequence,
+            backfill_id=record.backfill_id,
         )

@@ -31,6 +31,13 @@ class EventFilterInput:
     start: datetime | None = strawberry.field(default=None, description="Inclusive.")
     end: datetime | None = strawberry.field(default=None, description="Exclusive.")
     include_deprecated: bool = False
+    backfill_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description=(
+            "The events sent into this backfill, whatever its status; without it, events "
+            "of a backfill not yet closed are listed nowhere."
+        ),
+    )
 
     def to_domain(self) -> EventFilter:
         return EventFilter(
@@ -43,4 +50,5 @@ class EventFilterInput:
             start=self.start,
             end=self.end,
             include_deprecated=self.include_deprecated,
+            backfill_id=self.backfill_id,
         )

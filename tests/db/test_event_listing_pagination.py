@@ -42,6 +42,7 @@ async def stored(database: Database) -> tuple[Tenant, list[str]]:
             "timestamp": moments[(index * 11) % DISTINCT_TIMESTAMPS],
             "metadata": {},
             "ingested_at": now,
+            "counted_from": now,
             "revision": 1,
         }
         for index in range(EVENT_COUNT)

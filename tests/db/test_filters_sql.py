@@ -218,6 +218,7 @@ class Backend:
                         "timestamp": now,
                         "metadata": document,
                         "ingested_at": now,
+                        "counted_from": now,
                         "revision": 1,
                     }
                     for index, document in enumerate(documents)

@@ -44,6 +44,7 @@ def event_rows(tenant: Tenant, count: int, prefix: str) -> list[dict[str, Any]]:
             "timestamp": now - timedelta(seconds=index),
             "metadata": {"n": index},
             "ingested_at": now,
+            "counted_from": now,
             "revision": 1,
         }
         for index in range(count)

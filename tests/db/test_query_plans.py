@@ -54,6 +54,7 @@ async def seeded(database: Database) -> dict[str, Any]:
                     "timestamp": now - timedelta(seconds=rng.randrange(86_400)),
                     "metadata": {"tokens": rng.randrange(1000), "model": rng.choice("ab")},
                     "ingested_at": now,
+                    "counted_from": now,
                     "revision": 1,
                 }
                 for index in range(4000)

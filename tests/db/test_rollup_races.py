@@ -1,7 +1,8 @@
 """Rollups stay exact under concurrent writers (db.repositories.rollups, "Races").
 
-Ingestions into overlapping hours, amendments and deprecations of the same hours, and a
-meter created in the middle of it all run at once, each in a transaction of its own (on
+Ingestions into overlapping hours, amendments and deprecations of the same hours, a
+backfill filled and closed over one of those hours (replacing its events), and a meter
+created in the middle of it all run at once, each in a transaction of its own (on
 PostgreSQL truly concurrently; SQLite lets one writer in at a time). Afterwards every
 answer the rollups give equals the answer read from the raw events — asked with `asOf`
 a moment from now, which the rollups never answer — and every event is counted once.
@@ -18,6 +19,7 @@ import pytest
 from db.database import Database
 from db.errors import RuleViolations
 from db.records import EventDraft, MeterRecord
+from db.repositories.backfills import BackfillRepository
 from db.repositories.corrections import EventCorrectionRepository
 from db.repositories.customers import CustomerRepository
 from db.repositories.events import EventRepository
@@ -25,6 +27,7 @@ from db.repositories.meters import MeterRepository
 from db.repositories.rollups import RollupRepository
 from db.repositories.usage import UsageRepository
 from db.repositories.volume import VolumeRepository
+from db.rules.backfills import BackfillDraft
 from db.rules.corrections import Amendment
 from db.rules.meters import AggregationType, MeterDraft
 from db.settings import Settings
@@ -117,6 +120,40 @@ async def test_concurrent_writes_keep_rollups_exact(
             except RuleViolations:
                 pass  # deprecated meanwhile: refused as the service refuses it
 
+    backfilled: list[str] = []
+
+    async def backfill() -> None:
+        # A backfill replacing an hour of the events being written and corrected, filled
+        # and closed while they are.
+        await asyncio.sleep(0.02)
+        rng = random.Random(200)
+        start = now - timedelta(hours=2)
+        async with database.unit_of_work() as session:
+            created = await BackfillRepository(session, business).create(
+                BackfillDraft(start, start + timedelta(hours=1), replace_existing_events=True),
+                settings,
+                now_utc(),
+            )
+        for batch in range(3):
+            drafts = [
+                EventDraft(
+                    f"backfill-b{batch}-e{index}",
+                    "llm",
+                    external_customer_id=rng.choice(customers).external_id,
+                    timestamp=start + timedelta(seconds=rng.randrange(3600)),
+                    metadata=metadata(rng),
+                )
+                for index in range(BATCH_SIZE)
+            ]
+            async with database.unit_of_work() as session:
+                await EventRepository(session, business).ingest(
+                    drafts, settings, now_utc(), backfill_id=created.id
+                )
+            backfilled.extend(draft.event_id for draft in drafts)
+            await asyncio.sleep(0)
+        async with database.unit_of_work() as session:
+            await BackfillRepository(session, business).close(created.id, now_utc())
+
     async def create_meter() -> None:
         await asyncio.sleep(0.05)
         async with database.unit_of_work() as session:
@@ -132,6 +169,7 @@ async def test_concurrent_writes_keep_rollups_exact(
         correct(0),
         correct(1),
         create_meter(),
+        backfill(),
     )
 
     # Then every shape the rollups answer equals the raw events' answer
@@ -164,12 +202,13 @@ async def test_concurrent_writes_keep_rollups_exact(
     # (asOf is always read from the events; every other question here from the rollups)
     assert read_rollups.call_count == asked == 15
 
-    # And the volume counts every event once, deprecated ones apart
+    # And the volume counts every event once, the backfill's too, deprecated ones apart
     async with database.session() as session:
         volume = await VolumeRepository(session, business).event_volume(
             VolumeQuery(start, end, include_deprecated=True), settings, now_utc()
         )
-    assert volume.total == WRITERS * BATCHES * BATCH_SIZE
+    assert len(backfilled) == 3 * BATCH_SIZE
+    assert volume.total == WRITERS * BATCHES * BATCH_SIZE + len(backfilled)
 
 
 async def usage(

@@ -236,10 +236,10 @@ def test_i5_timestamp_one_microsecond_older_than_the_past_window() -> None:
     moment = NOW - timedelta(hours=1, microseconds=1)
     violations = check_timestamp(moment, NOW, DEFAULTS, path, "e1")
     assert summary(violations) == [("TIMESTAMP_TOO_OLD", path, "e1")]
-    # The way to load history today is the setting; backfills do not exist yet.
+    # The way to load older history is a backfill; the message says how.
     assert "older than the ingestion window of 3600 seconds" in violations[0].message
-    assert "USAGE_EVENTS_INGEST_PAST_WINDOW" in violations[0].message
-    assert "backfill" not in violations[0].message
+    assert "createBackfill" in violations[0].message
+    assert "backfillId" in violations[0].message
 
 
 def test_i5_the_past_window_is_said_in_seconds_as_the_setting_takes_it() -> None:

@@ -1,11 +1,13 @@
 """T2: every repository method, called as one business with another's keys, sees nothing of it.
 
 Two businesses share a database; A has customers, events (sent with a customer id, with an
-external customer id, amended, deprecated, of a customer that does not exist) and meters
-(one archived). Each public method of each scoped repository is called as B with A's
-customer ids, external ids, event ids, eventIds, sequences, meter ids and cursors: nothing
-of A may come back, and A's rows must be the same afterwards. The table of walks is checked
-against the methods the repositories really have, so a new method needs a walk of its own.
+external customer id, amended, deprecated, of a customer that does not exist), meters (one
+archived) and backfills (reflected, one of them replacing events; reverted; pending, holding
+an event). Each public method of each scoped repository is called as B with A's customer
+ids, external ids, event ids, eventIds, sequences, meter ids, backfill ids, backfills and
+cursors: nothing of A may come back, and A's rows must be the same afterwards. The table of
+walks is checked against the methods the repositories really have, so a new method needs a
+walk of its own.
 """
 
 import ast
@@ -13,9 +15,9 @@ import importlib
 import inspect
 import pkgutil
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, fields, is_dataclass
-from datetime import timedelta
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass, fields, is_dataclass, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -28,7 +30,8 @@ from db.database import Database
 from db.errors import BadUserInput, RuleViolations, UserErrorCode
 from db.event_filter import EventFilter, EventOrder
 from db.pagination import Page, PageRequest
-from db.records import EventDraft
+from db.records import BackfillRecord, EventDraft
+from db.repositories.backfills import BackfillRepository
 from db.repositories.businesses import BusinessRepository
 from db.repositories.corrections import EventCorrectionRepository
 from db.repositories.customers import CustomerRepository
@@ -36,16 +39,19 @@ from db.repositories.event_inserts import NewEvent
 from db.repositories.event_listing import EventListing
 from db.repositories.events import EventRepository
 from db.repositories.meters import MeterRepository
-from db.repositories.rollups import RollupRepository
+from db.repositories.rollups import HOUR_SPAN, RollupRepository
 from db.repositories.scoped import BusinessScopedRepository
 from db.repositories.usage import UsageRepository
 from db.repositories.volume import VolumeRepository
 from db.rollups import quarter_of, quarter_start
+from db.rules.backfills import BackfillDraft, BackfillStatus, CustomerScope
 from db.rules.corrections import Amendment
 from db.rules.meters import AggregationType, MeterDraft
 from db.settings import Settings
 from db.tables import (
     api_keys,
+    backfill_replacements,
+    backfills,
     businesses,
     customers,
     event_corrections,
@@ -81,6 +87,11 @@ class BusinessA:
     event_server_ids: tuple[str, ...]
     sequences: tuple[int, ...]
     meter_ids: tuple[str, ...]
+    backfill_ids: tuple[str, ...]
+    # A's backfills as stored after seeding, by role: "history" (reflected, replacing
+    # nothing), "replacing" (reflected, replaced an event), "reverted" (reflected, then
+    # reverted: what it replaced restored), "pending" (holding an event not yet counted).
+    backfills: dict[str, BackfillRecord]
     cursors: dict[str, str]
 
 
@@ -133,6 +144,7 @@ async def seeded(database: Database, settings: Settings) -> Seeded:
             MeterDraft("calls", "llm.tokens", AggregationType.COUNT), now
         )
         await a_meters.set_archived(archived.id, True, now)
+        backfill_ids = await seed_backfills(session, a.business_id, acme.id, plain.id, settings)
 
         b_customer = await CustomerRepository(session, b.business_id).create(
             external_id="shared", name=None, email=None, now=now
@@ -155,6 +167,15 @@ async def seeded(database: Database, settings: Settings) -> Seeded:
         a_events = (
             await session.execute(sa.select(events).where(events.c.business_id == a.business_id))
         ).all()
+        a_backfills = BackfillRepository(session, a.business_id)
+        stored_backfills = await a_backfills.by_ids(backfill_ids.values())
+        backfills_by_role = {role: stored_backfills[id_] for role, id_ in backfill_ids.items()}
+        assert {role: backfill.status for role, backfill in backfills_by_role.items()} == {
+            "history": BackfillStatus.REFLECTED.value,
+            "replacing": BackfillStatus.REFLECTED.value,
+            "reverted": BackfillStatus.REVERTED.value,
+            "pending": BackfillStatus.PENDING.value,
+        }
         b_sequences = (
             await session.execute(
                 sa.select(events.c.sequence).where(events.c.business_id == b.business_id)
@@ -182,6 +203,9 @@ async def seeded(database: Database, settings: Settings) -> Seeded:
                     settings,
                 )
             ),
+            "backfills": await first_cursor(
+                a_backfills.page(PageRequest(first=1), settings, status=None)
+            ),
         }
         customer_ids = (acme.id, plain.id, shared.id)
         meter_ids = (meter.id, archived.id)
@@ -189,7 +213,14 @@ async def seeded(database: Database, settings: Settings) -> Seeded:
         business_a = BusinessA(
             business_id=a.business_id,
             ids=frozenset(
-                {a.business_id, *a_key_ids, *customer_ids, *meter_ids, *event_server_ids}
+                {
+                    a.business_id,
+                    *a_key_ids,
+                    *customer_ids,
+                    *meter_ids,
+                    *event_server_ids,
+                    *backfill_ids.values(),
+                }
             ),
             customer_ids=customer_ids,
             external_ids=("acme", "shared", "nobody"),
@@ -197,9 +228,65 @@ async def seeded(database: Database, settings: Settings) -> Seeded:
             event_server_ids=event_server_ids,
             sequences=tuple(row.sequence for row in a_events),
             meter_ids=meter_ids,
+            backfill_ids=tuple(backfill_ids.values()),
+            backfills=backfills_by_role,
             cursors=cursors,
         )
     return Seeded(business_a, b.business_id, tuple(b_sequences))
+
+
+async def seed_backfills(
+    session: Any, business_id: str, acme_id: str, plain_id: str, settings: Settings
+) -> dict[str, str]:
+    """A's backfills, by role (see BusinessA.backfills). History older than the ingestion
+    window is loaded through a first backfill, closed, so that later ones have counted
+    events to replace."""
+    now = now_utc()
+    backfills_of_a = BackfillRepository(session, business_id)
+    events_of_a = EventRepository(session, business_id)
+
+    def days_ago(days: int) -> datetime:
+        return now - timedelta(days=days)
+
+    async def backfill(draft_of_backfill: BackfillDraft, *drafts: EventDraft) -> str:
+        created = await backfills_of_a.create(draft_of_backfill, settings, now)
+        await events_of_a.ingest(drafts, settings, now, backfill_id=created.id)
+        return created.id
+
+    history = await backfill(
+        BackfillDraft(days_ago(10), days_ago(2), replace_existing_events=False),
+        draft("a-history-replaced", external_customer_id="acme", timestamp=days_ago(9)),
+        draft("a-history-kept", customer_id=plain_id, timestamp=days_ago(9)),
+        draft("a-history-restored", customer_id=plain_id, timestamp=days_ago(6)),
+        draft("a-history-recent", external_customer_id="acme", timestamp=days_ago(3)),
+    )
+    await backfills_of_a.close(history, now)
+    # Acme's events of days 10 to 8 ago: "a-history-replaced" is deprecated by the close.
+    replacing = await backfill(
+        BackfillDraft(days_ago(10), days_ago(8), replace_existing_events=True, customer_id=acme_id),
+        draft("a-replacement", external_customer_id="acme", timestamp=days_ago(9)),
+    )
+    await backfills_of_a.close(replacing, now)
+    # Every customer's events of days 7 to 5 ago: "a-history-restored", replaced by the
+    # close, restored by the revert.
+    reverted = await backfill(
+        BackfillDraft(days_ago(7), days_ago(5), replace_existing_events=True),
+        draft("a-reverted", customer_id=plain_id, timestamp=days_ago(6)),
+    )
+    await backfills_of_a.close(reverted, now)
+    await backfills_of_a.revert(reverted, now)
+    # Its close would replace "a-history-recent" (B6).
+    pending = await backfill(
+        BackfillDraft(
+            days_ago(4),
+            days_ago(2),
+            replace_existing_events=True,
+            customer_id=acme_id,
+            deprecation_filter=TOKENS_OVER_10,
+        ),
+        draft("a-pending", external_customer_id="acme", timestamp=days_ago(3)),
+    )
+    return {"history": history, "replacing": replacing, "reverted": reverted, "pending": pending}
 
 
 async def first_cursor(page: Awaitable[Page[Any]]) -> str:
@@ -220,6 +307,8 @@ async def rows_of(database: Database, business_id: str) -> dict[str, list[Any]]:
             meters,
             meter_rollups,
             volume_rollups,
+            backfills,
+            backfill_replacements,
         )
     }
     owned["businesses"] = sa.select(businesses).where(businesses.c.id == business_id)
@@ -246,6 +335,11 @@ class AsB:
 
     async def call(self, *args: Any, **kwargs: Any) -> Any:
         """The method's result, which holds nothing of A; A is unchanged afterwards."""
+        return await self.echoing((), *args, **kwargs)
+
+    async def echoing(self, echoed: Collection[str], *args: Any, **kwargs: Any) -> Any:
+        """As `call`, except that the result may give back `echoed`: keys of A's that the
+        arguments themselves hold (and nothing else of A's)."""
         before = await rows_of(self.database, self.seeded.a.business_id)
         async with self.database.unit_of_work() as session:
             repository = self.repository(session, self.seeded.b_business_id)
@@ -253,7 +347,8 @@ class AsB:
             if isinstance(result, Page):
                 # B has a handful of rows: every page asked for here holds all that match.
                 assert await result.count_total() == len(result.edges)
-        assert_nothing_of_a(result, self.seeded)
+        unknown = replace(self.seeded.a, ids=self.seeded.a.ids - set(echoed))
+        assert_nothing_of_a(result, replace(self.seeded, a=unknown))
         assert await rows_of(self.database, self.seeded.a.business_id) == before
         return result
 
@@ -379,6 +474,17 @@ async def ingest(b: AsB, a: BusinessA, settings: Settings) -> None:
             settings,
             now_utc(),
         )
+    # Into a backfill of A's, whatever its status: none of B's (not BACKFILL_NOT_PENDING,
+    # which would tell that it exists); the event lies in that backfill's timeframe.
+    for backfill in a.backfills.values():
+        into_a = draft("b-new", external_customer_id="acme", timestamp=backfill.timeframe_start)
+        await b.refused(
+            UserErrorCode.BACKFILL_NOT_FOUND,
+            [into_a],
+            settings,
+            now_utc(),
+            backfill_id=backfill.id,
+        )
 
 
 @walks(EventRepository, "get_by_event_id")
@@ -423,6 +529,16 @@ async def events_page(b: AsB, a: BusinessA, settings: Settings) -> None:
                 PageRequest(),
                 settings,
             )
+        for backfill_id in a.backfill_ids:
+            await b.refused(
+                UserErrorCode.BACKFILL_NOT_FOUND,
+                EventFilter(backfill_id=backfill_id),
+                order,
+                PageRequest(),
+                settings,
+            )
+            replaced = EventFilter(replaced_by_backfill_id=backfill_id, include_deprecated=True)
+            assert await listed(replaced, order) == set()
         cursor = a.cursors["events"]
         for request in (PageRequest(after=cursor), PageRequest(last=5, before=cursor)):
             await b.refused(UserErrorCode.INVALID_CURSOR, EventFilter(), order, request, settings)
@@ -593,6 +709,281 @@ async def volume_counts(b: AsB, a: BusinessA, settings: Settings) -> None:
         assert sum(count for _, count in counts) == 3  # B's own events
 
 
+# -- backfills (SPEC §16) ------------------------------------------------------------------
+
+
+async def own_backfill(b: AsB, settings: Settings) -> BackfillRecord:
+    """A pending backfill of B's own, for every customer, over the timeframe of A's pending
+    one, holding one event: what B may see of backfills. Were A's pending backfill B's
+    too, creating this one would be a BACKFILL_CONFLICT (B1)."""
+    now = now_utc()
+    async with b.database.unit_of_work() as session:
+        created = await BackfillRepository(session, b.seeded.b_business_id).create(
+            BackfillDraft(
+                now - timedelta(days=4), now - timedelta(days=2), replace_existing_events=True
+            ),
+            settings,
+            now,
+        )
+        await EventRepository(session, b.seeded.b_business_id).ingest(
+            [
+                draft(
+                    "b-backfilled",
+                    external_customer_id="shared",
+                    timestamp=now - timedelta(days=3),
+                )
+            ],
+            settings,
+            now,
+            backfill_id=created.id,
+        )
+    return created
+
+
+async def as_a(b: AsB, a: BusinessA, repository: type, method: str, *args: Any) -> Any:
+    """The method called as A itself: what B must not get (the walks' controls)."""
+    async with b.database.session() as session:
+        return await getattr(repository(session, a.business_id), method)(*args)
+
+
+@walks(BackfillRepository, "create")
+async def create_backfill(b: AsB, a: BusinessA, settings: Settings) -> None:
+    now = now_utc()
+    pending = a.backfills["pending"]
+    start, end = pending.timeframe_start, pending.timeframe_end
+    middle = start + (end - start) / 2
+    # A's pending backfill (Acme's) overlaps both in timeframe and scope: no conflict in B.
+    every_customer = await b.call(BackfillDraft(start, middle, True), settings, now)
+    acme = await b.call(
+        BackfillDraft(middle, end, True, external_customer_id="acme"), settings, now
+    )
+    for created in (every_customer, acme):
+        assert created.status == BackfillStatus.PENDING.value
+    assert acme.external_customer_id == "acme"
+    assert acme.customer_id is None
+    for customer_id in a.customer_ids:
+        draft_for_a = BackfillDraft(start, end, True, customer_id=customer_id)
+        await b.refused(UserErrorCode.CUSTOMER_NOT_FOUND, draft_for_a, settings, now)
+    # B's own pending backfills do conflict (the check is there, scoped).
+    await b.refused(UserErrorCode.BACKFILL_CONFLICT, BackfillDraft(start, end, True), settings, now)
+
+
+@walks(BackfillRepository, "get")
+async def get_backfill(b: AsB, a: BusinessA, settings: Settings) -> None:
+    for backfill_id in a.backfill_ids:
+        assert await b.call(backfill_id) is None
+    own = await own_backfill(b, settings)
+    found = await b.call(own.id)
+    assert found is not None
+    assert found.id == own.id
+
+
+@walks(BackfillRepository, "by_ids")
+async def backfills_by_ids(b: AsB, a: BusinessA, settings: Settings) -> None:
+    assert await b.call(a.backfill_ids) == {}
+    own = await own_backfill(b, settings)
+    assert set(await b.call([*a.backfill_ids, own.id])) == {own.id}
+
+
+@walks(BackfillRepository, "page")
+async def backfills_page(b: AsB, a: BusinessA, settings: Settings) -> None:
+    for status in (None, *BackfillStatus):
+        assert (await b.call(PageRequest(), settings, status=status)).edges == []
+    own = await own_backfill(b, settings)
+    for status in (None, *BackfillStatus):
+        page = await b.call(PageRequest(), settings, status=status)
+        expected = [own.id] if status in (None, BackfillStatus.PENDING) else []
+        assert [backfill.id for _, backfill in page.edges] == expected
+    cursor = a.cursors["backfills"]
+    for request in (PageRequest(after=cursor), PageRequest(last=5, before=cursor)):
+        await b.refused(UserErrorCode.INVALID_CURSOR, request, settings, status=None)
+
+
+@walks(BackfillRepository, "scope_of")
+async def backfill_scope(b: AsB, a: BusinessA, settings: Settings) -> None:
+    """Given A's backfill, B resolves its customer among B's own: the customer id the
+    record names comes back as given, and nothing more of A's customer (its externalId)."""
+    async with b.database.session() as session:
+        b_customers = CustomerRepository(session, b.seeded.b_business_id)
+        b_shared = (await b_customers.by_external_ids(["shared"]))["shared"]
+    # The control: A resolves its own backfill's customer fully.
+    pending = a.backfills["pending"]
+    assert await as_a(b, a, BackfillRepository, "scope_of", pending) == CustomerScope(
+        pending.customer_id, "acme"
+    )
+    for backfill in a.backfills.values():
+        named = [backfill.customer_id] if backfill.customer_id is not None else []
+        scope = await b.echoing(named, backfill)
+        assert scope == CustomerScope(backfill.customer_id, None), backfill
+    # By externalId: B's customer of it, if B has one; never A's.
+    for external_id, owner in (("acme", None), ("nobody", None), ("shared", b_shared.id)):
+        by_external_id = replace(pending, customer_id=None, external_customer_id=external_id)
+        assert await b.call(by_external_id) == CustomerScope(owner, external_id)
+
+
+@walks(BackfillRepository, "due")
+async def due_backfills(b: AsB, a: BusinessA, settings: Settings) -> None:
+    later = now_utc() + timedelta(days=365)  # every pending backfill's closeTime has come
+    assert await as_a(b, a, BackfillRepository, "due", later) == [a.backfills["pending"].id]
+    assert await b.call(later) == []
+    own = await own_backfill(b, settings)
+    assert await b.call(later) == [own.id]
+
+
+@walks(BackfillRepository, "events_ingested")
+async def backfill_events_ingested(b: AsB, a: BusinessA, settings: Settings) -> None:
+    assert await as_a(b, a, BackfillRepository, "events_ingested", a.backfill_ids) == {
+        a.backfills["history"].id: 4,
+        a.backfills["replacing"].id: 1,
+        a.backfills["reverted"].id: 1,
+        a.backfills["pending"].id: 1,
+    }
+    assert await b.call(a.backfill_ids) == {}
+    own = await own_backfill(b, settings)
+    assert await b.call([*a.backfill_ids, own.id]) == {own.id: 1}
+
+
+@walks(BackfillRepository, "events_to_deprecate")
+async def backfill_events_to_deprecate(b: AsB, a: BusinessA, settings: Settings) -> None:
+    pending = a.backfills["pending"]
+    # The control: A's close would replace "a-history-recent".
+    assert await as_a(b, a, BackfillRepository, "events_to_deprecate", pending) == 1
+    for backfill in a.backfills.values():
+        assert await b.call(backfill) == 0
+    # A's pending backfill moved over the moment both businesses sent events at, where
+    # events of both count: B counts its own only, A (the control) its own.
+    now = now_utc()
+    moved = replace(
+        pending, timeframe_start=now - timedelta(days=1), timeframe_end=now + timedelta(days=1)
+    )
+    for customer_id, external_id, a_count, b_count in (
+        (pending.customer_id, None, 1, 0),  # A's Acme, which B cannot resolve
+        (None, "acme", 1, 1),  # "a-by-external"; B's "b-of-acme"
+        (None, None, 4, 3),  # every event that counts, of tokens over 10
+    ):
+        scoped = replace(moved, customer_id=customer_id, external_customer_id=external_id)
+        assert await as_a(b, a, BackfillRepository, "events_to_deprecate", scoped) == a_count
+        assert await b.call(scoped) == b_count, scoped
+
+
+@walks(BackfillRepository, "replacement_of")
+async def backfill_replacement(b: AsB, a: BusinessA, settings: Settings) -> None:
+    """A condition, not a call: counted over every business's events, it finds none."""
+
+    def count_of(condition: sa.ColumnElement[bool]) -> sa.Select[Any]:
+        return sa.select(sa.func.count()).select_from(events).where(condition)
+
+    replacing, reverted = a.backfills["replacing"].id, a.backfills["reverted"].id
+    async with b.database.session() as session:
+        of_a = BackfillRepository(session, a.business_id)
+        for replaced_by in (replacing, reverted):
+            assert (await session.execute(count_of(of_a.replacement_of(replaced_by)))).scalar() == 1
+    before = await rows_of(b.database, a.business_id)
+    async with b.database.unit_of_work() as session:
+        of_b = BackfillRepository(session, b.seeded.b_business_id)
+        for backfill_id in a.backfill_ids:
+            condition = of_b.replacement_of(backfill_id)
+            assert (await session.execute(count_of(condition))).scalar() == 0
+            scoped = of_b.readable(events, sa.func.count()).where(condition)
+            assert (await session.execute(scoped)).scalar() == 0
+    assert await rows_of(b.database, a.business_id) == before
+
+
+@walks(BackfillRepository, "pending_for_ingestion")
+async def backfill_pending_for_ingestion(b: AsB, a: BusinessA, settings: Settings) -> None:
+    # Whatever the status of A's backfill: not found (not BACKFILL_NOT_PENDING).
+    for backfill_id in a.backfill_ids:
+        await b.refused(UserErrorCode.BACKFILL_NOT_FOUND, backfill_id)
+    own = await own_backfill(b, settings)
+    backfill, scope = await b.call(own.id)
+    assert backfill.id == own.id
+    assert scope == CustomerScope(None, None)
+
+
+@walks(BackfillRepository, "close")
+async def close_backfill(b: AsB, a: BusinessA, settings: Settings) -> None:
+    # Closing a REFLECTED backfill again would return it: A's are not found at all.
+    for backfill_id in a.backfill_ids:
+        await b.refused(UserErrorCode.BACKFILL_NOT_FOUND, backfill_id, now_utc())
+    own = await own_backfill(b, settings)
+    closed = await b.call(own.id, now_utc())
+    assert closed.status == BackfillStatus.REFLECTED.value
+
+
+@walks(BackfillRepository, "close_if_due")
+async def close_backfill_if_due(b: AsB, a: BusinessA, settings: Settings) -> None:
+    later = now_utc() + timedelta(days=365)  # every pending backfill's closeTime has come
+    for backfill_id in a.backfill_ids:
+        for wait in (False, True):
+            assert await b.call(backfill_id, later, wait=wait) is False
+    own = await own_backfill(b, settings)
+    assert await b.call(own.id, later) is True
+
+
+@walks(BackfillRepository, "revert")
+async def revert_backfill(b: AsB, a: BusinessA, settings: Settings) -> None:
+    # Reverting a REVERTED backfill again would return it: A's are not found at all.
+    for backfill_id in a.backfill_ids:
+        await b.refused(UserErrorCode.BACKFILL_NOT_FOUND, backfill_id, now_utc())
+    own = await own_backfill(b, settings)
+    reverted = await b.call(own.id, now_utc())
+    assert reverted.status == BackfillStatus.REVERTED.value
+
+
+async def event_hours(database: Database, business_id: str) -> set[tuple[str, int]]:
+    """(event name, first quarter of the UTC hour) of every event of the business."""
+    async with database.session() as session:
+        rows = await session.execute(
+            sa.select(events.c.event_name, events.c.timestamp).where(
+                events.c.business_id == business_id
+            )
+        )
+        return {
+            (name, quarter_of(moment) - quarter_of(moment) % HOUR_SPAN) for name, moment in rows
+        }
+
+
+@walks(RollupRepository, "hours_of")
+async def rollup_hours_of(b: AsB, a: BusinessA, settings: Settings) -> None:
+    of_a_backfills = events.c.backfill_id.in_(a.backfill_ids)
+    a_hours = await as_a(b, a, RollupRepository, "hours_of", of_a_backfills)
+    assert len(a_hours) == 3  # 9, 6 and 3 days ago
+    assert await b.call(of_a_backfills) == set()
+    assert await b.call(events.c.sequence.in_(a.sequences)) == set()
+    b_hours = await event_hours(b.database, b.seeded.b_business_id)
+    assert await b.call(events.c.sequence.is_not(None)) == b_hours
+    assert not b_hours & a_hours
+
+
+@walks(RollupRepository, "hours_recounted")
+async def rollup_hours_recounted(b: AsB, a: BusinessA, settings: Settings) -> None:
+    # A's hours, one of them also B's (both sent events now): B's rows of it rebuilt as
+    # they were, A's (which the harness checks) untouched.
+    a_hours = await event_hours(b.database, a.business_id)
+    b_hours = await event_hours(b.database, b.seeded.b_business_id)
+    assert b_hours <= a_hours
+    b_before = await rows_of(b.database, b.seeded.b_business_id)
+    await b.call(a_hours)
+    b_after = await rows_of(b.database, b.seeded.b_business_id)
+    assert b_after["meter_rollups"] == b_before["meter_rollups"]
+
+
+@walks(RollupRepository, "volume_changed")
+async def rollup_volume_changed(b: AsB, a: BusinessA, settings: Settings) -> None:
+    b_before = await rows_of(b.database, b.seeded.b_business_id)
+    await b.call(
+        [
+            (events.c.sequence.in_(a.sequences), 1, 1),
+            (events.c.backfill_id.in_(a.backfill_ids), 1, 0),
+        ]
+    )
+    assert await rows_of(b.database, b.seeded.b_business_id) == b_before
+    # B's own events do change B's counts.
+    await b.call([(events.c.sequence.in_(b.seeded.b_sequences), 1, 0)])
+    b_after = await rows_of(b.database, b.seeded.b_business_id)
+    assert b_after["volume_rollups"] != b_before["volume_rollups"]
+
+
 def repository_modules() -> list[Any]:
     return [
         importlib.import_module(f"{db.repositories.__name__}.{module.name}")
@@ -652,7 +1043,14 @@ async def test_t2_every_statement_the_base_builds_carries_the_business(database:
         scoped = BusinessScopedRepository(session, "bus_scoped")
         statements = [
             builder(table, lookup=lookup)
-            for table in (customers, events, event_corrections, meters)
+            for table in (
+                customers,
+                events,
+                event_corrections,
+                meters,
+                backfills,
+                backfill_replacements,
+            )
             for builder in (scoped.readable, scoped.update_of, scoped.delete_of)
             for lookup in (False, True)
         ]
@@ -689,6 +1087,8 @@ TENANT_TABLES = {
     "meters",
     "meter_rollups",
     "volume_rollups",
+    "backfills",
+    "backfill_replacements",
 }
 STATEMENT_BUILDERS = {
     "select",

@@ -2,7 +2,8 @@
 VolumeRepository likewise answers what the reference counter counts (V1, V2).
 
 Hypothesis draws a history — customers created, batches ingested, events amended and
-deprecated, each step at a moment of its own — and writes it through the real repositories
+deprecated, backfills created, filled, closed and reverted, each step at a moment of its
+own — and writes it through the real repositories
 with that moment as `now`, so that the rows (events, event_revisions with created_at,
 deprecated_at, ingested_at, customers' created_at) are the ones the service itself would
 have written. The stored history is read back and handed to the reference; the query goes
@@ -28,8 +29,9 @@ from hypothesis import strategies as st
 from db.database import Database
 from db.errors import RuleViolations
 from db.filters import Clause, Conjunction, Filter, FilterOperator, ScalarValue
-from db.records import EventDraft, MeterRecord
+from db.records import BackfillRecord, EventDraft, MeterRecord
 from db.repositories import rollups
+from db.repositories.backfills import BackfillRepository
 from db.repositories.corrections import EventCorrectionRepository
 from db.repositories.customers import CustomerRepository
 from db.repositories.events import EventRepository
@@ -37,10 +39,18 @@ from db.repositories.meters import MeterRepository
 from db.repositories.rollups import RollupRepository
 from db.repositories.usage import UsageRepository, rollup_span
 from db.repositories.volume import VolumeRepository
+from db.rules.backfills import BackfillDraft
 from db.rules.corrections import Amendment
 from db.rules.meters import AggregationType, MeterDraft
 from db.settings import Settings
-from db.tables import businesses, customers, event_revisions, events
+from db.tables import (
+    backfill_replacements,
+    backfills,
+    businesses,
+    customers,
+    event_revisions,
+    events,
+)
 from db.usage import reference
 from db.usage.buckets import bucket_edges, time_zone
 from db.usage.decimals import format_decimal
@@ -123,7 +133,45 @@ class Deprecate:
     pick: int
 
 
-Step = NewCustomer | Ingest | Amend | Deprecate
+@dataclass(frozen=True)
+class CreateBackfill:
+    # The timeframe, in thousandths of the history's range from its start (the span at
+    # most BACKFILL_MAX_SPAN): the same choices give the same backfill in every range.
+    start: int
+    span: int
+    # None: every customer; else as NewEvent.sender.
+    scope: tuple[str, Any] | None
+    replace: bool
+    deprecation_filter: Filter | None
+
+
+@dataclass(frozen=True)
+class IngestIntoBackfill:
+    """Into the latest backfill created so far; timestamps are folded into its timeframe."""
+
+    events: list[NewEvent]
+
+
+@dataclass(frozen=True)
+class CloseBackfill:
+    pick: int  # a backfill created so far, counted from the latest (modulo)
+
+
+@dataclass(frozen=True)
+class RevertBackfill:
+    pick: int
+
+
+Step = (
+    NewCustomer
+    | Ingest
+    | Amend
+    | Deprecate
+    | CreateBackfill
+    | IngestIntoBackfill
+    | CloseBackfill
+    | RevertBackfill
+)
 
 
 @dataclass(frozen=True)
@@ -187,6 +235,24 @@ filters = st.builds(
 )
 
 
+# What a replacing backfill deprecates: everything in scope (None, most often), or some.
+DEPRECATION_FILTERS: list[Filter | None] = [
+    None,
+    None,
+    Filter(
+        Conjunction.AND,
+        (Clause("model", FilterOperator.EQUALS, "a"),),
+    ),
+    Filter(
+        Conjunction.OR,
+        (
+            Clause("tokens", FilterOperator.GREATER_THAN, 2),
+            Clause('say "hi"', FilterOperator.EQUALS, True),
+        ),
+    ),
+]
+
+
 @st.composite
 def ranges(draw: st.DrawFn) -> Range:
     zone, anchor = draw(st.sampled_from(ZONES))
@@ -215,8 +281,25 @@ def moments(draw: st.DrawFn, chosen: Range) -> datetime:
     return chosen.start + draw(st.integers(-whole // 10, whole + whole // 10)) * MICROSECOND
 
 
+# How often each kind of step is drawn, by repetition: a name, not a strategy, is
+# repeated, since one_of drops branches that are the same object — and whether
+# hypothesis's strategy cache hands out the same object for equal arguments depends on
+# what ran before, which made generation differ between runs.
+EVERY_KIND_OF_STEP = [
+    *["ingest"] * 3,
+    *["backfill", "into backfill", "close"] * 2,
+    "customer",
+    "amend",
+    "deprecate",
+    "revert",
+]
+
+
 @st.composite
-def histories(draw: st.DrawFn) -> History:
+def histories(draw: st.DrawFn, *, backfill_scenario: bool = False) -> History:
+    """Random steps; or, with `backfill_scenario`, events ingested, then a backfill
+    created, filled, and mostly closed (replacing some of them) and perhaps reverted,
+    amid a few random steps."""
     chosen = draw(ranges())
     senders = st.one_of(
         st.tuples(st.just("id"), st.integers(0, 3)),
@@ -229,20 +312,44 @@ def histories(draw: st.DrawFn) -> History:
         timestamp=moments(chosen),
         metadata=metadata_documents,
     )
-    step_kinds = st.one_of(
-        st.builds(NewCustomer, st.sampled_from(["acme", "beta", None])),
-        st.builds(Ingest, st.lists(new_events, min_size=1, max_size=6)),
-        st.builds(Ingest, st.lists(new_events, min_size=1, max_size=6)),
-        st.builds(Ingest, st.lists(new_events, min_size=1, max_size=6)),
-        st.builds(Amend, st.integers(0, 20), st.sampled_from(EVENT_NAMES), metadata_documents),
-        st.builds(Deprecate, st.integers(0, 20)),
-    )
+    batches = st.lists(new_events, min_size=1, max_size=6)
+    step_kinds: dict[str, st.SearchStrategy[Step]] = {
+        "customer": st.builds(NewCustomer, st.sampled_from(["acme", "beta", None])),
+        "ingest": st.builds(Ingest, batches),
+        "amend": st.builds(
+            Amend, st.integers(0, 20), st.sampled_from(EVENT_NAMES), metadata_documents
+        ),
+        "deprecate": st.builds(Deprecate, st.integers(0, 20)),
+        "backfill": st.builds(
+            CreateBackfill,
+            st.integers(-100, 1100),
+            st.integers(1, 1000),
+            st.none() | senders,
+            st.booleans(),
+            st.sampled_from(DEPRECATION_FILTERS),
+        ),
+        "into backfill": st.builds(IngestIntoBackfill, batches),
+        "close": st.builds(CloseBackfill, st.integers(0, 3)),
+        "revert": st.builds(RevertBackfill, st.integers(0, 3)),
+    }
     # Steps happen from half a range before the range on, a quarter of a range apart at
     # most, so that ingestion times (INGESTION_TIME, asOf) fall before, in and after it.
     span = chosen.end - chosen.start
     moment = chosen.start - span / 2
+    random_kinds = st.lists(st.sampled_from(EVERY_KIND_OF_STEP), max_size=12)
+    kinds = draw(random_kinds.filter(bool))
+    if backfill_scenario:
+        ending = draw(st.sampled_from([["close"], ["close", "revert"], ["revert"], []]))
+        kinds = [
+            *["ingest"] * draw(st.integers(1, 2)),
+            "backfill",
+            *["into backfill"] * draw(st.integers(1, 3)),
+            *ending,
+        ]
+        kinds[draw(st.integers(0, len(kinds))) : 0] = draw(random_kinds.map(lambda k: k[:3]))
     steps: list[tuple[datetime, Step]] = []
-    for step in draw(st.lists(step_kinds, min_size=1, max_size=10)):
+    for kind in kinds:
+        step = draw(step_kinds[kind])
         moment += draw(st.integers(1, max(int(span / MICROSECOND) // 4, 1))) * MICROSECOND
         steps.append((moment, step))
     return History(chosen, steps)
@@ -326,10 +433,25 @@ class Backend:
             business_id = await self._business(history)
         created: list[str] = []
         ingested: list[str] = []
+        backfilled: list[BackfillRecord] = []
         for now, step in history.steps:
             try:
                 async with self.database.unit_of_work() as session:
-                    await self._apply(session, business_id, step, now, created, ingested)
+                    if isinstance(
+                        step, CreateBackfill | IngestIntoBackfill | CloseBackfill | RevertBackfill
+                    ):
+                        await self._backfill(
+                            session,
+                            history.range,
+                            business_id,
+                            step,
+                            now,
+                            created,
+                            ingested,
+                            backfilled,
+                        )
+                    else:
+                        await self._apply(session, business_id, step, now, created, ingested)
             except RuleViolations:
                 pass  # refused as the service would refuse it; nothing was written
         return await self._read(business_id)
@@ -361,7 +483,7 @@ class Backend:
             ]
             await EventRepository(session, business_id).ingest(drafts, self.settings, now)
             ingested.extend(draft.event_id for draft in drafts)
-        elif ingested:
+        elif isinstance(step, Amend | Deprecate) and ingested:
             event_id = ingested[step.pick % len(ingested)]
             corrections = EventCorrectionRepository(session, business_id)
             if isinstance(step, Amend):
@@ -369,6 +491,67 @@ class Backend:
                 await corrections.amend(amendment, self.settings, now)
             else:
                 await corrections.deprecate(event_id, None, self.settings, now)
+
+    async def _backfill(
+        self,
+        session: Any,
+        chosen: Range,
+        business_id: str,
+        step: Step,
+        now: datetime,
+        created: list[str],
+        ingested: list[str],
+        backfilled: list[BackfillRecord],
+    ) -> None:
+        repository = BackfillRepository(session, business_id)
+        if isinstance(step, CreateBackfill):
+            scope = {} if step.scope is None else _sender(step.scope, created)
+            whole = chosen.end - chosen.start
+            start = chosen.start + whole * step.start / 1000
+            span = min(whole * step.span / 1000, self.settings.backfill_max_span)
+            draft = BackfillDraft(
+                timeframe_start=start,
+                timeframe_end=start + max(span, MICROSECOND),
+                replace_existing_events=step.replace,
+                deprecation_filter=(
+                    step.deprecation_filter.to_document()
+                    if step.deprecation_filter is not None and step.replace
+                    else None
+                ),
+                close_time=now + timedelta(days=1),
+                **scope,
+            )
+            backfilled.append(await repository.create(draft, self.settings, now))
+        elif not backfilled:
+            return
+        elif isinstance(step, IngestIntoBackfill):
+            backfill = backfilled[-1]
+            span = backfill.timeframe_end - backfill.timeframe_start
+            drafts = [
+                EventDraft(
+                    event_id=f"e{len(ingested) + index}",
+                    event_name=event.event_name,
+                    timestamp=backfill.timeframe_start
+                    + (event.timestamp - backfill.timeframe_start) % span,
+                    metadata=event.metadata,
+                    **(
+                        _sender(event.sender, created)
+                        if backfill.customer_id is None and backfill.external_customer_id is None
+                        else {"customer_id": backfill.customer_id}
+                        if backfill.customer_id is not None
+                        else {"external_customer_id": backfill.external_customer_id}
+                    ),
+                )
+                for index, event in enumerate(step.events)
+            ]
+            await EventRepository(session, business_id).ingest(
+                drafts, self.settings, now, backfill_id=backfill.id
+            )
+            ingested.extend(draft.event_id for draft in drafts)
+        elif isinstance(step, CloseBackfill):
+            await repository.close(backfilled[-1 - step.pick % len(backfilled)].id, now)
+        elif isinstance(step, RevertBackfill):
+            await repository.revert(backfilled[-1 - step.pick % len(backfilled)].id, now)
 
     async def _read(self, business_id: str) -> Stored:
         async with self.database.session() as session:
@@ -388,6 +571,23 @@ class Backend:
                     sa.select(customers).where(customers.c.business_id == business_id)
                 )
             ).all()
+            replacement_rows = (
+                await session.execute(
+                    sa.select(
+                        backfill_replacements.c.event_sequence,
+                        backfills.c.reflected_at,
+                        backfills.c.reverted_at,
+                    )
+                    .join(backfills, backfills.c.id == backfill_replacements.c.backfill_id)
+                    .where(
+                        backfills.c.business_id == business_id,
+                        backfills.c.reverted_at.is_not(None),
+                    )
+                )
+            ).all()
+        replaced: dict[int, list[tuple[datetime, datetime]]] = {}
+        for sequence, reflected_at, reverted_at in replacement_rows:
+            replaced.setdefault(sequence, []).append((reflected_at, reverted_at))
         revisions: dict[int, list[reference.Revision]] = {}
         for row in revision_rows:
             revisions.setdefault(row.event_sequence, []).append(
@@ -404,6 +604,8 @@ class Backend:
                     ingested_at=row.ingested_at,
                     deprecated_at=row.deprecated_at,
                     revisions=revisions[row.sequence],
+                    counted_from=row.counted_from,
+                    replaced=replaced.get(row.sequence, ()),
                 )
                 for row in rows
             ],
@@ -505,6 +707,19 @@ def usage_query(history: History, question: Question, stored: Stored, meter_id: 
     )
 
 
+def note_backfills(stored: Stored) -> None:
+    """Labels for --hypothesis-show-statistics: how often backfills shaped the history."""
+    if any(each.replaced for each in stored.events):
+        event("a reverted backfill had replaced events")
+    if any(
+        each.counted_from is not None and each.counted_from > each.ingested_at
+        for each in stored.events
+    ):
+        event("a reflected backfill's events")
+    if any(each.counted_from is None for each in stored.events):
+        event("events of a backfill not reflected")
+
+
 def reference_plan(
     query: UsageQuery, meter: MeterRecord, stored: Stored, settings: Settings
 ) -> UsagePlan:
@@ -583,6 +798,7 @@ def test_u9_repository_agrees_with_the_reference(
     # When the repository answers the usage query
     answer = backend.usage(stored.business_id, query)
     # Then it answers exactly what the reference answers over the stored history
+    note_backfills(stored)
     plan = reference_plan(query, meter, stored, backend.settings)
     expected = reference.usage(plan, stored.events, stored.customers)
     assert as_answered(answer) == as_answered(expected)
@@ -641,6 +857,7 @@ def test_u9_rollups_agree_with_the_reference(
         stored = backend.write(history)
         meter = backend.meter(stored.business_id, question, history.steps[-1][0])
     query = usage_query(history, question, stored, meter.id)
+    note_backfills(stored)
     plan = reference_plan(query, meter, stored, backend.settings)
     # When the repository answers the usage query
     # (SQLite numbers few buckets in SQL, many in Python: both ways are drawn.)
@@ -661,6 +878,27 @@ def test_u9_rollups_agree_with_the_reference(
     assert as_answered(answer) == as_answered(expected)
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    history=histories(backfill_scenario=True),
+    question=st.one_of(rollup_questions(), questions),
+)
+def test_u9_backfill_closes_and_reverts_keep_usage_exact(
+    backend: Backend, history: History, question: Question
+) -> None:
+    # Given a meter whose rollups every step kept — backfills created, filled, closed
+    # over events ingested before (replacing them) and reverted — at their own moments
+    stored, meter = backend.write_under_meter(history, question)
+    note_backfills(stored)
+    # When the repository answers (from the rollups, or from the raw events with asOf)
+    query = usage_query(history, question, stored, meter.id)
+    answer = backend.usage(stored.business_id, query)
+    # Then it answers exactly what the reference answers
+    plan = reference_plan(query, meter, stored, backend.settings)
+    expected = reference.usage(plan, stored.events, stored.customers)
+    assert as_answered(answer) == as_answered(expected)
+
+
 volume_questions = st.fixed_dictionaries(
     {
         "granularity": st.sampled_from(Granularity),
@@ -674,7 +912,7 @@ volume_questions = st.fixed_dictionaries(
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(history=histories(), question=volume_questions)
+@given(history=histories() | histories(backfill_scenario=True), question=volume_questions)
 def test_v1_v2_volume_agrees_with_the_reference(
     backend: Backend, history: History, question: dict[str, Any]
 ) -> None:

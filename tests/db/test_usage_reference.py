@@ -83,6 +83,7 @@ def event(
         ingested_at=ingested_at,
         deprecated_at=deprecated_at,
         revisions=revisions,
+        counted_from=ingested_at,
     )
 
 

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
 from db.database import Database
-from db.demo import DEMO_CUSTOMERS
+from db.demo import DEMO_CUSTOMERS, DEMO_HISTORY_DAYS, DEMO_HISTORY_EVENTS_PER_DAY
 from db.migrate import alembic_config
 from db.settings import Settings
 from graph.app import create_app
@@ -579,6 +579,13 @@ async def test_demo_history_draws_a_month_of_daily_usage_per_customer(
     for one in series:
         days_with_usage = sum(bucket["eventCount"] > 0 for bucket in one["buckets"])
         assert days_with_usage >= 25, one
+    # And that month was loaded the way the README says: through one backfill, closed
+    loaded = await graphql_as(
+        database_url, api_key, "{ backfills { nodes { status eventsIngested } } }"
+    )
+    assert loaded.json()["data"]["backfills"]["nodes"] == [
+        {"status": "REFLECTED", "eventsIngested": DEMO_HISTORY_DAYS * DEMO_HISTORY_EVENTS_PER_DAY}
+    ]
 
 
 @pytest.mark.asyncio(loop_scope="session")

@@ -316,7 +316,7 @@ async def test_i5_timestamp_older_than_the_past_window(
     payload = await ingest(api, [event_input("e1", minutes_ago=61)])
     assert codes(payload) == ["TIMESTAMP_TOO_OLD"]
     assert payload["userErrors"][0]["field"] == ["events", "0", "timestamp"]
-    assert "USAGE_EVENTS_INGEST_PAST_WINDOW" in payload["userErrors"][0]["message"]
+    assert "createBackfill" in payload["userErrors"][0]["message"]
     await assert_nothing_stored(database)
 
 

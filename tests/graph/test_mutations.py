@@ -15,7 +15,15 @@ from tests.support import GraphQLClient, count_rows, create_customer, event_inpu
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-TABLES = ["events", "event_revisions", "event_corrections", "customers", "meters"]
+TABLES = [
+    "events",
+    "event_revisions",
+    "event_corrections",
+    "customers",
+    "meters",
+    "backfills",
+    "backfill_replacements",
+]
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,37 @@ REFUSALS = [
         ["id"],
         "meter { id }",
         {"meter": None},
+    ),
+    Refusal(
+        "createBackfill",
+        "CreateBackfillInput",
+        {
+            "timeframeStart": "2026-01-02T00:00:00Z",
+            "timeframeEnd": "2026-01-01T00:00:00Z",
+            "replaceExistingEvents": False,
+        },
+        "TIME_RANGE_INVALID",
+        ["timeframeEnd"],
+        "backfill { id }",
+        {"backfill": None},
+    ),
+    Refusal(
+        "closeBackfill",
+        "BackfillIdInput",
+        {"id": "bfl_unknown"},
+        "BACKFILL_NOT_FOUND",
+        ["id"],
+        "backfill { id }",
+        {"backfill": None},
+    ),
+    Refusal(
+        "revertBackfill",
+        "BackfillIdInput",
+        {"id": "bfl_unknown"},
+        "BACKFILL_NOT_FOUND",
+        ["id"],
+        "backfill { id }",
+        {"backfill": None},
     ),
 ]
 

@@ -47,6 +47,10 @@ def test_user_error_code_enum_has_every_code_of_the_spec() -> None:
         "TIME_ZONE_INVALID",
         "GROUP_BY_INVALID",
         "USAGE_RESULT_TOO_LARGE",
+        "BACKFILL_NOT_FOUND",
+        "BACKFILL_NOT_PENDING",
+        "BACKFILL_CONFLICT",
+        "TIMESTAMP_OUTSIDE_BACKFILL",
     ]
     # Codes added beyond SPEC §8, each for a bound the spec leaves open.
     added_codes = ["REASON_TOO_LONG"]
