@@ -27,6 +27,10 @@ class BenchConfig:
     concurrency_batches: int
     concurrency_clients: int
     soak_batches: int
+    # Ingestion into a PENDING backfill, in batches of batch_size.
+    backfill_ingest_batches: int
+    # The backfill close: events of the history loaded first, and as many replacing them.
+    backfill_events: int
     # A wrk run of this long against each server before each measured one (0: none).
     warmup_seconds: int = 0
     batch_size: int = 1000
@@ -61,6 +65,8 @@ FULL = BenchConfig(
     concurrency_batches=400,
     concurrency_clients=8,
     soak_batches=1000,
+    backfill_ingest_batches=100,
+    backfill_events=100_000,
     warmup_seconds=1,
 )
 
@@ -81,6 +87,8 @@ QUICK = BenchConfig(
     concurrency_batches=48,
     concurrency_clients=8,
     soak_batches=30,
+    backfill_ingest_batches=20,
+    backfill_events=20_000,
 )
 
 

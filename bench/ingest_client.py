@@ -7,7 +7,9 @@
 k·500 … k·500+999, so each eventId is in two batches, and with several connections the
 batches in flight at once overlap. Every response is checked (no errors, no userErrors);
 with --with-ids the eventIds each response lists as `ingested` are counted, to check that
-each stored event is listed by exactly one request. Prints one JSON object.
+each stored event is listed by exactly one request. With --backfill-id, every batch goes
+into that PENDING backfill, batch k's events stamped at the middle of the k-th of `batches`
+equal parts of [--timeframe-start, --timeframe-end) instead of now. Prints one JSON object.
 """
 
 import argparse
@@ -22,7 +24,7 @@ from typing import Any
 import httpx
 import orjson
 
-from bench.workload import ingest_body, ingest_events
+from bench.workload import backfill_batch_moment, ingest_body, ingest_events
 
 
 def batch_event_ids(mode: str, prefix: str, batch: int, size: int) -> list[str]:
@@ -48,6 +50,12 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
     problems: list[str] = []
     next_batch = 0
     limits = httpx.Limits(max_connections=arguments.connections, max_keepalive_connections=64)
+    timeframe: tuple[datetime, datetime] | None = None
+    if arguments.backfill_id is not None:
+        timeframe = (
+            datetime.fromisoformat(arguments.timeframe_start),
+            datetime.fromisoformat(arguments.timeframe_end),
+        )
 
     async with httpx.AsyncClient(limits=limits, timeout=300) as client:
 
@@ -59,8 +67,15 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
                 event_ids = batch_event_ids(
                     arguments.mode, arguments.prefix, batch, arguments.batch_size
                 )
+                moment = (
+                    datetime.now(UTC)
+                    if timeframe is None
+                    else backfill_batch_moment(*timeframe, batch, arguments.batches)
+                )
                 body = ingest_body(
-                    ingest_events(event_ids, rng, datetime.now(UTC)), with_ids=arguments.with_ids
+                    ingest_events(event_ids, rng, moment),
+                    with_ids=arguments.with_ids,
+                    backfill_id=arguments.backfill_id,
                 )
                 sent = time.perf_counter()
                 response = await client.post(arguments.url, content=body, headers=headers)
@@ -119,7 +134,14 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--with-ids", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backfill-id", default=None)
+    parser.add_argument("--timeframe-start", help="ISO 8601; with --backfill-id")
+    parser.add_argument("--timeframe-end", help="ISO 8601; with --backfill-id")
     arguments = parser.parse_args()
+    if arguments.backfill_id is not None and not (
+        arguments.timeframe_start and arguments.timeframe_end
+    ):
+        parser.error("--backfill-id needs --timeframe-start and --timeframe-end")
     sys.stdout.write(orjson.dumps(asyncio.run(run(arguments))).decode() + "\n")
 
 

@@ -37,9 +37,10 @@ SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schema.graphql"
 _POSTGRES_INSERT = """
 WITH new_events AS (
     INSERT INTO events (id, business_id, event_id, customer_id, external_customer_id,
-                        event_name, "timestamp", metadata, ingested_at, revision)
+                        event_name, "timestamp", metadata, ingested_at, revision,
+                        counted_from)
     SELECT batch.id, $1, batch.event_id, batch.customer_id, batch.external_customer_id,
-           batch.event_name, batch.ts, batch.metadata::jsonb, $2, 1
+           batch.event_name, batch.ts, batch.metadata::jsonb, $2, 1, $2
     FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                 $8::timestamptz[], $9::text[])
          AS batch(id, event_id, customer_id, external_customer_id, event_name, ts, metadata)
@@ -58,8 +59,8 @@ SELECT event_id, sequence FROM new_events
 
 _SQLITE_INSERT_EVENTS = """
 INSERT INTO events (id, business_id, event_id, customer_id, external_customer_id,
-                    event_name, timestamp, metadata, ingested_at, revision)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)
+                    event_name, timestamp, metadata, ingested_at, revision, counted_from)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?9)
 ON CONFLICT (business_id, event_id) DO NOTHING
 """
 

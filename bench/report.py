@@ -53,10 +53,17 @@ def machine() -> dict[str, Any]:
     }
 
 
-def _number(value: float, unit: str) -> str:
+def _number(value: float | None, unit: str) -> str:
+    """A figure with its unit; — for none (a row without a floor)."""
+    if value is None:
+        return "—"
     if unit in ("req/s", "events/s"):
         return f"{value:,.0f} {unit}"
     return f"{value:.2f} {unit}"
+
+
+def _ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}×"
 
 
 def _peaks(peaks: dict[str, float]) -> str:
@@ -70,7 +77,7 @@ def _peak_names(peaks: dict[str, float]) -> str:
 def _notes(data: dict[str, Any]) -> list[str]:
     """The sentences under each database's tables: ingest, memory, ceilings, concurrency."""
     notes = []
-    ingest = next((row for row in data["rows"] if row["scenario"].startswith("ingest")), None)
+    ingest = next((row for row in data["rows"] if row["scenario"].startswith("ingest (")), None)
     if ingest:
         d = ingest["details"]
         notes.append(
@@ -78,6 +85,22 @@ def _notes(data: dict[str, Any]) -> list[str]:
             f"(floor {d['floor_events_per_second']:,.0f}); the floor is the driver "
             f"{d['driver_ms_median']:.2f} ms + graphql-core {d['graphql_core_ms_median']:.2f} ms "
             f"per batch; service p90 {d['service_ms_p90']:.1f} ms."
+        )
+    close = next(
+        (row for row in data["rows"] if row["scenario"].startswith("backfill close")), None
+    )
+    if close:
+        d = close["details"]
+        history, replacement = d["history_ingest"], d["replacement_ingest"]
+        notes.append(
+            f"Backfill close: {d['events']:,} events of history loaded through a first backfill "
+            f"({history['seconds']:.1f} s of ingest, {history['ms_per_batch_median']:.0f} ms per "
+            f"batch; its close {d['history_close_seconds']:.2f} s), then {d['events']:,} "
+            f"replacing them ({replacement['seconds']:.1f} s); eventsToDeprecate "
+            f"{d['events_to_deprecate']:,} ({d['events_to_deprecate_seconds']:.2f} s). meterUsage "
+            f"right after the close: {d['usage_total']} over {d['usage_event_count']:,} events "
+            f"(sent: {d['usage_expected_total']} over {d['usage_expected_event_count']:,}), "
+            f"{'exact' if close['passed'] else 'NOT EXACT'}, whole and grouped by day and model."
         )
     if data.get("usage"):
         checked = "; ".join(
@@ -150,8 +173,10 @@ def print_results(console: Console, results: dict[str, Any]) -> None:
             table.add_row(
                 row["scenario"],
                 f"{_number(row['figure'], row['unit'])}\n[dim]{row['figure_label']}[/dim]",
-                f"{_number(row['floor'], row['unit'])}\n[dim]{row['floor_label']}[/dim]",
-                f"{row['ratio']:.2f}×",
+                "—"
+                if row["floor"] is None
+                else f"{_number(row['floor'], row['unit'])}\n[dim]{row['floor_label']}[/dim]",
+                _ratio(row["ratio"]),
                 row["target"],
                 "—"
                 if row["passed"] is None
@@ -213,10 +238,14 @@ def markdown(results: dict[str, Any]) -> str:
         for row in data["rows"]:
             peaks = ", ".join(f"{name} {value:.0f}" for name, value in row["peak_rss_mib"].items())
             figure = f"{_number(row['figure'], row['unit'])} ({row['figure_label']})"
-            floor = f"{_number(row['floor'], row['unit'])} ({row['floor_label']})"
+            floor = (
+                "—"
+                if row["floor"] is None
+                else f"{_number(row['floor'], row['unit'])} ({row['floor_label']})"
+            )
             met = "—" if row["passed"] is None else "yes" if row["passed"] else "**no**"
             out.append(
-                f"| {row['scenario']} | {figure} | {floor} | {row['ratio']:.2f}× "
+                f"| {row['scenario']} | {figure} | {floor} | {_ratio(row['ratio'])} "
                 f"| {row['target']} | {met} | {peaks} |"
             )
         out += [

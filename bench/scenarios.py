@@ -6,6 +6,7 @@ processes of their own (wrk for reads, bench/ingest_client.py for ingestion).
 """
 
 import asyncio
+import decimal
 import json
 import math
 import random
@@ -13,10 +14,13 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg  # type: ignore[import-untyped]
 import httpx
@@ -54,15 +58,26 @@ from bench.usage_floor import (
     volume_answer_cells,
 )
 from bench.workload import (
+    BACKFILL_METER_DIMENSION,
+    BACKFILL_METER_INPUT,
     EVENT_NAMES,
     USAGE_GROUP_BY_KEY,
     USAGE_REPEATED_FILTER,
     USAGE_TIME_ZONE,
+    BackfillEvent,
+    backfill_body,
+    backfill_close_timeframe,
+    backfill_events,
+    backfill_ingest_timeframe,
+    close_backfill_body,
+    create_backfill_body,
+    create_meter_body,
     event_body,
     ingest_body,
     ingest_events,
     iso,
     list_body,
+    revert_backfill_body,
     usage_body,
     usage_meter_index,
     usage_range,
@@ -92,6 +107,13 @@ USAGE_FLAT_RATIO = 2.0
 AGGREGATE_SAMPLES = 5
 # ... but no single measurement runs longer than this (wrk gives up on a request at 60 s).
 AGGREGATE_MAX_SECONDS = 120
+# Ingestion into a backfill costs at most this many times normal ingestion (per batch).
+BACKFILL_INGEST_RATIO = 1.1
+# One close or revert of a backfill is one request, however long it takes: the client waits
+# this long for it (the client's default, 120 s, is for everything else).
+BACKFILL_REQUEST_TIMEOUT_SECONDS = 3600
+# Sums of the backfilled values, exactly: wide enough never to round, raising if it would.
+EXACT = decimal.Context(prec=decimal.MAX_PREC, traps=[decimal.Inexact, decimal.Rounded])
 
 
 @dataclass
@@ -100,9 +122,10 @@ class Row:
 
     scenario: str
     figure: float
-    floor: float
+    # None: a figure without a floor to compare it with (printed —, and its ratio too).
+    floor: float | None
     unit: str
-    ratio: float
+    ratio: float | None
     target: str
     # None: a figure reported without a target (a query shape the SPEC sets none for).
     passed: bool | None
@@ -170,6 +193,8 @@ class Bench:
         # Service p50s already measured, by (business, filter name): reused by the scale check.
         # Service results by the exact bodies sent: the scale check reuses what it can.
         self.measured: dict[tuple[str, tuple[bytes, ...]], WrkResult] = {}
+        # The median ms per batch of normal ingestion, once ingest_scenario has measured it.
+        self.ingest_ms: float | None = None
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -180,11 +205,15 @@ class Bench:
         self.results.warnings.append(message)
         self.console.print(f"  [yellow]warning ({self.database.kind}):[/yellow] {message}")
 
-    def post(self, server: Server, path: str, body: bytes, key: str) -> dict[str, Any]:
+    def post(
+        self, server: Server, path: str, body: bytes, key: str, *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """POST one body; `timeout` (seconds) instead of the client's 120 s if given."""
         response = self.http.post(
             server.url + path,
             content=body,
             headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+            timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
         )
         payload: dict[str, Any] = orjson.loads(response.content)
         if response.status_code != 200 or payload.get("errors"):
@@ -833,7 +862,9 @@ class Bench:
         prefix: str,
         *,
         with_ids: bool = False,
+        backfill: tuple[str, datetime, datetime] | None = None,
     ) -> dict[str, Any]:
+        """Run bench/ingest_client.py; `backfill`: (id, timeframe start, end) to send into."""
         command = [
             sys.executable, "-m", "bench.ingest_client",
             "--url", server.url + path,
@@ -846,6 +877,13 @@ class Bench:
         ]  # fmt: skip
         if with_ids:
             command.append("--with-ids")
+        if backfill is not None:
+            backfill_id, start, end = backfill
+            command += [
+                "--backfill-id", backfill_id,
+                "--timeframe-start", start.isoformat(),
+                "--timeframe-end", end.isoformat(),
+            ]  # fmt: skip
         completed = subprocess.run(
             command, capture_output=True, text=True, check=False, timeout=3600
         )
@@ -868,6 +906,7 @@ class Bench:
                 self.service, GRAPHQL_PATH, business.api_key, batches, 1, "fresh", "ingest"
             )
         service_ms = statistics.median(report["latencies_ms"])
+        self.ingest_ms = service_ms
         events_per_second = report["events_sent"] / (sum(report["latencies_ms"]) / 1000)
 
         self.say(
@@ -918,6 +957,320 @@ class Bench:
                 },
             )
         )
+
+    # -- backfills ---------------------------------------------------------------------------
+
+    def graphql(
+        self, business: SeededBusiness, body: bytes, field: str, *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """The service's answer to one request of `business`: data[field], which must exist
+        and hold no userErrors."""
+        payload = self.post(self.service, GRAPHQL_PATH, body, business.api_key, timeout=timeout)
+        result: dict[str, Any] | None = payload["data"][field]
+        if result is None or result.get("userErrors"):
+            raise RuntimeError(f"{field} ({business.name} business) answered {result}")
+        return result
+
+    def create_backfill(
+        self, business: SeededBusiness, start: datetime, end: datetime, *, replace: bool
+    ) -> str:
+        body = create_backfill_body(start, end, replace=replace)
+        backfill: dict[str, Any] = self.graphql(business, body, "createBackfill")["backfill"]
+        if backfill["status"] != "PENDING":
+            raise RuntimeError(f"createBackfill made a backfill that is not PENDING: {backfill}")
+        return str(backfill["id"])
+
+    def send_into(
+        self, business: SeededBusiness, backfill_id: str, sent: list[BackfillEvent]
+    ) -> dict[str, Any]:
+        """Every event into the backfill, in batches of batch_size, one request at a time."""
+        size = self.config.batch_size
+        latencies: list[float] = []
+        ingested = 0
+        for first in range(0, len(sent), size):
+            chunk = sent[first : first + size]
+            body = ingest_body([event.as_input() for event in chunk], backfill_id=backfill_id)
+            started = time.perf_counter()
+            result = self.graphql(business, body, "ingestEvents")
+            latencies.append(time.perf_counter() - started)
+            if result["ingestedCount"] != len(chunk):
+                raise RuntimeError(
+                    f"ingestEvents into {backfill_id} stored {result['ingestedCount']} of "
+                    f"{len(chunk)} events ({result['duplicateCount']} duplicates)"
+                )
+            ingested += result["ingestedCount"]
+        return {
+            "events": ingested,
+            "batches": len(latencies),
+            "seconds": round(sum(latencies), 2),
+            "ms_per_batch_median": round(statistics.median(latencies) * 1000, 2),
+            "events_per_second": round(ingested / sum(latencies), 1),
+        }
+
+    def timed_backfill_step(
+        self, business: SeededBusiness, body: bytes, field: str, status: str
+    ) -> float:
+        """Seconds of one closeBackfill / revertBackfill request, which must leave the
+        backfill in `status`; never cut short by the client's timeout."""
+        started = time.perf_counter()
+        result = self.graphql(business, body, field, timeout=BACKFILL_REQUEST_TIMEOUT_SECONDS)
+        seconds = time.perf_counter() - started
+        if result["backfill"]["status"] != status:
+            raise RuntimeError(f"{field} left the backfill {result['backfill']}, not {status}")
+        return seconds
+
+    def backfill_usage_check(
+        self,
+        what: str,
+        business: SeededBusiness,
+        meter_id: str,
+        start: datetime,
+        end: datetime,
+        counted: list[BackfillEvent],
+    ) -> dict[str, Any]:
+        """meterUsage over [start, end) by DAY, whole and grouped by the meter's dimension,
+        against the exact sums of the events that should count (`counted`, as sent):
+        total, eventCount and every non-empty (group, day) cell must be equal."""
+        zone = ZoneInfo(USAGE_TIME_ZONE)
+        check: dict[str, Any] = {"exact": True, "problems": []}
+        for group_by in (None, BACKFILL_METER_DIMENSION):
+            expected: Cells = {}
+            for event in counted:
+                key = (
+                    None if group_by is None else orjson.dumps(event.model).decode(),
+                    event.timestamp.astimezone(zone).date().isoformat(),
+                )
+                count, total = expected.get(key, (0, Decimal(0)))
+                expected[key] = (count + 1, EXACT.add(total, _exact_number(event.tokens)))
+            expected_count = len(counted)
+            expected_total = decimal_text(_exact_sum(total for _, total in expected.values()))
+            body = usage_body(
+                meter_id, start, end, group_by=[group_by] if group_by is not None else None
+            )
+            started = time.perf_counter()
+            answer = self.graphql(business, body, "meterUsage")
+            seconds = time.perf_counter() - started
+            shape = "whole" if group_by is None else f"groupBy {group_by}"
+            check[shape] = {
+                "expected_total": expected_total,
+                "total": answer["total"],
+                "expected_event_count": expected_count,
+                "event_count": answer["eventCount"],
+                "series": len(answer["series"]),
+                "seconds": round(seconds, 3),
+            }
+            try:
+                compare(
+                    f"{what}, meterUsage {shape}",
+                    usage_answer_cells(answer, USAGE_TIME_ZONE, group_by),
+                    expected,
+                    answer["total"],
+                    expected_total,
+                )
+                if answer["eventCount"] != expected_count:
+                    raise WrongAnswer(
+                        f"{what}, meterUsage {shape}: eventCount {answer['eventCount']}, "
+                        f"{expected_count} events sent"
+                    )
+            except WrongAnswer as wrong:
+                check["exact"] = False
+                check["problems"].append(str(wrong))
+                self.warn(str(wrong))
+        return check
+
+    def backfill_ingest_scenario(self) -> None:
+        """Ingestion into a PENDING backfill beside normal ingestion, per 1000-event batch."""
+        if self.ingest_ms is None:
+            self.say("ingest into a backfill needs normal ingest's figure: measuring it first")
+            report = self.ingest_client(
+                self.service,
+                GRAPHQL_PATH,
+                self.seeded.businesses["ingest"].api_key,
+                self.config.ingest_batches,
+                1,
+                "fresh",
+                "ingest-baseline",
+            )
+            self.ingest_ms = statistics.median(report["latencies_ms"])
+        floor_ms = self.ingest_ms
+        batches = self.config.backfill_ingest_batches
+        size = self.config.batch_size
+        business = self.seeded.businesses["backfill-ingest"]
+        start, end = backfill_ingest_timeframe(self.seeded.now)
+        backfill_id = self.create_backfill(business, start, end, replace=False)
+        self.say(
+            f"ingest into a backfill: {batches} batches of {size} over HTTP, one client, "
+            f"timestamps in [{iso(start)}, {iso(end)})"
+        )
+        with self.sampler.window() as window:
+            report = self.ingest_client(
+                self.service,
+                GRAPHQL_PATH,
+                business.api_key,
+                batches,
+                1,
+                "fresh",
+                "backfill-ingest",
+                backfill=(backfill_id, start, end),
+            )
+        state = self.graphql(business, backfill_body(backfill_id), "backfill")
+        figure = statistics.median(report["latencies_ms"])
+        ratio = figure / floor_ms
+        held = (
+            report["failed_batches"] == 0
+            and report["ingested_count"] == batches * size
+            and state["eventsIngested"] == batches * size
+            and state["status"] == "PENDING"
+        )
+        if not held:
+            self.warn(
+                f"ingest into a backfill: {report['ingested_count']} ingested, backfill holds "
+                f"{state['eventsIngested']} ({state['status']}), "
+                f"{report['failed_batches']} failed batches"
+            )
+        self.results.rows.append(
+            Row(
+                scenario=f"ingest into a backfill ({size}-event batch)",
+                figure=figure,
+                floor=floor_ms,
+                unit="ms/batch",
+                ratio=ratio,
+                target=f"≤ {BACKFILL_INGEST_RATIO}×",
+                passed=ratio <= BACKFILL_INGEST_RATIO and held,
+                figure_label="into a backfill",
+                floor_label="normal ingest",
+                peak_rss_mib={"service": round(window.peaks.get(self.service.name, 0.0), 1)},
+                details={
+                    "backfill_events_per_second": round(
+                        report["events_sent"] / (sum(report["latencies_ms"]) / 1000), 1
+                    ),
+                    "service_ms_p90": round(_percentile(report["latencies_ms"], 90), 2),
+                    "service_ms_mean": round(statistics.fmean(report["latencies_ms"]), 2),
+                    "batches": batches,
+                    "ingested": report["ingested_count"],
+                    "backfill_events_ingested": state["eventsIngested"],
+                    "backfill_status": state["status"],
+                    "timeframe": [iso(start), iso(end)],
+                },
+            )
+        )
+
+    def backfill_close_scenario(self) -> None:
+        """A business's history of a timeframe loaded through a first backfill, replaced by a
+        second one's events: its close (one request, one transaction) timed and the usage
+        right after checked to the last digit; then its revert, and the usage again."""
+        count = self.config.backfill_events
+        business = self.seeded.businesses["backfill-close"]
+        start, end = backfill_close_timeframe(self.seeded.now)
+        rng = random.Random(f"{self.database.kind}-backfill-close")
+        original = backfill_events(
+            count, rng, start, end, event_id_prefix="history", fractional=False
+        )
+        replacement = backfill_events(
+            count, rng, start, end, event_id_prefix="replacement", fractional=True
+        )
+        meter = self.graphql(business, create_meter_body(BACKFILL_METER_INPUT), "createMeter")
+        meter_id = str(meter["meter"]["id"])
+
+        self.say(
+            f"backfill close: {count:,} events of history in [{iso(start)}, {iso(end)}) "
+            "through a first backfill"
+        )
+        history = self.create_backfill(business, start, end, replace=False)
+        history_ingest = self.send_into(business, history, original)
+        history_close = self.timed_backfill_step(
+            business, close_backfill_body(history), "closeBackfill", "REFLECTED"
+        )
+        checks = {
+            "history": self.backfill_usage_check(
+                "history", business, meter_id, start, end, original
+            )
+        }
+
+        self.say(f"backfill close: {count:,} events replacing them, then close and revert")
+        replacing = self.create_backfill(business, start, end, replace=True)
+        replacement_ingest = self.send_into(business, replacing, replacement)
+        started = time.perf_counter()
+        preview = self.graphql(business, backfill_body(replacing), "backfill")
+        preview_seconds = time.perf_counter() - started
+        with self.sampler.window() as close_window:
+            close_seconds = self.timed_backfill_step(
+                business, close_backfill_body(replacing), "closeBackfill", "REFLECTED"
+            )
+        checks["after close"] = self.backfill_usage_check(
+            "after the close", business, meter_id, start, end, replacement
+        )
+        with self.sampler.window() as revert_window:
+            revert_seconds = self.timed_backfill_step(
+                business, revert_backfill_body(replacing), "revertBackfill", "REVERTED"
+            )
+        checks["after revert"] = self.backfill_usage_check(
+            "after the revert", business, meter_id, start, end, original
+        )
+
+        previewed = preview["eventsToDeprecate"] == count and preview["eventsIngested"] == count
+        if not previewed:
+            self.warn(
+                f"backfill close: eventsToDeprecate {preview['eventsToDeprecate']} and "
+                f"eventsIngested {preview['eventsIngested']}, {count} of each expected"
+            )
+        shown = f"{count:,}".replace(",", " ")
+        common = {
+            "events": count,
+            "timeframe": [iso(start), iso(end)],
+            "events_ingested": preview["eventsIngested"],
+            "events_to_deprecate": preview["eventsToDeprecate"],
+            "events_to_deprecate_seconds": round(preview_seconds, 3),
+            "history_ingest": history_ingest,
+            "history_close_seconds": round(history_close, 3),
+            "replacement_ingest": replacement_ingest,
+        }
+        self.results.rows += [
+            Row(
+                scenario=f"backfill close ({shown} replacing {shown})",
+                figure=close_seconds,
+                floor=None,
+                unit="s",
+                ratio=None,
+                target="usage exact right after",
+                passed=previewed and checks["history"]["exact"] and checks["after close"]["exact"],
+                figure_label="closeBackfill, one request",
+                floor_label="none",
+                peak_rss_mib={"service": round(close_window.peaks.get(self.service.name, 0.0), 1)},
+                details={
+                    **common,
+                    "usage_expected_total": checks["after close"]["whole"]["expected_total"],
+                    "usage_total": checks["after close"]["whole"]["total"],
+                    "usage_expected_event_count": checks["after close"]["whole"][
+                        "expected_event_count"
+                    ],
+                    "usage_event_count": checks["after close"]["whole"]["event_count"],
+                    "checks": checks,
+                },
+            ),
+            Row(
+                scenario="backfill revert",
+                figure=revert_seconds,
+                floor=None,
+                unit="s",
+                ratio=None,
+                target="usage exact right after",
+                passed=checks["after revert"]["exact"],
+                figure_label="revertBackfill, one request",
+                floor_label="none",
+                peak_rss_mib={"service": round(revert_window.peaks.get(self.service.name, 0.0), 1)},
+                details={
+                    **common,
+                    "usage_expected_total": checks["after revert"]["whole"]["expected_total"],
+                    "usage_total": checks["after revert"]["whole"]["total"],
+                    "usage_expected_event_count": checks["after revert"]["whole"][
+                        "expected_event_count"
+                    ],
+                    "usage_event_count": checks["after revert"]["whole"]["event_count"],
+                    "checks": {"after revert": checks["after revert"]},
+                },
+            ),
+        ]
 
     def concurrency_scenario(self) -> None:
         """PostgreSQL: 2 server processes and N clients with overlapping eventIds vs 1 and 1."""
@@ -1091,6 +1444,18 @@ class Bench:
         }
 
 
+def _exact_number(value: int | float) -> Decimal:
+    """The decimal a JSON number sent stands for: an int exactly, a float as its repr."""
+    return Decimal(value) if isinstance(value, int) else Decimal(repr(value))
+
+
+def _exact_sum(values: Iterable[Decimal]) -> Decimal:
+    total = Decimal(0)
+    for value in values:
+        total = EXACT.add(total, value)
+    return total
+
+
 def _percentile(values: list[float], percentile: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -1136,6 +1501,8 @@ def run_database(
         bench.scale_check()
         bench.usage_scenario()
         bench.ingest_scenario()
+        bench.backfill_ingest_scenario()
+        bench.backfill_close_scenario()
         if database.kind == "postgresql":
             bench.concurrency_scenario()
         bench.soak()

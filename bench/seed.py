@@ -41,7 +41,15 @@ from db.settings import Settings
 
 # Businesses without seeded events, one per write scenario, so that writes never change
 # what the read scenarios read.
-WRITE_BUSINESSES = ("ingest", "ingest-floor", "concurrency-1", "concurrency-n", "soak")
+WRITE_BUSINESSES = (
+    "ingest",
+    "ingest-floor",
+    "concurrency-1",
+    "concurrency-n",
+    "soak",
+    "backfill-ingest",
+    "backfill-close",
+)
 SAMPLE_EVENT_IDS = 1000
 
 EVENT_COLUMNS = [
@@ -56,6 +64,7 @@ EVENT_COLUMNS = [
     "metadata",
     "ingested_at",
     "revision",
+    "counted_from",
 ]
 REVISION_COLUMNS = [
     "event_sequence",
@@ -181,6 +190,7 @@ async def _seed_postgres(
                             metadata,
                             event.ingested_at,
                             1,
+                            event.ingested_at,
                         )
                     )
                     revision_rows.append(
@@ -275,6 +285,7 @@ def _seed_sqlite(path: str, plan: list[tuple[SeededBusiness, Iterable[list[SeedE
                             metadata,
                             ingested_at,
                             1,
+                            ingested_at,
                         )
                     )
                     revision_rows.append(

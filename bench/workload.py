@@ -269,9 +269,15 @@ def ingest_events(
     ]
 
 
-def ingest_body(events: list[dict[str, Any]], *, with_ids: bool = False) -> bytes:
+def ingest_body(
+    events: list[dict[str, Any]], *, with_ids: bool = False, backfill_id: str | None = None
+) -> bytes:
+    """ingestEvents' body; with `backfill_id`, into that PENDING backfill."""
     query = INGEST_MUTATION_WITH_IDS if with_ids else INGEST_MUTATION
-    return orjson.dumps({"query": query, "variables": {"input": {"events": events}}})
+    input_: dict[str, Any] = {"events": events}
+    if backfill_id is not None:
+        input_["backfillId"] = backfill_id
+    return orjson.dumps({"query": query, "variables": {"input": input_}})
 
 
 # meterUsage and eventVolume (SPEC §13's usage and volume rows): the SUM meter below, by
@@ -325,13 +331,14 @@ def usage_body(
     group_by: list[str] | None = None,
     as_of: datetime | None = None,
     filter: dict[str, Any] | None = None,
+    time_zone: str = USAGE_TIME_ZONE,
 ) -> bytes:
     variables: dict[str, Any] = {
         "meterId": meter_id,
         "from": iso(start),
         "to": iso(end),
         "granularity": "DAY",
-        "timeZone": USAGE_TIME_ZONE,
+        "timeZone": time_zone,
     }
     if customer_ids is not None:
         variables["customerIds"] = customer_ids
@@ -347,3 +354,152 @@ def usage_body(
 def volume_body(start: datetime, end: datetime) -> bytes:
     variables = {"from": iso(start), "to": iso(end), "granularity": "HOUR"}
     return orjson.dumps({"query": VOLUME_QUERY, "variables": {"input": variables}})
+
+
+# Backfills (README "Loading history"): ingestion into a PENDING backfill, and the close of
+# one that replaces a business's whole history of a timeframe, with a meter over it.
+
+# Ingestion into a backfill: the 24 hours ending this long before the seed's `now`.
+BACKFILL_INGEST_SPAN = timedelta(hours=24)
+BACKFILL_INGEST_END_OFFSET = timedelta(hours=2)
+# The close: this many whole Berlin days ending at the last Berlin midnight at least
+# BACKFILL_INGEST_END_OFFSET before `now` (a backfill spans at most 31 days).
+BACKFILL_CLOSE_DAYS = 30
+BACKFILL_CLOSE_CUSTOMERS = 200
+BACKFILL_METER_KEY = "tokens"
+BACKFILL_METER_DIMENSION = "model"
+BACKFILL_METER_INPUT: dict[str, Any] = {
+    "name": "Backfilled LLM tokens",
+    "eventName": "llm.tokens",
+    "aggregation": {"type": "SUM", "key": BACKFILL_METER_KEY},
+    "measurementUnit": "tokens",
+    "dimensions": [BACKFILL_METER_DIMENSION],
+}
+
+CREATE_METER_MUTATION = (
+    "mutation CreateMeter($input: CreateMeterInput!) { createMeter(input: $input) {"
+    " meter { id } userErrors { code message field } } }"
+)
+BACKFILL_FIELDS = "id status eventsIngested eventsToDeprecate"
+CREATE_BACKFILL_MUTATION = (
+    "mutation CreateBackfill($input: CreateBackfillInput!) { createBackfill(input: $input) {"
+    f" backfill {{ {BACKFILL_FIELDS} }} userErrors {{ code message field }} }} }}"
+)
+CLOSE_BACKFILL_MUTATION = (
+    "mutation CloseBackfill($input: BackfillIdInput!) { closeBackfill(input: $input) {"
+    " backfill { id status } userErrors { code message field } } }"
+)
+REVERT_BACKFILL_MUTATION = (
+    "mutation RevertBackfill($input: BackfillIdInput!) { revertBackfill(input: $input) {"
+    " backfill { id status } userErrors { code message field } } }"
+)
+BACKFILL_QUERY = f"query Backfill($id: ID!) {{ backfill(id: $id) {{ {BACKFILL_FIELDS} }} }}"
+
+
+def create_meter_body(input_: dict[str, Any]) -> bytes:
+    return orjson.dumps({"query": CREATE_METER_MUTATION, "variables": {"input": input_}})
+
+
+def create_backfill_body(start: datetime, end: datetime, *, replace: bool) -> bytes:
+    """A whole-business backfill of [start, end)."""
+    input_ = {
+        "timeframeStart": iso(start),
+        "timeframeEnd": iso(end),
+        "replaceExistingEvents": replace,
+    }
+    return orjson.dumps({"query": CREATE_BACKFILL_MUTATION, "variables": {"input": input_}})
+
+
+def close_backfill_body(backfill_id: str) -> bytes:
+    return orjson.dumps(
+        {"query": CLOSE_BACKFILL_MUTATION, "variables": {"input": {"id": backfill_id}}}
+    )
+
+
+def revert_backfill_body(backfill_id: str) -> bytes:
+    return orjson.dumps(
+        {"query": REVERT_BACKFILL_MUTATION, "variables": {"input": {"id": backfill_id}}}
+    )
+
+
+def backfill_body(backfill_id: str) -> bytes:
+    return orjson.dumps({"query": BACKFILL_QUERY, "variables": {"id": backfill_id}})
+
+
+def backfill_ingest_timeframe(now: datetime) -> tuple[datetime, datetime]:
+    end = now - BACKFILL_INGEST_END_OFFSET
+    return end - BACKFILL_INGEST_SPAN, end
+
+
+def backfill_batch_moment(start: datetime, end: datetime, batch: int, batches: int) -> datetime:
+    """The timestamp of batch `batch` of `batches` spread over [start, end): its middle."""
+    return start + (end - start) * ((batch + 0.5) / max(batches, 1))
+
+
+def backfill_close_timeframe(now: datetime) -> tuple[datetime, datetime]:
+    """[start, end): BACKFILL_CLOSE_DAYS whole days in USAGE_TIME_ZONE, in the past."""
+    zone = ZoneInfo(USAGE_TIME_ZONE)
+    last = (now - BACKFILL_INGEST_END_OFFSET).astimezone(zone).date()
+    first = last - timedelta(days=BACKFILL_CLOSE_DAYS)
+    return (
+        datetime.combine(first, time(), zone).astimezone(UTC),
+        datetime.combine(last, time(), zone).astimezone(UTC),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillEvent:
+    """One event sent into the close scenario's backfills, as the exact check needs it."""
+
+    event_id: str
+    external_customer_id: str
+    timestamp: datetime
+    model: str
+    tokens: int | float
+
+    def as_input(self) -> dict[str, Any]:
+        return {
+            "eventId": self.event_id,
+            "externalCustomerId": self.external_customer_id,
+            "eventName": "llm.tokens",
+            "timestamp": iso(self.timestamp),
+            "metadata": {
+                BACKFILL_METER_DIMENSION: self.model,
+                BACKFILL_METER_KEY: self.tokens,
+                "cached": False,
+            },
+        }
+
+
+def backfill_events(
+    count: int,
+    rng: random.Random,
+    start: datetime,
+    end: datetime,
+    *,
+    event_id_prefix: str,
+    fractional: bool,
+) -> list[BackfillEvent]:
+    """`count` llm.tokens events spread at random over [start, end) (whole microseconds).
+
+    Integers of tokens, or (`fractional`) floats with up to three decimals: their exact
+    sum is the sum of the decimals their reprs stand for (what the service sums, U3).
+    """
+    span_us = int((end - start) / timedelta(microseconds=1))
+    events: list[BackfillEvent] = []
+    for index in range(count):
+        tokens: int | float = (
+            round(rng.random() * 8000, 3) if fractional else 10 + int(rng.random() * 8000)
+        )
+        events.append(
+            BackfillEvent(
+                event_id=f"{event_id_prefix}-{index:07d}",
+                external_customer_id=(
+                    f"backfill-{int(rng.random() * BACKFILL_CLOSE_CUSTOMERS):05d}"
+                ),
+                timestamp=start + timedelta(microseconds=int(rng.random() * span_us)),
+                model=MODELS[int(rng.random() * len(MODELS))],
+                tokens=tokens,
+            )
+        )
+    return events

@@ -205,3 +205,17 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     def on_begin(connection: sa.Connection) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
         connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+# Rows fetched at once by `stream_rows`: aiosqlite runs each fetch in its own thread, so
+# fetching row by row cost a thread switch per row — most of the time of reading a
+# hundred thousand events on SQLite. A few thousand rows keep memory bounded all the same.
+STREAM_CHUNK_ROWS = 2000
+
+
+async def stream_rows(session: AsyncSession, statement: Any) -> AsyncIterator[Any]:
+    """The rows of `statement`, read from the database a chunk at a time."""
+    result = await session.stream(statement)
+    async for chunk in result.partitions(STREAM_CHUNK_ROWS):
+        for row in chunk:
+            yield row

@@ -22,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP, aggregate_order_by
 
+from db.database import stream_rows
 from db.errors import BadUserInput, UserErrorCode
 from db.filters import Filter, sqlite_key_path
 from db.repositories.customers import CustomerRepository
@@ -194,15 +195,16 @@ class UsageRepository(BusinessScopedRepository):
         # range (two ranges ORed are not, and would read every event of the name).
         for each in slices:
             scope, metadata = self._scope(plan, each)
-            result = await self.session.stream(
+            rows = stream_rows(
+                self.session,
                 scope.with_only_columns(
                     events.c.timestamp,
                     events.c.sequence,
                     *self._owner_columns(plan),
                     sa.cast(metadata, sa.Text).label("metadata"),
-                )
+                ),
             )
-            async for row in result:
+            async for row in rows:
                 document = parse_json_exactly(row.metadata)
                 key = (
                     row.customer_id,
@@ -361,8 +363,7 @@ class UsageRepository(BusinessScopedRepository):
         ).group_by(sa.func.grouping_sets(*grouping_sets))
 
         cells = UsageCells()
-        result = await self.session.stream(statement)
-        async for row in result:
+        async for row in stream_rows(self.session, statement):
             cell = Cell(_postgres_value(plan.aggregation, row), row.event_count)
             if row.level == (3 if series_columns else 1):
                 cells.total = cell
@@ -409,8 +410,7 @@ class UsageRepository(BusinessScopedRepository):
         distinct = aggregation is AggregationType.UNIQUE_COUNT
         accumulators: dict[SeriesKey, tuple[dict[int, Partial], Partial]] = {}
         grand = Partial(with_distinct=distinct)
-        result = await self.session.stream(scope.with_only_columns(*columns))
-        async for row in result:
+        async for row in stream_rows(self.session, scope.with_only_columns(*columns)):
             if whole_document:
                 document = parse_json_exactly(row.document)
                 members = [document.get(key) for key in keys]
