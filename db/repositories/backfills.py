@@ -39,6 +39,7 @@ from db.rules.backfills import (
     backfill_not_found,
     check_backfill_draft,
     check_pending,
+    replaced_since,
 )
 from db.rules.customers import NOT_A_CUSTOMER_ID, is_customer_id
 from db.settings import Settings
@@ -348,6 +349,8 @@ class BackfillRepository(BusinessScopedRepository):
         rollups = RollupRepository(self.session, self.business_id)
         own = events.c.backfill_id == backfill.id
         replaced = self.replacement_of(backfill.id)
+        if backfill.status == REFLECTED and (later := await self._replacing_own_events(backfill)):
+            raise RuleViolations([replaced_since(later)])
         if backfill.status == REFLECTED:
             # The rollups lose the backfill's events still counted and regain the ones it
             # replaced: the hours of both, and the volume changes, found before the change.
@@ -376,6 +379,23 @@ class BackfillRepository(BusinessScopedRepository):
             .values(status=REVERTED, reverted_at=now)
         )
         return await self._reloaded(backfill.id)
+
+    async def _replacing_own_events(self, backfill: BackfillRecord) -> str | None:
+        """A REFLECTED backfill that replaced events of this one, if there is one.
+
+        Reverting this one then would bring back what it replaced beside what replaced
+        its own events: both versions of the history would count. That one is reverted
+        first, so that reverts undo closes in the order they happened.
+        """
+        later = await self.session.execute(
+            self.readable(backfill_replacements, backfill_replacements.c.backfill_id)
+            .join(backfills, backfills.c.id == backfill_replacements.c.backfill_id)
+            .join(events, events.c.sequence == backfill_replacements.c.event_sequence)
+            .where(events.c.backfill_id == backfill.id, backfills.c.status == REFLECTED)
+            .limit(1)
+        )
+        found: str | None = later.scalar()
+        return found
 
     async def _reflect(self, backfill: BackfillRecord, now: datetime) -> None:
         await self._lock_business()

@@ -416,6 +416,8 @@ _IS_DEPRECATED = sa.case((events.c.deprecated_at.is_not(None), 1), else_=0)
 # Most ranges of hours one rebuild names: beyond it, the closest runs are joined (and the
 # hours between them rebuilt too), so that the statement stays small.
 MAX_HOUR_RUNS = 32
+# The most quarter-hours one recount statement covers: a day.
+RECOUNT_QUARTERS = 96
 
 
 def _weight(weight: int | sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
@@ -584,15 +586,18 @@ class RollupRepository(BusinessScopedRepository):
             )
         )
         # A statement per run: one time range each is an index range to the planners;
-        # ranges ORed are not, and would read every event of the meter's name.
+        # ranges ORed are not, and would read every event of the meter's name. And at
+        # most a day per statement, so that SQLite's partials (built in Python) of a
+        # backfill's month of events never all sit in memory at once.
         for start, stop in runs:
-            await self._merge_meter_partials(
-                rolled,
-                [
-                    events.c.timestamp >= quarter_start(start),
-                    events.c.timestamp < quarter_start(stop),
-                ],
-            )
+            for first in range(start, stop, RECOUNT_QUARTERS):
+                await self._merge_meter_partials(
+                    rolled,
+                    [
+                        events.c.timestamp >= quarter_start(first),
+                        events.c.timestamp < quarter_start(min(first + RECOUNT_QUARTERS, stop)),
+                    ],
+                )
 
     async def volume_changed(self, sources: Sequence["VolumeSource"]) -> None:
         """Add each source's weights, over the events meeting its condition, to the volume

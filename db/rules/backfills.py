@@ -180,6 +180,16 @@ def backfill_conflict(other_id: str) -> Violation:
     )
 
 
+def replaced_since(later_id: str) -> Violation:
+    """B5: reverts undo closes in the order they happened (see BackfillRepository.revert)."""
+    return Violation(
+        UserErrorCode.BACKFILL_CONFLICT,
+        f"Backfill {later_id} has since replaced events of this one; revert it first, or "
+        "both versions of the history would count.",
+        ("id",),
+    )
+
+
 def check_pending(backfill: BackfillRecord | None, path: tuple[str, ...]) -> list[Violation]:
     """B2: events go only into a PENDING backfill of the caller's business."""
     if backfill is None:

@@ -599,6 +599,28 @@ async def test_b4_a_customer_scope_replaces_only_that_customers_events(api: Grap
     assert await usage(api, meter_id, customerIds=[acme["id"]]) == ("8", 1)
 
 
+async def test_b5_reverts_undo_closes_in_the_order_they_happened(api: GraphQLClient) -> None:
+    meter_id = await meter(api)
+    first = await history(api)  # h1, h2, h3: 60
+    second = await created(api, replaceExistingEvents=True)
+    await ingest_into(api, second["id"], [old_event("n1", 1, 5)])
+    await closed(api, second["id"])  # replaces h1, h2, h3
+    assert await usage(api, meter_id) == ("5", 1)
+    # Reverting the first would bring h1–h3 back beside n1, which replaced them
+    payload = await mutate(api, REVERT, first)
+    assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [
+        ("BACKFILL_CONFLICT", ["id"])
+    ]
+    assert second["id"] in payload["userErrors"][0]["message"]
+    assert await usage(api, meter_id) == ("5", 1)
+    # In reverse order, each revert undoes its close
+    await reverted(api, second["id"])
+    assert await usage(api, meter_id) == ("60", 3)
+    await reverted(api, first)
+    assert await usage(api, meter_id) == ("0", 0)
+    assert await listed(api) == []
+
+
 async def test_b5_a_pending_backfill_reverted_is_never_reflected(api: GraphQLClient) -> None:
     meter_id = await meter(api)
     backfill = await created(api)
