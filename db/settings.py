@@ -160,7 +160,7 @@ class Settings(BaseSettings):
     # server process looks for pending backfills whose closeTime has come (B4): a
     # backfill is reflected at most this long (plus the close itself) after its closeTime.
     backfill_max_span: Duration = timedelta(days=31)
-    backfill_close_interval: Duration = timedelta(seconds=5)
+    backfill_close_interval: Duration = timedelta(seconds=1)
 
     # Size of the database connection pool of each server process.
     database_pool_size: int = Field(10, ge=1)

@@ -12,6 +12,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,11 @@ REQUEST_TIMEOUT_SECONDS = 30.0
 REQUESTS_PER_ROUND = 12
 MAX_ROUNDS = 20
 VIEWER = "{ viewer { id } }"
+INGEST_INTO = """
+mutation Ingest($input: IngestEventsInput!) {
+  ingestEvents(input: $input) { ingestedCount userErrors { code field } }
+}
+"""
 INGEST = """
 mutation Ingest($input: IngestEventsInput!) {
   ingestEvents(input: $input) {
@@ -307,3 +313,76 @@ async def test_bad_requests_are_refused_and_the_server_keeps_serving(
     assert malformed.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
     assert afterwards.status_code == 200, afterwards.text
     assert afterwards.json() == {"data": {"viewer": {"id": business["business_id"]}}}
+
+
+# B4 — a backfill is reflected at its closeTime by the server itself, exactly once
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_b4_the_server_closes_a_backfill_at_its_close_time_exactly_once(
+    server: RunningServer,
+) -> None:
+    # Given a backfill of 500 events whose closeTime is two seconds away, on two workers
+    business = await create_business(server)
+    headers = bearer(business["api_key"])
+    now = datetime.now(UTC)
+    start = (now - timedelta(days=2)).replace(microsecond=0)
+    close_time = now + timedelta(seconds=2)
+    async with open_client(server) as client:
+
+        async def data(query: str, variables: dict[str, Any] | None = None) -> Any:
+            response = await client.post(
+                "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+            )
+            body = response.json()
+            assert "errors" not in body, body
+            return body["data"]
+
+        created = await data(
+            "mutation($input: CreateBackfillInput!) { createBackfill(input: $input) "
+            "{ backfill { id } userErrors { code } } }",
+            {
+                "input": {
+                    "timeframeStart": start.isoformat(),
+                    "timeframeEnd": (start + timedelta(days=1)).isoformat(),
+                    "replaceExistingEvents": False,
+                    "closeTime": close_time.isoformat(),
+                }
+            },
+        )
+        backfill_id = created["createBackfill"]["backfill"]["id"]
+        events = [
+            {
+                "eventId": f"b-{index}",
+                "eventName": "api.request",
+                "externalCustomerId": "acme",
+                "timestamp": (start + timedelta(seconds=index)).isoformat(),
+            }
+            for index in range(500)
+        ]
+        ingested = await data(INGEST_INTO, {"input": {"backfillId": backfill_id, "events": events}})
+        assert ingested["ingestEvents"]["ingestedCount"] == 500
+
+        # When nobody asks for the backfill itself, only for the events
+        counted = 0
+        for _ in range(100):
+            listed = await data("{ events(first: 1) { totalCount } }")
+            counted = listed["events"]["totalCount"]
+            if counted:
+                break
+            await asyncio.sleep(0.1)
+        seen = datetime.now(UTC)
+
+        # Then they became visible by the server's own close, shortly after closeTime, once
+        assert counted == 500
+        assert seen - close_time < timedelta(seconds=5)
+        volume = await data(
+            "query($from: DateTime!) { eventVolume(input: {from: $from}) { total } }",
+            {"from": start.isoformat()},
+        )
+        assert volume["eventVolume"]["total"] == 500
+        state = await data(
+            "query($id: ID!) { backfill(id: $id) { status reflectedAt } }", {"id": backfill_id}
+        )
+    assert state["backfill"]["status"] == "REFLECTED"
+    assert datetime.fromisoformat(state["backfill"]["reflectedAt"]) >= close_time
