@@ -1,8 +1,10 @@
-"""Migration 0004 on a database that already holds events and meters (both databases).
+"""Migrations 0004 and 0005 on a database that already holds events and meters (both
+databases).
 
 Volume rollups are counted by the migration itself; meters made before rollups existed
 are answered from the raw events until build_pending_meter_rollups builds theirs, and
-answer the same afterwards, now from the rollups.
+answer the same afterwards, now from the rollups. Events stored before backfills existed
+count from their ingestion (0005 sets counted_from), so nothing of them disappears.
 """
 
 import asyncio
@@ -94,7 +96,19 @@ async def test_0004_counts_volume_and_leaves_old_meters_to_be_built(
         # When it is migrated to the newest schema
         await database.dispose()
         await asyncio.to_thread(upgrade_to_head, empty_database_url)
-        # Then the volume counts the stored events at once (the deprecated one apart)
+        # Then every stored event counts from its ingestion, as before backfills existed
+        async with database.session() as session:
+            uncounted = await session.scalar(
+                sa.text(
+                    "SELECT count(*) FROM events "
+                    "WHERE counted_from IS NULL OR counted_from <> ingested_at"
+                )
+            )
+            counted = await session.scalar(
+                sa.text("SELECT count(*) FROM events WHERE counted_from IS NOT NULL")
+            )
+        assert (uncounted, counted) == (0, 4)
+        # And the volume counts the stored events at once (the deprecated one apart)
         async with database.session() as session:
             volume = await VolumeRepository(session, "bus_1").event_volume(
                 VolumeQuery(DAY, DAY + timedelta(days=2), granularity=Granularity.DAY),
