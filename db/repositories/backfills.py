@@ -43,7 +43,7 @@ from db.rules.backfills import (
 )
 from db.rules.customers import NOT_A_CUSTOMER_ID, is_customer_id
 from db.settings import Settings
-from db.tables import backfill_replacements, backfills, businesses, customers, events
+from db.tables import backfill_replacements, backfills, customers, events
 
 # Backfill ids are ULIDs: id order is creation order.
 BACKFILL_KEYSET = Keyset("backfills", (backfills.c.id,), (str,))
@@ -345,7 +345,7 @@ class BackfillRepository(BusinessScopedRepository):
             raise RuleViolations([backfill_not_found(("id",))])
         if backfill.status == REVERTED:
             return backfill
-        await self._lock_business()
+        await self.lock_business(exclusive=True)
         rollups = RollupRepository(self.session, self.business_id)
         own = events.c.backfill_id == backfill.id
         replaced = self.replacement_of(backfill.id)
@@ -398,7 +398,7 @@ class BackfillRepository(BusinessScopedRepository):
         return found
 
     async def _reflect(self, backfill: BackfillRecord, now: datetime) -> None:
-        await self._lock_business()
+        await self.lock_business(exclusive=True)
         own = events.c.backfill_id == backfill.id
         replaced = self.replacement_of(backfill.id)
         if backfill.replace_existing_events:
@@ -439,14 +439,6 @@ class BackfillRepository(BusinessScopedRepository):
             query = query.with_for_update(read=share, skip_locked=skip_locked)
         row = (await self.session.execute(query)).first()
         return backfill_record(row) if row else None
-
-    async def _lock_business(self) -> None:
-        if self.dialect_name == "postgresql":
-            await self.session.execute(
-                sa.select(businesses.c.id)
-                .where(businesses.c.id == self.business_id)
-                .with_for_update()
-            )
 
     async def _reloaded(self, backfill_id: str) -> BackfillRecord:
         record = await self.get(backfill_id)

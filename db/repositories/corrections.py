@@ -33,7 +33,7 @@ from db.rules.corrections import (
     is_same_body,
 )
 from db.settings import Settings
-from db.tables import businesses, customers, event_corrections, event_revisions, events
+from db.tables import customers, event_corrections, event_revisions, events
 
 CorrectionKind = Literal["amendment", "deprecation"]
 
@@ -105,15 +105,10 @@ class EventCorrectionRepository(BusinessScopedRepository):
         customer = await self._customer_of(event)
         if customer is None:
             raise RuleViolations([customer_missing(event)])
-        if self.dialect_name == "postgresql":
-            # The business row first, as every writer of its events takes it (a backfill's
-            # close FOR UPDATE, see db.repositories.backfills): taken after the event's
-            # row, it would let a close and this correction wait for each other.
-            await self.session.execute(
-                sa.select(businesses.c.id)
-                .where(businesses.c.id == self.business_id)
-                .with_for_update(read=True, key_share=True)
-            )
+        # The business row first, as every writer of its events takes it (a backfill's
+        # close FOR UPDATE, see db.repositories.backfills): taken after the event's
+        # row, it would let a close and this correction wait for each other.
+        await self.lock_business(exclusive=False)
         # SQLAlchemy spells FOR NO KEY UPDATE as key_share=True (without read=True).
         await self.session.execute(
             self.readable(customers, customers.c.id)

@@ -50,7 +50,6 @@ from db.rules.meters import AggregationType
 from db.tables import (
     EVERY_EVENT_NAME,
     NO_CUSTOMER,
-    businesses,
     customers,
     events,
     meter_rollups,
@@ -499,14 +498,9 @@ class RollupRepository(BusinessScopedRepository):
             raise ValueError("the corrected event is not this business's")
         if before.sequence != after.sequence:
             raise ValueError("before and after are not the same event")
-        if self.dialect_name == "postgresql":
-            # See the module's docstring: a meter being built waits for this, or this
-            # for it, so that either the build or this recomputation sees the change.
-            await self.session.execute(
-                sa.select(businesses.c.id)
-                .where(businesses.c.id == self.business_id)
-                .with_for_update(read=True, key_share=True)
-            )
+        # See the module's docstring: a meter being built waits for this, or this for
+        # it, so that either the build or this recomputation sees the change.
+        await self.lock_business(exclusive=False)
         await self._volume_deltas(before, after)
         rolled = await self._rolled_meters({before.event_name, after.event_name})
         if not rolled:
@@ -613,13 +607,8 @@ class RollupRepository(BusinessScopedRepository):
     async def build_meter(self, meter_id: str, now: datetime) -> bool:
         """Build a meter's rollups from every event stored, and mark them built; False if
         this business has no such meter."""
-        if self.dialect_name == "postgresql":
-            # Waits for every write in flight, and holds new ones until this commits.
-            await self.session.execute(
-                sa.select(businesses.c.id)
-                .where(businesses.c.id == self.business_id)
-                .with_for_update()
-            )
+        # Waits for every write in flight, and holds new ones until this commits.
+        await self.lock_business(exclusive=True)
         row = (
             await self.session.execute(self.readable(meters).where(meters.c.id == meter_id))
         ).first()

@@ -25,7 +25,7 @@ from db import lookups
 from db.database import dialect_of
 from db.pagination import Keyset, Page, PageRequest, fetch_page
 from db.settings import Settings
-from db.tables import event_revisions, events
+from db.tables import businesses, event_revisions, events
 from db.upsert import dialect_insert, insert_or_ignore
 
 Item = TypeVar("Item")
@@ -62,6 +62,20 @@ class BusinessScopedRepository:
         if lookup:
             return lookups.same_business(column, self.business_id, self.dialect_name)
         return column == self.business_id
+
+    async def lock_business(self, *, exclusive: bool) -> None:
+        """On PostgreSQL, lock this business's row: FOR KEY SHARE, as every writer of its
+        events and rollups holds it (an event INSERT through its foreign key), or, with
+        `exclusive`, FOR UPDATE, which waits for all of them and holds new ones until
+        this transaction ends (a meter's build, a backfill's close or revert). SQLite's
+        single writer already serializes them all."""
+        if self.dialect_name != "postgresql":
+            return
+        await self.session.execute(
+            sa.select(businesses.c.id)
+            .where(businesses.c.id == self.business_id)
+            .with_for_update(read=not exclusive, key_share=not exclusive)
+        )
 
     def one_of(self, column: sa.Column[Any], values: Collection[Any]) -> sa.ColumnElement[bool]:
         """`column IN values`, searched value by value through the column's index."""
