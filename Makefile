@@ -23,7 +23,7 @@ UV := $(TOOLS)/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install upgrade run test lint schema clean bench bench-quick bench-profile
+.PHONY: install upgrade run test lint schema clean bench bench-quick bench-profile bench-memory
 .PHONY: graphiql-assets
 
 $(UV):
@@ -81,6 +81,11 @@ bench: $(INSTALLED)
 bench-quick: $(INSTALLED)
 	@$(BENCH_WRK)
 	BENCH_COMMAND="make bench-quick" $(BIN)/python -m bench run --quick
+
+## Peak memory of one server process under 10 maximum-size batches at once, on SQLite and
+## PostgreSQL, with and without the bound on large bodies (USAGE_EVENTS_MAX_LARGE_REQUESTS).
+bench-memory: $(INSTALLED)
+	$(BIN)/python -m bench.large_batches --postgres-url $(BENCH_POSTGRES_URL)
 
 ## Where each scenario's time goes, by layer (pyinstrument, in process, quick data set).
 bench-profile: $(INSTALLED)

@@ -117,6 +117,7 @@ def create_floor_app(settings: Settings | None = None) -> Starlette:
             after=variables.get("after"),
             last=variables.get("last"),
             before=variables.get("before"),
+            cursor_key=business.cursor_key,
         )
         order = EventOrder(variables.get("orderBy", "TIMESTAMP_DESC"))
         try:

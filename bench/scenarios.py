@@ -85,10 +85,10 @@ from bench.workload import (
 )
 from bench.wrk import WrkResult, run_wrk
 from db.database import Database
-from db.pagination import encode_cursor
+from db.pagination import Cursors
 from db.repositories.event_listing import NEWEST_FIRST
 from db.settings import Settings
-from db.tables import events
+from db.tables import businesses, events
 
 GRAPHQL_PATH = "/graphql"
 FLOOR_LIST_PATH = "/floor/events"
@@ -435,10 +435,15 @@ class Bench:
     def deep_cursor(self, business: SeededBusiness, page: int) -> str:
         """The `after` cursor of page `page` (1-based), from the row just before it."""
 
-        async def position() -> tuple[Any, ...]:
+        async def cursor() -> str:
             database = Database.from_settings(Settings(database_url=self.database.url))
             try:
                 async with database.session() as session:
+                    cursor_key: bytes = (
+                        await session.execute(
+                            sa.select(businesses.c.cursor_key).where(businesses.c.id == business.id)
+                        )
+                    ).scalar_one()
                     row = (
                         await session.execute(
                             sa.select(events.c.timestamp, events.c.sequence)
@@ -451,11 +456,12 @@ class Bench:
                             .limit(1)
                         )
                     ).one()
-                    return (row.timestamp, row.sequence)
+                    position = (row.timestamp, row.sequence)
+                    return Cursors(business.id, cursor_key).encode(NEWEST_FIRST, position)
             finally:
                 await database.dispose()
 
-        return encode_cursor(NEWEST_FIRST, business.id, asyncio.run(position()))
+        return asyncio.run(cursor())
 
     def deep_page_scenario(self) -> None:
         main = self.seeded.main

@@ -325,7 +325,8 @@ def _finish_sqlite(path: str) -> None:
 
 async def _rebuild_rollups(url: str, businesses: list[SeededBusiness]) -> None:
     """The rollups of each business, recomputed by the service from its bulk-written events."""
-    database = Database.from_settings(Settings(database_url=url))
+    # Seeding, like migrating, is not bound by the statement timeout of requests.
+    database = Database.from_settings(Settings(database_url=url), maintenance=True)
     try:
         for business in businesses:
             async with database.unit_of_work() as session:

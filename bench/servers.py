@@ -65,13 +65,19 @@ def usage_events_command() -> list[str]:
 
 
 def start_server(
-    name: str, command: list[str], database_url: str, log_directory: Path, port: int
+    name: str,
+    command: list[str],
+    database_url: str,
+    log_directory: Path,
+    port: int,
+    settings: dict[str, str] | None = None,
 ) -> Server:
+    """`settings`: USAGE_EVENTS_* variables for this server (all others take defaults)."""
     log_path = log_directory / f"{name}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command,
-            env=server_environment(database_url),
+            env=server_environment(database_url) | (settings or {}),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stopped as a whole

@@ -29,6 +29,16 @@ CONNECT_TIMEOUT_SECONDS = 10
 # A SQLite writer waits this long for the write lock before giving up with "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
+# A pooled PostgreSQL connection is asked whether it still answers before a request gets
+# it (see _configure_postgresql), and waits at most this long (or the connect timeout, if
+# shorter) for the answer: a round trip takes milliseconds, a frozen server never answers.
+PING_TIMEOUT_SECONDS = 1.0
+
+# How much sooner than the client gives up PostgreSQL cancels a statement itself (at most
+# this, and a tenth of the timeout): in normal operation the server cancels and the
+# connection stays usable; the client's own timeout fires only when the server is away.
+SERVER_STATEMENT_TIMEOUT_LEAD_SECONDS = 1.0
+
 
 def dialect_of(session: AsyncSession) -> str:
     """ "sqlite" or "postgresql": the few statements that differ ask this."""
@@ -136,25 +146,40 @@ def check_sqlite_version(version: tuple[int, int, int] | None = None) -> None:
 class Database:
     """One per process: the engine, and sessions for reading and for writing."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, reachable_within: float | None = None) -> None:
         self.engine = engine
         self.dialect_name: str = engine.dialect.name
+        # How long /readyz's check may take before the database counts as unreachable.
+        self.reachable_within = reachable_within
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Database":
+    def from_settings(cls, settings: Settings, *, maintenance: bool = False) -> "Database":
+        """The engine of `settings`. `maintenance` (migrate's rollup builds): statements
+        run as long as they need, unbound by USAGE_EVENTS_DATABASE_STATEMENT_TIMEOUT."""
         url = sa.make_url(settings.database_url)
-        if url.get_backend_name() == "sqlite":
+        postgresql = url.get_backend_name() == "postgresql"
+        if not postgresql:
             check_sqlite_version()
+        connect_timeout = settings.database_connect_timeout.total_seconds()
         engine = create_async_engine(
             url,
             json_serializer=dump_json,
             json_deserializer=orjson.loads,
             pool_size=settings.database_pool_size,
             max_overflow=0,
+            # A request waits this long for a free connection, then is answered 503.
+            pool_timeout=settings.database_pool_timeout.total_seconds(),
+            # Parameters are the tenants' data: never in a log line or an error's text.
+            hide_parameters=True,
+            connect_args=(
+                _postgresql_connect_args(settings, maintenance=maintenance) if postgresql else {}
+            ),
         )
-        if engine.dialect.name == "sqlite":
+        if postgresql:
+            _configure_postgresql(engine, ping_timeout=min(PING_TIMEOUT_SECONDS, connect_timeout))
+        else:
             _configure_sqlite(engine)
-        return cls(engine)
+        return cls(engine, reachable_within=connect_timeout if postgresql else None)
 
     def session(self) -> AsyncSession:
         """A session for reads; its transaction sees the database as of its first query."""
@@ -176,7 +201,7 @@ class Database:
 
     async def is_reachable(self) -> bool:
         try:
-            async with self.engine.connect() as connection:
+            async with asyncio.timeout(self.reachable_within), self.engine.connect() as connection:
                 await connection.execute(sa.text("SELECT 1"))
         except Exception:
             return False
@@ -184,6 +209,72 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _postgresql_connect_args(settings: Settings, *, maintenance: bool) -> dict[str, Any]:
+    """asyncpg's connect arguments: how long to wait for a connection and for a statement."""
+    arguments: dict[str, Any] = {"timeout": settings.database_connect_timeout.total_seconds()}
+    statement_timeout = settings.database_statement_timeout.total_seconds()
+    if statement_timeout and not maintenance:
+        # The client's bound on every statement (and BEGIN, COMMIT): a server that stopped
+        # answering with its socket open is given up on after this, not after TCP's minutes.
+        arguments["command_timeout"] = statement_timeout
+        lead = min(SERVER_STATEMENT_TIMEOUT_LEAD_SECONDS, statement_timeout / 10)
+        server_milliseconds = max(1, round((statement_timeout - lead) * 1000))
+        arguments["server_settings"] = {"statement_timeout": f"{server_milliseconds}ms"}
+    return arguments
+
+
+def _configure_postgresql(engine: AsyncEngine, *, ping_timeout: float) -> None:
+    """Pre-ping with a short timeout, and a connection whose statement timed out dropped.
+
+    SQLAlchemy's own pool_pre_ping is off on purpose: asyncpg's ping waits the connection's
+    command_timeout (the statement timeout), so against a frozen server every checkout
+    would hang that long. This pings with `ping_timeout` instead: a connection that does
+    not answer is closed at once and the pool opens a new one (bound by the connect
+    timeout), so the first request after PostgreSQL restarted succeeds rather than fails.
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def on_connect(_dbapi_connection: Any, record: Any) -> None:
+        # It has just answered: no ping on its first checkout.
+        record.info["fresh"] = True
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        # Every other checkout is pinged, however recently the connection was used: a
+        # server restarted (or a backend terminated) a moment ago would otherwise fail the
+        # next request. It costs a round trip per checkout (issue 14 may revisit it).
+        if record.info.pop("fresh", False):
+            return
+        try:
+            dbapi_connection.run_async(
+                lambda connection: connection.execute("SELECT 1", timeout=ping_timeout)
+            )
+        except BaseException as error:
+            # Aborted rather than closed: a polite close would wait for the server again,
+            # also after a cancelled ping (/readyz's deadline).
+            dbapi_connection.driver_connection.terminate()
+            if not isinstance(error, Exception):
+                raise
+            raise sa.exc.DisconnectionError(
+                f"the connection did not answer a ping: {type(error).__name__}"
+            ) from error
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def on_error(context: sa.engine.ExceptionContext) -> None:
+        # asyncpg's command_timeout fired: the server is not answering this connection (it
+        # would have cancelled the statement itself first). Its protocol state is unknown,
+        # so it is aborted and invalidated, not returned to the pool to wait again; the
+        # other pooled connections are left to their ping.
+        timed_out = isinstance(context.original_exception, TimeoutError)
+        if timed_out and context.connection is not None:
+            with contextlib.suppress(Exception):  # Already closed: nothing to abort.
+                driver_connection = context.connection.connection.driver_connection
+                if driver_connection is not None:
+                    driver_connection.terminate()
+            context.is_disconnect = True
+            context.invalidate_pool_on_disconnect = False
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

@@ -53,6 +53,15 @@ class Violation:
     event_id: str | None = None
 
 
+# How much of a client's text a message or a UserError may repeat.
+SHOWN_LENGTH = 100
+
+
+def shown(text: str, limit: int = SHOWN_LENGTH) -> str:
+    """Client text as an error may repeat it: never more than `limit` characters and "…"."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 class RuleViolations(Exception):
     """Raised inside a unit of work so that it rolls back; carries every violation found."""
 

@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
-from db.errors import BadUserInput, UserErrorCode, Violation
+from db.errors import BadUserInput, UserErrorCode, Violation, shown
 
 Path = tuple[str, ...]
 ScalarValue = str | int | float | bool
@@ -29,6 +29,9 @@ ScalarValue = str | int | float | bool
 MAX_FILTER_DEPTH = 3  # the top filter is level 1
 MAX_FILTER_CLAUSES = 50  # in total, all levels
 MAX_FILTER_KEY_LENGTH = 100
+# As long as a metadata string may be (I6): a longer value equals, or is contained in, no
+# stored string, and a meter or backfill keeps its filter.
+MAX_FILTER_STRING_LENGTH = 500
 
 # SQLite binds 64-bit integers only; stored integers are 64-bit by ingestion rule I6.
 _MIN_INTEGER = -(2**63)
@@ -437,9 +440,11 @@ class _FilterParser:
     ) -> None:
         for name in raw:
             if name not in known:
-                shown = str(name)[:MAX_FILTER_KEY_LENGTH]
+                name_shown = shown(str(name))
                 expected = ", ".join(sorted(known))
-                self.reject((*path, shown), f"Unknown field {shown!r}; expected {expected}.")
+                self.reject(
+                    (*path, name_shown), f"Unknown field {name_shown!r}; expected {expected}."
+                )
 
     def _conjunction(self, raw: object, path: Path) -> Conjunction | None:
         if raw is None:
@@ -511,6 +516,11 @@ def _value_problem(value: object) -> str | None:
             return None
         return "A number value must be finite; NaN and Infinity are not allowed."
     if isinstance(value, str):
+        if len(value) > MAX_FILTER_STRING_LENGTH:
+            return (
+                f"value must be at most {MAX_FILTER_STRING_LENGTH} characters long, "
+                f"not {len(value)}."
+            )
         return None if _is_storable_text(value) else _UNSTORABLE_TEXT.format(what="value")
     return f"value must be a string, a number or a boolean, not {_json_type_name(value)}."
 

@@ -1,4 +1,4 @@
-"""Server ids (`bus_<ULID>`, `evt_<ULID>`, …) and API key secrets (SPEC §1)."""
+"""Server ids (`bus_<ULID>`, `evt_<ULID>`, …), API key secrets and cursor keys (SPEC §1)."""
 
 import base64
 import hashlib
@@ -15,6 +15,8 @@ EVENT_PREFIX = "evt_"
 METER_PREFIX = "mtr_"
 BACKFILL_PREFIX = "bfl_"
 API_KEY_SECRET_PREFIX = "uek_"
+# A business's key for its cursors (db.pagination.Cursors): AES-SIV's smallest key.
+CURSOR_KEY_BYTES = 32
 
 
 # RFC 4648 base32 letters → Crockford's, the alphabet of ULIDs.
@@ -49,6 +51,10 @@ def new_ids(prefix: str, count: int) -> list[str]:
 def new_api_key_secret() -> str:
     # 32 random bytes are 43 url-safe base64 characters.
     return API_KEY_SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_cursor_key() -> bytes:
+    return secrets.token_bytes(CURSOR_KEY_BYTES)
 
 
 def hash_api_key_secret(secret: str) -> str:

@@ -1,6 +1,6 @@
 """Plain values that repositories return: read inside the session, safe to use after it."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +10,8 @@ class BusinessRecord:
     id: str
     name: str
     created_at: datetime
+    # The key of the business's cursors: a secret, kept out of reprs and so out of logs.
+    cursor_key: bytes = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)

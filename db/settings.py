@@ -153,8 +153,20 @@ class Settings(BaseSettings):
     # tokens, ≈0.8 s to parse); larger documents are refused before parsing ends.
     max_query_tokens: int = Field(200_000, ge=100)
     max_query_aliases: int = Field(30, ge=0)
+    # Fields of an operation once every fragment spread is expanded: what validation and
+    # execution walk, however short the document (graph.document_bounds).
+    max_query_fields: int = Field(2000, ge=10)
+    # How often one response name may be selected in one selection set (fragments that
+    # overlap select `id` several times): validation compares such fields pairwise.
+    max_repeated_fields: int = Field(20, ge=2)
+    # Work graphql-core may spend comparing fields that share a response name (its rule
+    # that overlapping fields can be merged) before it gives up: ≈0.05 s at most here.
+    max_validation_work: int = Field(100_000, ge=1000)
     # How deeply JSON objects and arrays may nest in a request's variables.
     max_input_depth: int = Field(32, ge=4)
+    # How many values (every object member and list item, at any depth) a request's
+    # variables may hold: a 1000-event batch with 50 metadata keys per event is ≈57 000.
+    max_input_values: int = Field(100_000, ge=100)
 
     # Backfills (SPEC §16): the longest timeframe one may cover (B1), and how often each
     # server process looks for pending backfills whose closeTime has come (B4): a
@@ -163,13 +175,58 @@ class Settings(BaseSettings):
     backfill_close_interval: Duration = timedelta(seconds=1)
 
     # Size of the database connection pool of each server process.
-    database_pool_size: int = Field(10, ge=1)
+    database_pool_size: int = Field(20, ge=1)
+
+    # Load each server process takes on (graph.admission); beyond it a request is turned
+    # away at once with 503 (or 429 for one business over its share) and Retry-After.
+    max_concurrent_requests: int = Field(64, ge=1)
+    # Requests of one business at once in one process: below the pool size, so that one
+    # business always leaves connections to the others (4 of the default 20).
+    max_concurrent_requests_per_business: int = Field(16, ge=1)
+    # Bodies above large_request_bytes cost many times their size while parsed: at most
+    # this many at once per process.
+    max_large_requests: int = Field(2, ge=1)
+    large_request_bytes: int = Field(1024 * 1024, ge=1024)
+    # Unknown or revoked API keys one client address may send per window before it is
+    # answered 429 without a lookup.
+    failed_key_limit: int = Field(20, ge=1)
+    failed_key_window: Annotated[Duration, Field(gt=timedelta(0))] = timedelta(seconds=60)
 
     # Origins whose pages may call the API from a browser (CORS): a JSON list such as
     # ["https://app.example.com"], or ["*"] for any origin. None by default.
     cors_origins: Annotated[
         list[str], NoDecode, BeforeValidator(_json_list), AfterValidator(_browser_origins)
     ] = []
+
+    # Free text a client sends and the service keeps (db.rules.bounds has the fixed bounds
+    # of ids and names): the reason of an amendment or deprecation (C1, C2), an audit
+    # note on every revision and listing, not a document.
+    max_reason_length: int = Field(1000, ge=1)
+
+    # Database faults (an outage is answered 503 within seconds, not waited out).
+    # CONNECT_TIMEOUT: how long opening a PostgreSQL connection may take; a pooled one is
+    # pinged (at most 1 s) before each use. STATEMENT_TIMEOUT: the most one statement may
+    # take on PostgreSQL (PostgreSQL cancels it a little sooner itself); 0 for none. The
+    # longest legitimate ones: a backfill close's UPDATE of its events (≈5 s per 100 000),
+    # createMeter's one pass over the meter's history (≈5 s per million events), and a
+    # write waiting for its business's lock while such a close or build holds it (≈21 s
+    # behind a close of 100 000 replacing 100 000). `migrate` is not bound by it.
+    # POOL_TIMEOUT: how long a request waits for a free connection of the pool.
+    database_connect_timeout: Annotated[Duration, Field(gt=timedelta(0))] = timedelta(seconds=3)
+    database_statement_timeout: Duration = timedelta(seconds=30)
+    database_pool_timeout: Annotated[Duration, Field(gt=timedelta(0))] = timedelta(seconds=5)
+
+    # Slow and excess connections, per server process (graph.serving, graph.http).
+    # HEADER_READ_TIMEOUT: how long a request head may take to arrive, from the connection
+    # opening or, on a kept-alive connection, from its first byte; the connection is then
+    # closed. BODY_READ_TIMEOUT: how long a request body may take to arrive; then HTTP 408.
+    # 0 for no bound. KEEP_ALIVE_TIMEOUT: how long an idle connection is kept between
+    # requests (whole seconds). MAX_CONNECTIONS: open connections beyond which a new one is
+    # answered 503 at once; lowered to what `ulimit -n` allows.
+    header_read_timeout: Duration = timedelta(seconds=10)
+    body_read_timeout: Duration = timedelta(seconds=30)
+    keep_alive_timeout: Duration = timedelta(seconds=5)
+    max_connections: int = Field(1000, ge=1)
 
     @model_validator(mode="after")
     def _default_page_fits(self) -> Self:

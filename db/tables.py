@@ -7,6 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
+from db import ids
 from db.column_types import BigIntegerKey, ExactNumber, JSONDocument, UTCDateTime
 
 # Stable constraint names, so that Alembic migrations can name what they create.
@@ -24,6 +25,9 @@ class Business(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=40)
     name: str = Field(max_length=255)
     created_at: datetime = Field(sa_type=UTCDateTime)
+    # Seals the business's pagination cursors (db.pagination.Cursors). Random per business;
+    # the default gives one to a row inserted by any path, not only BusinessRepository.create.
+    cursor_key: bytes = Field(default_factory=ids.new_cursor_key, sa_type=sa.LargeBinary)
 
 
 class ApiKey(SQLModel, table=True):

@@ -17,6 +17,8 @@ from db.settings import Settings, get_settings
 from graph.backfills.closer import run_backfill_closer
 from graph.graphiql import ASSET_MOUNT, graphiql_assets_app
 from graph.http import GraphQLEndpoint
+from graph.logs import install_request_ids
+from graph.request_log import RequestLogMiddleware
 from graph.schema import build_schema
 
 
@@ -34,6 +36,7 @@ def freeze_long_lived_objects() -> None:
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> Starlette:
     settings = settings or get_settings()
+    install_request_ids()
     owns_database = database is None
     database = database or Database.from_settings(settings)
     endpoint = GraphQLEndpoint(build_schema(settings), database, settings)
@@ -74,7 +77,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],
-        middleware=[cors_middleware(settings)],
+        # Outermost: every response, CORS answers included, gets its request id.
+        middleware=[Middleware(RequestLogMiddleware), cors_middleware(settings)],
         lifespan=lifespan,
     )
 

@@ -3,6 +3,7 @@
 import asyncio
 import errno
 import json
+import math
 import socket
 import sys
 from collections.abc import Awaitable, Callable
@@ -30,8 +31,10 @@ from db.repositories.businesses import BusinessRepository
 from db.rollup_builds import build_pending_meter_rollups
 from db.rules.ingestion import utc_now
 from db.settings import Settings, get_settings
+from graph.logs import logging_config
 from graph.scalars import serialize_datetime
 from graph.schema import build_schema
+from graph.serving import HttpProtocol, connection_limit, limit_concurrency, open_file_limit
 
 app = typer.Typer(
     help="usage-events: a GraphQL service for usage events.",
@@ -73,7 +76,8 @@ def _migrated(settings: Settings, *, create: bool = True) -> None:
 
 
 async def _build_pending_rollups(settings: Settings) -> int:
-    database = Database.from_settings(settings)
+    # Part of migrating: a build over a long history takes what it takes.
+    database = Database.from_settings(settings, maintenance=True)
     try:
         return await build_pending_meter_rollups(database)
     finally:
@@ -148,6 +152,9 @@ def graphiql_link(host: str, port: int, api_key: str | None) -> str:
     return f"{url}?headers={quote(headers)}"
 
 
+WORKER_HEALTHCHECK_SECONDS = 30
+
+
 @app.command()
 def migrate() -> None:
     """Apply the database migrations."""
@@ -168,6 +175,17 @@ def serve(
 
 
 def _serve(host: str, port: int, workers: int) -> None:
+    settings = get_settings()
+    file_limit = open_file_limit()
+    connections = connection_limit(settings, file_limit)
+    if connections < settings.max_connections:
+        console.print(
+            f"At most {connections} connections per server process, not "
+            f"USAGE_EVENTS_MAX_CONNECTIONS={settings.max_connections}: `ulimit -n` is "
+            f"{file_limit}; raise it to serve more.",
+            markup=False,
+            soft_wrap=True,
+        )
     console.print(f"GraphiQL: [bold]{graphiql_link(host, port, None)}[/bold]")
     console.print("Send your API key as the header  Authorization: Bearer uek_…")
     uvicorn.run(
@@ -177,7 +195,18 @@ def _serve(host: str, port: int, workers: int) -> None:
         port=port,
         workers=workers,
         log_level="info",
+        # One JSON object per line (graph.logs); graph.request_log writes the access lines.
+        log_config=logging_config(),
         access_log=False,
+        # uvicorn kills a worker that does not answer its health check within this many
+        # seconds, and a worker answers only once its imports are done: on a busy machine
+        # that took over uvicorn's 5 s, and workers were killed and restarted in a loop.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+        # Slow and excess connections (graph.serving): a deadline for request heads, an
+        # idle limit between requests, and 503 beyond the connection limit.
+        http=HttpProtocol,
+        timeout_keep_alive=math.ceil(settings.keep_alive_timeout.total_seconds()),
+        limit_concurrency=limit_concurrency(connections),
     )
 
 

@@ -1,8 +1,8 @@
 """What every resolver of one request shares: the caller's business, its session, loaders."""
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -10,6 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info as StrawberryInfo
 
 from db.database import Database
+from db.faults import is_database_unavailable
+from db.pagination import PageRequest
 from db.records import BusinessRecord
 from db.settings import Settings
 from graph.dataloaders import Loaders
@@ -26,6 +28,9 @@ class RequestContext:
     _session: AsyncSession | None = field(default=None, init=False)
     # Sibling fields resolve concurrently, and a session serves one statement at a time.
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+    # A database outage met by one field: the fields after it fail with it at once, rather
+    # than each wait out the database again (or meet the session it left unusable).
+    _outage: Exception | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.loaders = Loaders(self)
@@ -34,9 +39,10 @@ class RequestContext:
     async def reading(self) -> AsyncIterator[AsyncSession]:
         """The request's read session, opened on first use and held by one resolver at a time."""
         async with self._lock:
-            if self._session is None:
-                self._session = self.database.session()
-            yield self._session
+            with self._noting_outage():
+                if self._session is None:
+                    self._session = self.database.session()
+                yield self._session
 
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[AsyncSession]:
@@ -47,11 +53,35 @@ class RequestContext:
         """
         async with self._lock:
             try:
-                async with self.database.unit_of_work() as session:
-                    yield session
+                with self._noting_outage():
+                    async with self.database.unit_of_work() as session:
+                        yield session
             finally:
                 await self._close_read_session()
                 self.loaders = Loaders(self)
+
+    @contextmanager
+    def _noting_outage(self) -> Iterator[None]:
+        if self._outage is not None:
+            raise self._outage
+        try:
+            yield
+        except Exception as error:
+            if is_database_unavailable(error):
+                self._outage = error
+            raise
+
+    def page_request(
+        self, first: int | None, after: str | None, last: int | None, before: str | None
+    ) -> PageRequest:
+        """A connection's paging arguments, with the key that seals this business's cursors."""
+        return PageRequest(
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+            cursor_key=self.business.cursor_key,
+        )
 
     def locked(self, read: Callable[[], Awaitable[Result]]) -> Callable[[], Awaitable[Result]]:
         """`read` (which uses the read session) wrapped to run while holding it."""

@@ -35,7 +35,9 @@ class SmallDocumentValidationCache(ValidationCache):
         super().__init__(maxsize=CACHED_DOCUMENTS)
 
     def on_validate(self) -> Iterator[None]:
-        if _small(self.execution_context.query):
+        # A document refused before validation (graph.document_bounds) keeps that answer.
+        refused = self.execution_context.pre_execution_errors is not None
+        if _small(self.execution_context.query) and not refused:
             yield from super().on_validate()
         else:
             yield

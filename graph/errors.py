@@ -8,6 +8,8 @@ from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.extensions import SchemaExtension
 
 from db.errors import BadUserInput
+from db.faults import describe_fault, is_database_unavailable
+from graph.logs import current_request_id
 
 logger = logging.getLogger("usage_events.errors")
 
@@ -16,6 +18,12 @@ VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
 BAD_USER_INPUT = "BAD_USER_INPUT"
 INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 UNAUTHENTICATED = "UNAUTHENTICATED"
+# The database is away, slow or full (db.faults): HTTP 503 with Retry-After, not a bug.
+DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+DATABASE_UNAVAILABLE_MESSAGE = "The database is unavailable right now; try again in a few seconds."
+
+# The longest error message sent; longer ones (quoting a huge literal) are cut.
+MAX_MESSAGE_LENGTH = 1000
 
 
 class TagRequestErrors(SchemaExtension):
@@ -53,9 +61,13 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
     literal_refused = error.path is None and (error.extensions or {}).get("code") == (
         VALIDATION_FAILED
     )
+    if original is not None and is_database_unavailable(original):
+        # An outage, not a bug: one line without a traceback (graph.http answers 503).
+        logger.warning("database unavailable at %s: %s", error.path, describe_fault(original))
+        return _shaped(error, DATABASE_UNAVAILABLE_MESSAGE, outage_extensions())
     if original is not None and not isinstance(original, GraphQLError) and not literal_refused:
         logger.error("unexpected error while resolving %s", error.path, exc_info=original)
-        return _shaped(error, "Internal server error", {"code": INTERNAL_SERVER_ERROR})
+        return _shaped(error, "Internal server error", masked_error_extensions())
     extensions = dict(error.extensions or {})
     if "code" not in extensions:
         if isinstance(error, GraphQLSyntaxError):
@@ -66,8 +78,30 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
     return _shaped(error, error.message, extensions)
 
 
+def masked_error_extensions() -> dict[str, Any]:
+    """What a client learns of an unexpected failure: its code, and the request's id to
+    quote, which finds the failure's one traceback in the server log."""
+    return {"code": INTERNAL_SERVER_ERROR, "requestId": current_request_id.get()}
+
+
+def outage_extensions() -> dict[str, Any]:
+    """What a client learns of a database outage: its code and the request's id."""
+    return {"code": DATABASE_UNAVAILABLE, "requestId": current_request_id.get()}
+
+
+def bounded_message(message: str) -> str:
+    """A message as sent: never longer than MAX_MESSAGE_LENGTH, whatever it quotes.
+
+    GraphQL's own messages quote the document ("found <literal>"), and a literal may be
+    megabytes long; no answer repeats unbounded input back to its sender.
+    """
+    if len(message) <= MAX_MESSAGE_LENGTH:
+        return message
+    return message[: MAX_MESSAGE_LENGTH - 1] + "…"
+
+
 def _shaped(error: GraphQLError, message: str, extensions: dict[str, Any]) -> dict[str, Any]:
-    formatted: dict[str, Any] = {"message": message}
+    formatted: dict[str, Any] = {"message": bounded_message(message)}
     if error.locations:
         formatted["locations"] = [
             {"line": location.line, "column": location.column} for location in error.locations

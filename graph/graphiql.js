@@ -57,6 +57,10 @@
       onEditHeaders: setHeaders,
       defaultEditorToolsVisibility: true,
       isHeadersEditorEnabled: true,
+      // What GraphiQL remembers (tabs, history, the headers with the API key) lives in the
+      // tab's sessionStorage: it survives a reload and is gone with the tab, never kept in
+      // the browser profile's localStorage for the next person at this machine.
+      storage: window.sessionStorage,
       shouldPersistHeaders: true,
       inputValueDeprecation: true,
     });

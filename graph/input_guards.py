@@ -42,22 +42,27 @@ def nul_location(payload: Any, query: str) -> str | None:
     return None
 
 
-def nested_deeper_than(payload: Any, limit: int) -> bool:
-    """Whether JSON objects and arrays nest more than `limit` levels.
+def variables_refusal(variables: Any, max_depth: int, max_values: int) -> str | None:
+    """Why the variables are beyond the bounds of a request, or None.
 
-    Input coercion and conversion recurse once per level; a request nested thousands deep
-    would exhaust the interpreter's stack instead of getting a clear answer. One level at
-    a time, containers only, so a 1000-event batch costs well under a millisecond.
+    Input coercion and conversion recurse once per level, so a request nested thousands
+    deep would exhaust the interpreter's stack instead of getting a clear answer; and they
+    visit every value, so eight megabytes of `[1,1,1,…]` (four million values) would
+    cost seconds for a variable that might not even be used. One level at a time,
+    counting as it goes, so a 1000-event batch costs well under a millisecond.
     """
-    level: list[Any] = [payload]
-    depth = 0
+    level: list[Any] = [variables]
+    depth = values = 0
     while level:
         depth += 1
-        if depth > limit:
-            return True
+        if depth > max_depth:
+            return f"variables nest deeper than {max_depth} levels (USAGE_EVENTS_MAX_INPUT_DEPTH)."
         below: list[Any] = []
         for container in level:
             children = container.values() if isinstance(container, dict) else container
+            values += len(children)
             below.extend(child for child in children if isinstance(child, dict | list))
+        if values > max_values:
+            return f"variables hold more than {max_values} values (USAGE_EVENTS_MAX_INPUT_VALUES)."
         level = below
-    return False
+    return None

@@ -3,13 +3,15 @@
 import strawberry
 
 from db import ids
+from db.errors import UserErrorCode
 from db.event_filter import EventFilter
 from db.event_filter import EventOrder as DomainEventOrder
-from db.pagination import PageRequest
 from db.repositories.customers import CustomerRepository
 from db.repositories.event_listing import EventListing
 from db.repositories.events import EventRepository
 from db.repositories.meters import MeterRepository
+from db.rules.bounds import refuse, refuse_long_id, too_long
+from db.rules.ingestion import MAX_EVENT_ID_LENGTH
 from graph.backfills.resolvers import backfill, backfills
 from graph.backfills.types import Backfill
 from graph.context import Info
@@ -47,6 +49,7 @@ class Query:
 
     @strawberry.field(description="Any object of your business by its server id.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+        refuse_long_id(id, ("id",))
         context = info.context
         if id.startswith(ids.BUSINESS_PREFIX):
             return Business.from_record(context.business) if id == context.business.id else None
@@ -68,6 +71,9 @@ class Query:
 
     @strawberry.field(description="An event by its eventId; null if your business has none.")
     async def event(self, info: Info, event_id: str) -> Event | None:
+        refuse(
+            too_long(event_id, MAX_EVENT_ID_LENGTH, ("eventId",), UserErrorCode.EVENT_ID_INVALID)
+        )
         context = info.context
         async with context.reading() as session:
             record = await EventRepository(session, context.business.id).get_by_event_id(event_id)
@@ -86,7 +92,7 @@ class Query:
     ) -> Connection[Event]:
         context = info.context
         event_filter = filter.to_domain() if filter is not None else EventFilter()
-        request = PageRequest(first=first, after=after, last=last, before=before)
+        request = context.page_request(first, after, last, before)
         async with context.reading() as session:
             page = await EventListing(session, context.business.id).page(
                 event_filter, order_by, request, context.settings
@@ -95,6 +101,7 @@ class Query:
 
     @strawberry.field
     async def meter(self, info: Info, id: strawberry.ID) -> Meter | None:
+        refuse_long_id(id, ("id",))
         context = info.context
         async with context.reading() as session:
             record = await MeterRepository(session, context.business.id).get(id)
@@ -111,7 +118,7 @@ class Query:
         before: str | None = None,
     ) -> Connection[Meter]:
         context = info.context
-        request = PageRequest(first=first, after=after, last=last, before=before)
+        request = context.page_request(first, after, last, before)
         async with context.reading() as session:
             page = await MeterRepository(session, context.business.id).page(
                 request, context.settings, include_archived=include_archived
@@ -120,6 +127,7 @@ class Query:
 
     @strawberry.field
     async def customer(self, info: Info, id: strawberry.ID) -> Customer | None:
+        refuse_long_id(id, ("id",))
         record = await info.context.loaders.customer_by_id.load(id)
         return Customer.from_record(record) if record else None
 
@@ -134,7 +142,7 @@ class Query:
         before: str | None = None,
     ) -> Connection[Customer]:
         context = info.context
-        request = PageRequest(first=first, after=after, last=last, before=before)
+        request = context.page_request(first, after, last, before)
         async with context.reading() as session:
             page = await CustomerRepository(session, context.business.id).page(
                 request,

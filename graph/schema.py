@@ -16,6 +16,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from db.settings import Settings
+from graph.document_bounds import bounded_document_cost
 from graph.document_caches import SmallDocumentParserCache, SmallDocumentValidationCache
 from graph.errors import TagRequestErrors
 from graph.execution import LeafFastPathExecutionContext
@@ -50,6 +51,8 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
         lambda: AddValidationRules(bounds),
         SmallDocumentParserCache,
+        # Before validation (and its cache): a document beyond the bounds is never validated.
+        bounded_document_cost(settings),
         SmallDocumentValidationCache,
         # After the validation cache, whose hook would overwrite the error it sets.
         RequireOperationName,

@@ -1,6 +1,6 @@
 """Test support: tenants, a GraphQL client over HTTP, and small keyword-only factories."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +18,8 @@ class Tenant:
     business_id: str
     key_id: str
     api_key: str
+    # What the server seals the business's cursors with (db.pagination.Cursors).
+    cursor_key: bytes = field(repr=False)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -29,7 +31,7 @@ async def make_tenant(database: Database, *, name: str = "Test business") -> Ten
         repository = BusinessRepository(session)
         business = await repository.create(name)
         key, secret = await repository.create_api_key(business.id)
-    return Tenant(business.id, key.id, secret)
+    return Tenant(business.id, key.id, secret, business.cursor_key)
 
 
 class GraphQLClient:

@@ -38,6 +38,7 @@ from db.rules.backfills import (
     backfill_conflict,
     backfill_not_found,
     check_backfill_draft,
+    check_backfill_id,
     check_pending,
     replaced_since,
 )
@@ -308,6 +309,8 @@ class BackfillRepository(BusinessScopedRepository):
         """The backfill events are being sent into, held (FOR SHARE) so that no close or
         revert commits before this ingestion does (B7); raises RuleViolations unless it
         is PENDING."""
+        if violations := check_backfill_id(backfill_id, ("backfillId",)):
+            raise RuleViolations(violations)
         backfill = await self._locked(backfill_id, share=True)
         if violations := check_pending(backfill, ("backfillId",)):
             raise RuleViolations(violations)
@@ -318,6 +321,8 @@ class BackfillRepository(BusinessScopedRepository):
 
     async def close(self, backfill_id: str, now: datetime) -> BackfillRecord:
         """Reflect the backfill (B4); closing a REFLECTED one again changes nothing."""
+        if violations := check_backfill_id(backfill_id, ("id",)):
+            raise RuleViolations(violations)
         backfill = await self._locked(backfill_id)
         if backfill is None:
             raise RuleViolations([backfill_not_found(("id",))])
@@ -340,6 +345,8 @@ class BackfillRepository(BusinessScopedRepository):
 
     async def revert(self, backfill_id: str, now: datetime) -> BackfillRecord:
         """Undo the backfill (B5); reverting a REVERTED one again changes nothing."""
+        if violations := check_backfill_id(backfill_id, ("id",)):
+            raise RuleViolations(violations)
         backfill = await self._locked(backfill_id)
         if backfill is None:
             raise RuleViolations([backfill_not_found(("id",))])

@@ -1,6 +1,7 @@
 """Businesses (tenants) and their API keys (SPEC §7, T1–T3)."""
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,11 +25,17 @@ class BusinessRepository:
 
     async def create(self, name: str) -> BusinessRecord:
         business = BusinessRecord(
-            id=ids.new_id(ids.BUSINESS_PREFIX), name=name, created_at=utc_now()
+            id=ids.new_id(ids.BUSINESS_PREFIX),
+            name=name,
+            created_at=utc_now(),
+            cursor_key=ids.new_cursor_key(),
         )
         await self.session.execute(
             sa.insert(businesses).values(
-                id=business.id, name=business.name, created_at=business.created_at
+                id=business.id,
+                name=business.name,
+                created_at=business.created_at,
+                cursor_key=business.cursor_key,
             )
         )
         return business
@@ -37,7 +44,7 @@ class BusinessRepository:
         row = (
             await self.session.execute(sa.select(businesses).where(businesses.c.id == business_id))
         ).first()
-        return BusinessRecord(row.id, row.name, row.created_at) if row else None
+        return business_record(row) if row else None
 
     async def find_by_name(self, name: str) -> BusinessRecord | None:
         row = (
@@ -45,7 +52,7 @@ class BusinessRepository:
                 sa.select(businesses).where(businesses.c.name == name).order_by(businesses.c.id)
             )
         ).first()
-        return BusinessRecord(row.id, row.name, row.created_at) if row else None
+        return business_record(row) if row else None
 
     async def create_api_key(self, business_id: str) -> tuple[ApiKeyRecord, str]:
         """A new key for the business; returns it with its secret, which is never stored."""
@@ -116,4 +123,8 @@ class BusinessRepository:
                 )
             )
         ).first()
-        return BusinessRecord(row.id, row.name, row.created_at) if row else None
+        return business_record(row) if row else None
+
+
+def business_record(row: Any) -> BusinessRecord:
+    return BusinessRecord(row.id, row.name, row.created_at, row.cursor_key)

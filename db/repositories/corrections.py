@@ -25,9 +25,10 @@ from db.repositories.scoped import BusinessScopedRepository
 from db.rules.corrections import (
     Amendment,
     check_amendment,
+    check_amendment_bounds,
     check_correction_limit,
+    check_deprecation_bounds,
     check_event_amendable,
-    check_reason,
     customer_missing,
     event_not_found,
     is_same_body,
@@ -41,8 +42,8 @@ CorrectionKind = Literal["amendment", "deprecation"]
 class EventCorrectionRepository(BusinessScopedRepository):
     async def amend(self, amendment: Amendment, settings: Settings, now: datetime) -> EventRecord:
         """Replace the event's body with a new revision; a no-op if the body is the same."""
-        # Before any row is read or locked: the reason needs nothing stored to be checked.
-        if violations := check_reason(amendment.reason, amendment.event_id):
+        # Before any row is read or locked: the bounds need nothing stored to be checked.
+        if violations := check_amendment_bounds(amendment, settings):
             raise RuleViolations(violations)
         event, customer = await self._lock_event_and_customer(amendment.event_id)
         if violations := check_event_amendable(event):
@@ -82,7 +83,7 @@ class EventCorrectionRepository(BusinessScopedRepository):
         self, event_id: str, reason: str | None, settings: Settings, now: datetime
     ) -> EventRecord:
         """Mark the event deprecated; deprecating it again changes nothing (C2)."""
-        if violations := check_reason(reason, event_id):
+        if violations := check_deprecation_bounds(event_id, reason, settings):
             raise RuleViolations(violations)
         event, customer = await self._lock_event_and_customer(event_id)
         if event.deprecated:

@@ -9,7 +9,8 @@ from db.errors import RuleViolations, UserErrorCode, Violation
 from db.pagination import Keyset, Page, PageRequest
 from db.records import CustomerRecord
 from db.repositories.scoped import BusinessScopedRepository
-from db.rules.customers import check_new_customer
+from db.rules.bounds import refuse, too_long
+from db.rules.customers import MAX_EXTERNAL_ID_LENGTH, check_new_customer
 from db.settings import Settings
 from db.tables import customers
 
@@ -96,6 +97,14 @@ class CustomerRepository(BusinessScopedRepository):
         self, request: PageRequest, settings: Settings, *, external_id: str | None = None
     ) -> Page[CustomerRecord]:
         """The business's customers in creation order; with `external_id`, the one that has it."""
+        refuse(
+            too_long(
+                external_id,
+                MAX_EXTERNAL_ID_LENGTH,
+                ("filter", "externalId"),
+                UserErrorCode.INVALID_INPUT,
+            )
+        )
         if external_id is None:
             query = self.readable(customers)
         else:

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from db.errors import BadUserInput, UserErrorCode
+from db.errors import BadUserInput, UserErrorCode, shown
 from db.event_filter import EventFilter, EventOrder
 from db.filters import Filter, parse_filter_argument
 from db.pagination import Keyset, Page, PageRequest
@@ -17,7 +17,13 @@ from db.repositories.customers import CustomerRepository
 from db.repositories.events import event_record
 from db.repositories.meters import MeterRepository
 from db.repositories.scoped import BusinessScopedRepository
+from db.rules.bounds import MAX_SERVER_ID_LENGTH, each_too_long, refuse, too_long
 from db.rules.customers import NOT_A_CUSTOMER_ID, is_customer_id
+from db.rules.ingestion import (
+    MAX_EVENT_ID_LENGTH,
+    MAX_EVENT_NAME_LENGTH,
+    MAX_EXTERNAL_CUSTOMER_ID_LENGTH,
+)
 from db.settings import Settings
 from db.tables import events
 
@@ -85,6 +91,7 @@ class EventListing(BusinessScopedRepository):
 
     async def _conditions(self, event_filter: EventFilter) -> EventConditions:
         """Q4 as SQL; raises BadUserInput for a bad filter, an unknown meter, a mismatch."""
+        _check_lengths(event_filter)
         _check_time_range(event_filter)
         if event_filter.customer_id is not None and not is_customer_id(event_filter.customer_id):
             raise BadUserInput(
@@ -120,7 +127,7 @@ class EventListing(BusinessScopedRepository):
                 raise BadUserInput(
                     UserErrorCode.EVENT_NAME_MISMATCH,
                     f"The meter counts {meter.event_name!r} events; the filter asks for "
-                    f"{event_name!r}.",
+                    f"{shown(event_name)!r}.",
                     ("filter", "eventName"),
                 )
             event_name = meter.event_name
@@ -184,6 +191,46 @@ def events_sent_by(customer: CustomerRecord) -> list[sa.ColumnElement[bool]]:
     if customer.external_id is None:
         return [by_id]
     return [by_id, events.c.external_customer_id == customer.external_id]
+
+
+def _check_lengths(event_filter: EventFilter) -> None:
+    """Every string of the filter within its bound, before any of them is looked up."""
+    references = UserErrorCode.CUSTOMER_REFERENCE_INVALID
+    refuse(
+        too_long(
+            event_filter.customer_id, MAX_SERVER_ID_LENGTH, ("filter", "customerId"), references
+        )
+        + too_long(
+            event_filter.external_customer_id,
+            MAX_EXTERNAL_CUSTOMER_ID_LENGTH,
+            ("filter", "externalCustomerId"),
+            references,
+        )
+        + too_long(
+            event_filter.event_name,
+            MAX_EVENT_NAME_LENGTH,
+            ("filter", "eventName"),
+            UserErrorCode.EVENT_NAME_INVALID,
+        )
+        + each_too_long(
+            event_filter.event_ids,
+            MAX_EVENT_ID_LENGTH,
+            ("filter", "eventIds"),
+            UserErrorCode.EVENT_ID_INVALID,
+        )
+        + too_long(
+            event_filter.meter_id,
+            MAX_SERVER_ID_LENGTH,
+            ("filter", "meterId"),
+            UserErrorCode.INVALID_INPUT,
+        )
+        + too_long(
+            event_filter.backfill_id,
+            MAX_SERVER_ID_LENGTH,
+            ("filter", "backfillId"),
+            UserErrorCode.INVALID_INPUT,
+        )
+    )
 
 
 def _check_time_range(event_filter: EventFilter) -> None:

@@ -10,6 +10,7 @@ from db.pagination import Keyset, Page, PageRequest
 from db.records import MeterRecord
 from db.repositories.rollups import RollupRepository
 from db.repositories.scoped import BusinessScopedRepository
+from db.rules.bounds import MAX_SERVER_ID_LENGTH, too_long
 from db.rules.meters import MeterDraft, check_new_meter
 from db.settings import Settings
 from db.tables import meters
@@ -98,6 +99,10 @@ class MeterRepository(BusinessScopedRepository):
 
     async def set_archived(self, meter_id: str, archived: bool, now: datetime) -> MeterRecord:
         """Archive or unarchive; doing it twice changes nothing the second time."""
+        if violations := too_long(
+            meter_id, MAX_SERVER_ID_LENGTH, ("id",), UserErrorCode.INVALID_INPUT
+        ):
+            raise RuleViolations(violations)
         meter = await self.get(meter_id)
         if meter is None:
             raise RuleViolations([meter_not_found(("id",))])

@@ -12,6 +12,7 @@ from typing import Any
 from db.errors import UserErrorCode, Violation
 from db.filters import Filter, parse_filter
 from db.records import BackfillRecord, EventDraft
+from db.rules.bounds import MAX_SERVER_ID_LENGTH, too_long
 from db.rules.ingestion import (
     MAX_EXTERNAL_CUSTOMER_ID_LENGTH,
     event_path,
@@ -157,17 +158,22 @@ def _check_scope_reference(draft: BackfillDraft) -> list[Violation]:
                     UserErrorCode.CUSTOMER_REFERENCE_INVALID, f"{name} must not be empty.", (name,)
                 )
             ]
-    external = draft.external_customer_id
-    if external is not None and len(external) > MAX_EXTERNAL_CUSTOMER_ID_LENGTH:
-        return [
-            Violation(
-                UserErrorCode.CUSTOMER_REFERENCE_INVALID,
-                f"externalCustomerId must be at most {MAX_EXTERNAL_CUSTOMER_ID_LENGTH} "
-                "characters long.",
-                ("externalCustomerId",),
-            )
-        ]
-    return []
+    return too_long(
+        draft.customer_id,
+        MAX_SERVER_ID_LENGTH,
+        ("customerId",),
+        UserErrorCode.CUSTOMER_REFERENCE_INVALID,
+    ) + too_long(
+        draft.external_customer_id,
+        MAX_EXTERNAL_CUSTOMER_ID_LENGTH,
+        ("externalCustomerId",),
+        UserErrorCode.CUSTOMER_REFERENCE_INVALID,
+    )
+
+
+def check_backfill_id(backfill_id: str, path: tuple[str, ...]) -> list[Violation]:
+    """An id longer than any backfill's is refused before it is looked up."""
+    return too_long(backfill_id, MAX_SERVER_ID_LENGTH, path, UserErrorCode.INVALID_INPUT)
 
 
 def backfill_conflict(other_id: str) -> Violation:

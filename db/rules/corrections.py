@@ -4,10 +4,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from db.errors import UserErrorCode, Violation
+from db.errors import UserErrorCode, Violation, shown
 from db.json_text import dump_json
 from db.records import CustomerRecord, EventRecord
-from db.rules.ingestion import check_event_name, check_metadata
+from db.rules.bounds import MAX_SERVER_ID_LENGTH, too_long
+from db.rules.ingestion import (
+    MAX_EVENT_ID_LENGTH,
+    MAX_EVENT_NAME_LENGTH,
+    MAX_EXTERNAL_CUSTOMER_ID_LENGTH,
+    check_event_name,
+    check_metadata,
+    shown_event_id,
+)
 from db.settings import Settings
 
 
@@ -24,23 +32,49 @@ class Amendment:
     reason: str | None = None
 
 
-# A reason is an audit note kept on every revision, not a document. Metadata strings stop at
-# 500 characters (I6); a reason may say more (a ticket reference and a sentence or two of
-# why), but without a bound each correction could store as much as a request can carry.
-MAX_REASON_LENGTH = 1000
+def check_reason(reason: str | None, event_id: str | None, settings: Settings) -> list[Violation]:
+    """C1, C2: the optional reason of an amendment or deprecation, an audit note kept on
+    every revision, has a length bound (USAGE_EVENTS_MAX_REASON_LENGTH): without one,
+    each correction could store, and every listing repeat, as much as a request carries."""
+    return too_long(
+        reason, settings.max_reason_length, ("reason",), UserErrorCode.REASON_TOO_LONG, event_id
+    )
 
 
-def check_reason(reason: str | None, event_id: str) -> list[Violation]:
-    """C1, C2: the optional reason of an amendment or deprecation has a length bound."""
-    if reason is None or len(reason) <= MAX_REASON_LENGTH:
-        return []
+def check_deprecation_bounds(
+    event_id: str, reason: str | None, settings: Settings
+) -> list[Violation]:
+    """C2: eventId and reason within their bounds, checked before any row is read."""
+    shown_id = shown_event_id(event_id)
+    return too_long(
+        event_id, MAX_EVENT_ID_LENGTH, ("eventId",), UserErrorCode.EVENT_ID_INVALID
+    ) + check_reason(reason, shown_id, settings)
+
+
+def check_amendment_bounds(amendment: Amendment, settings: Settings) -> list[Violation]:
+    """C1: every string of the amendment within its bound, checked before any row is read;
+    check_amendment holds the body to the rest of I3 and I6 once the event is found."""
+    event_id = shown_event_id(amendment.event_id)
+    references = UserErrorCode.CUSTOMER_REFERENCE_INVALID
     return [
-        Violation(
-            UserErrorCode.REASON_TOO_LONG,
-            f"reason must be at most {MAX_REASON_LENGTH} characters long; it has {len(reason)}.",
-            ("reason",),
+        *check_deprecation_bounds(amendment.event_id, amendment.reason, settings),
+        *too_long(
+            amendment.event_name,
+            MAX_EVENT_NAME_LENGTH,
+            ("eventName",),
+            UserErrorCode.EVENT_NAME_INVALID,
             event_id,
-        )
+        ),
+        *too_long(
+            amendment.customer_id, MAX_SERVER_ID_LENGTH, ("customerId",), references, event_id
+        ),
+        *too_long(
+            amendment.external_customer_id,
+            MAX_EXTERNAL_CUSTOMER_ID_LENGTH,
+            ("externalCustomerId",),
+            references,
+            event_id,
+        ),
     ]
 
 
@@ -50,7 +84,7 @@ def event_not_found(event_id: str) -> Violation:
         UserErrorCode.EVENT_NOT_FOUND,
         "Your business has no event with this eventId.",
         ("eventId",),
-        event_id,
+        shown_event_id(event_id),
     )
 
 
@@ -72,8 +106,8 @@ def customer_missing(event: EventRecord) -> Violation:
     """C4: the event's external customer id is not (yet) any customer's externalId."""
     return Violation(
         UserErrorCode.CUSTOMER_NOT_FOUND,
-        f"No customer has the externalId {event.external_customer_id!r} this event was sent "
-        "with; create that customer before correcting the event.",
+        f"No customer has the externalId {shown(event.external_customer_id or '')!r} this "
+        "event was sent with; create that customer before correcting the event.",
         ("eventId",),
         event.event_id,
     )

@@ -11,6 +11,7 @@ from typing import Any
 
 from db.errors import UserErrorCode, Violation
 from db.records import EventDraft
+from db.rules.bounds import MAX_SERVER_ID_LENGTH, too_long
 from db.rules.customers import NOT_A_CUSTOMER_ID, is_customer_id
 from db.settings import Settings
 
@@ -98,19 +99,21 @@ def check_customer_reference(
         return [
             Violation(UserErrorCode.CUSTOMER_REFERENCE_INVALID, message, (*path, name), event_id)
         ]
-    if external_customer_id and len(external_customer_id) > MAX_EXTERNAL_CUSTOMER_ID_LENGTH:
-        message = (
-            f"externalCustomerId must be at most {MAX_EXTERNAL_CUSTOMER_ID_LENGTH} characters long."
-        )
-        return [
-            Violation(
-                UserErrorCode.CUSTOMER_REFERENCE_INVALID,
-                message,
-                (*path, "externalCustomerId"),
-                event_id,
-            )
-        ]
-    return []
+    # A customerId longer than any id of ours names no customer: refused as a reference,
+    # not looked up (check_customers_exist leaves it alone).
+    return too_long(
+        customer_id,
+        MAX_SERVER_ID_LENGTH,
+        (*path, "customerId"),
+        UserErrorCode.CUSTOMER_REFERENCE_INVALID,
+        event_id,
+    ) + too_long(
+        external_customer_id,
+        MAX_EXTERNAL_CUSTOMER_ID_LENGTH,
+        (*path, "externalCustomerId"),
+        UserErrorCode.CUSTOMER_REFERENCE_INVALID,
+        event_id,
+    )
 
 
 def check_timestamp(
@@ -265,7 +268,9 @@ def check_customers_exist(
             shown_event_id(draft.event_id),
         )
         for index, draft in enumerate(drafts)
-        if draft.customer_id and draft.customer_id not in existing_customer_ids
+        if draft.customer_id
+        and len(draft.customer_id) <= MAX_SERVER_ID_LENGTH
+        and draft.customer_id not in existing_customer_ids
     ]
 
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from db.errors import UserErrorCode, Violation
+from db.errors import UserErrorCode, Violation, shown
 from db.filters import MAX_FILTER_KEY_LENGTH, Filter, parse_filter
 from db.rules.ingestion import check_event_name
 
@@ -124,7 +124,7 @@ def grouping_key_problems(keys: Sequence[str], field: str) -> list[tuple[tuple[s
                 )
             )
         elif key in seen:
-            problems.append((path, f"{field} names {key!r} twice."))
+            problems.append((path, f"{field} names {shown(key)!r} twice."))
         seen.add(key)
     return problems
 

@@ -9,12 +9,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from db.errors import BadUserInput, UserErrorCode
-from db.filters import MAX_FILTER_KEY_LENGTH, Filter, parse_filter_argument
+from db.errors import BadUserInput, UserErrorCode, shown
+from db.filters import Filter, parse_filter_argument
 from db.records import MeterRecord
+from db.rules.bounds import MAX_SERVER_ID_LENGTH, each_too_long, refuse, too_long
+from db.rules.ingestion import MAX_EVENT_NAME_LENGTH, MAX_EXTERNAL_CUSTOMER_ID_LENGTH
 from db.rules.meters import AggregationType, grouping_key_problems
 from db.settings import Settings
-from db.usage.buckets import CalendarOverflow, bucket_edges, time_zone, widened
+from db.usage.buckets import (
+    MAX_TIME_ZONE_LENGTH,
+    CalendarOverflow,
+    bucket_edges,
+    time_zone,
+    widened,
+)
 from db.usage.query import Granularity, UsageQuery, VolumeQuery
 
 MAX_CUSTOMER_REFERENCES = 100
@@ -64,6 +72,17 @@ class UsagePlan:
 
 def check_usage_query(query: UsageQuery, settings: Settings) -> CheckedUsageQuery:
     """U7's bounds that need no database; raises BadUserInput with code and field."""
+    references = UserErrorCode.CUSTOMER_REFERENCE_INVALID
+    refuse(
+        too_long(query.meter_id, MAX_SERVER_ID_LENGTH, ("meterId",), UserErrorCode.INVALID_INPUT)
+        + each_too_long(query.customer_ids, MAX_SERVER_ID_LENGTH, ("customerIds",), references)
+        + each_too_long(
+            query.external_customer_ids,
+            MAX_EXTERNAL_CUSTOMER_ID_LENGTH,
+            ("externalCustomerIds",),
+            references,
+        )
+    )
     zone = _zone(query.time_zone)
     if not query.start < query.end:
         raise BadUserInput(
@@ -88,6 +107,20 @@ class VolumePlan:
 
 def plan_volume(query: VolumeQuery, settings: Settings, now: datetime) -> VolumePlan:
     """V1/V2: the range widened to whole buckets, and their edges; raises BadUserInput."""
+    refuse(
+        too_long(
+            query.customer_id,
+            MAX_SERVER_ID_LENGTH,
+            ("customerId",),
+            UserErrorCode.CUSTOMER_REFERENCE_INVALID,
+        )
+        + too_long(
+            query.event_name,
+            MAX_EVENT_NAME_LENGTH,
+            ("eventName",),
+            UserErrorCode.EVENT_NAME_INVALID,
+        )
+    )
     zone = _zone(query.time_zone)
     end = query.end if query.end is not None else now
     if not query.start < end:
@@ -107,12 +140,12 @@ def plan_volume(query: VolumeQuery, settings: Settings, now: datetime) -> Volume
 
 
 def _zone(name: str) -> ZoneInfo:
+    refuse(too_long(name, MAX_TIME_ZONE_LENGTH, ("timeZone",), UserErrorCode.TIME_ZONE_INVALID))
     zone = time_zone(name)
     if zone is None:
         raise BadUserInput(
             UserErrorCode.TIME_ZONE_INVALID,
-            f"{name[:MAX_FILTER_KEY_LENGTH]!r} is not an IANA time zone name, such as "
-            '"UTC" or "Europe/Berlin".',
+            f'{shown(name)!r} is not an IANA time zone name, such as "UTC" or "Europe/Berlin".',
             ("timeZone",),
         )
     return zone

@@ -12,11 +12,11 @@ from datetime import datetime
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.pagination import PageRequest
 from db.records import BackfillRecord
 from db.repositories.backfills import BackfillRepository
 from db.rules.backfills import BackfillDraft
 from db.rules.backfills import BackfillStatus as DomainBackfillStatus
+from db.rules.bounds import refuse_long_id
 from db.rules.ingestion import utc_now
 from graph.backfills.types import Backfill, BackfillStatus
 from graph.context import Info, RequestContext
@@ -112,6 +112,7 @@ async def _changed(
 
 
 async def backfill(info: Info, id: strawberry.ID) -> Backfill | None:
+    refuse_long_id(id, ("id",))
     record = await info.context.loaders.backfill_by_id.load(id)
     return Backfill.from_record(record) if record is not None else None
 
@@ -128,7 +129,7 @@ async def backfills(
     if status in (None, DomainBackfillStatus.PENDING, DomainBackfillStatus.REFLECTED):
         # Those due are closed first, so that they are listed under their real status.
         await reflect_due(context)
-    request = PageRequest(first=first, after=after, last=last, before=before)
+    request = context.page_request(first, after, last, before)
     async with context.reading() as session:
         page = await BackfillRepository(session, context.business.id).page(
             request, context.settings, status=status

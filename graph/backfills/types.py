@@ -93,7 +93,7 @@ class Backfill(Node):
         return await _events(
             info,
             EventFilter(backfill_id=self.record.id, include_deprecated=True),
-            PageRequest(first=first, after=after, last=last, before=before),
+            info.context.page_request(first, after, last, before),
         )
 
     @strawberry.field(
@@ -110,7 +110,7 @@ class Backfill(Node):
         return await _events(
             info,
             EventFilter(replaced_by_backfill_id=self.record.id, include_deprecated=True),
-            PageRequest(first=first, after=after, last=last, before=before),
+            info.context.page_request(first, after, last, before),
         )
 
     @classmethod

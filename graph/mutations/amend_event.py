@@ -29,7 +29,13 @@ class AmendEventInput:
     external_customer_id: str | None = strawberry.field(
         default=None, description="If given, must be the externalId of the event's customer."
     )
-    reason: str | None = strawberry.field(default=None, description="Kept on the new revision.")
+    reason: str | None = strawberry.field(
+        default=None,
+        description=(
+            "Kept on the new revision; at most USAGE_EVENTS_MAX_REASON_LENGTH characters "
+            "(1000 by default), else REASON_TOO_LONG."
+        ),
+    )
 
     def to_amendment(self) -> Amendment:
         return Amendment(

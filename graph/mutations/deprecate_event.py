@@ -12,7 +12,13 @@ from graph.types.user_error import UserError
 @strawberry.input
 class DeprecateEventInput:
     event_id: str
-    reason: str | None = None
+    reason: str | None = strawberry.field(
+        default=None,
+        description=(
+            "Kept as the deprecationReason; at most USAGE_EVENTS_MAX_REASON_LENGTH characters "
+            "(1000 by default), else REASON_TOO_LONG."
+        ),
+    )
 
 
 @strawberry.type

@@ -1,12 +1,18 @@
 """The engine of a process: a database that cannot be used is refused at start-up, clearly."""
 
+import asyncio
 import socket
 import sqlite3
+import time
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 import sqlalchemy as sa
 
+from db import database as database_module
 from db.database import (
     MINIMUM_SQLITE_VERSION,
     Database,
@@ -16,8 +22,10 @@ from db.database import (
     check_sqlite_version,
     sqlite_file,
 )
+from db.faults import is_database_unavailable
 from db.migrate import upgrade_to_head
 from db.settings import Settings
+from tests.tcp_proxy import TcpProxy, tcp_proxy
 
 
 def test_the_sqlite_of_this_python_is_supported() -> None:
@@ -149,3 +157,226 @@ def test_an_unknown_postgresql_user_is_one_sentence(postgres_database_url: str) 
 
     assert "refused the connection" in str(raised.value)
     assert "usage_events_nobody" in str(raised.value)
+
+
+# Database faults: bounded waits, a pre-ping that is quick, parameters kept out of errors.
+
+# Short bounds, so that each outage below ends within a few seconds.
+CONNECT_TIMEOUT = 1.0
+STATEMENT_TIMEOUT = 2.0
+# Scheduling, a loaded machine: what an answer may take beyond the bound it is held to.
+MARGIN = 1.5
+
+
+def faults_settings(database_url: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        database_connect_timeout=timedelta(seconds=CONNECT_TIMEOUT),
+        database_statement_timeout=timedelta(seconds=STATEMENT_TIMEOUT),
+        database_pool_timeout=timedelta(seconds=0.5),
+    )
+
+
+@pytest.fixture
+def proxy(postgres_database_url: str) -> Iterator[TcpProxy]:
+    url = sa.make_url(postgres_database_url)
+    with tcp_proxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+        yield proxy
+
+
+@pytest_asyncio.fixture
+async def proxied(postgres_database_url: str, proxy: TcpProxy) -> AsyncIterator[Database]:
+    """PostgreSQL through `proxy`, which the test freezes, drops and restores."""
+    url = sa.make_url(postgres_database_url).set(host="127.0.0.1", port=proxy.port)
+    database = Database.from_settings(faults_settings(url.render_as_string(hide_password=False)))
+    try:
+        yield database
+    finally:
+        proxy.restore()
+        await database.dispose()
+
+
+async def select_one(database: Database) -> int:
+    async with database.session() as session:
+        return int((await session.execute(sa.text("SELECT 1"))).scalar_one())
+
+
+async def failure_within(seconds: float, work: Awaitable[object]) -> BaseException:
+    """The error `work` fails with, which it must do within `seconds`."""
+    started = time.monotonic()
+    with pytest.raises(Exception) as raised:  # noqa: PT011 - which one is checked after
+        await work
+    elapsed = time.monotonic() - started
+    assert elapsed < seconds, f"failed after {elapsed:.1f} s, not within {seconds} s"
+    return raised.value
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_sql_parameters_never_reach_an_error_message(database: Database) -> None:
+    with pytest.raises(sa.exc.DBAPIError) as raised:
+        async with database.session() as session:
+            await session.execute(
+                sa.text("SELECT :value FROM no_such_table"), {"value": "secret-parameter"}
+            )
+
+    assert "secret-parameter" not in str(raised.value)
+    assert "SQL parameters hidden" in str(raised.value)
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio(loop_scope="session")
+async def test_postgresql_cancels_a_slow_statement_itself_a_little_before_the_client(
+    postgres_database_url: str,
+) -> None:
+    database = Database.from_settings(faults_settings(postgres_database_url))
+    try:
+        async with database.session() as session:
+            shown = (await session.execute(sa.text("SHOW statement_timeout"))).scalar_one()
+        error = await failure_within(
+            STATEMENT_TIMEOUT, select_one_after(database, seconds=STATEMENT_TIMEOUT * 2)
+        )
+        # The server's cancel leaves the connection usable: nothing to reconnect.
+        assert await select_one(database) == 1
+    finally:
+        await database.dispose()
+
+    assert shown == "1800ms"
+    assert getattr(getattr(error, "orig", None), "sqlstate", None) == "57014"
+    assert is_database_unavailable(error)
+
+
+async def select_one_after(database: Database, *, seconds: float) -> None:
+    async with database.session() as session:
+        await session.execute(sa.text("SELECT pg_sleep(:seconds)"), {"seconds": seconds})
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio(loop_scope="session")
+async def test_maintenance_statements_are_not_bound_by_the_statement_timeout(
+    postgres_database_url: str,
+) -> None:
+    database = Database.from_settings(faults_settings(postgres_database_url), maintenance=True)
+    try:
+        async with database.session() as session:
+            shown = (await session.execute(sa.text("SHOW statement_timeout"))).scalar_one()
+    finally:
+        await database.dispose()
+
+    assert shown == "0"
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_frozen_server_fails_a_checkout_within_ping_and_connect_timeouts(
+    proxied: Database, proxy: TcpProxy
+) -> None:
+    assert await select_one(proxied) == 1  # One pooled connection, which the freeze strands.
+    proxy.freeze()
+
+    error = await failure_within(1.0 + CONNECT_TIMEOUT + MARGIN, select_one(proxied))
+    reachable = await proxied.is_reachable()
+    proxy.restore()
+
+    assert is_database_unavailable(error)
+    assert not reachable
+    assert await select_one(proxied) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio(loop_scope="session")
+async def test_readiness_gives_up_within_the_connect_timeout(
+    proxied: Database, proxy: TcpProxy
+) -> None:
+    assert await proxied.is_reachable()
+    proxy.freeze()
+
+    started = time.monotonic()
+    reachable = await proxied.is_reachable()
+    elapsed = time.monotonic() - started
+
+    assert not reachable
+    assert elapsed < CONNECT_TIMEOUT + MARGIN
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_statement_in_flight_when_the_server_freezes_ends_at_the_statement_timeout(
+    proxied: Database, proxy: TcpProxy
+) -> None:
+    statement = asyncio.create_task(select_one_after(proxied, seconds=0.5))
+    await asyncio.sleep(0.2)
+    proxy.freeze()
+
+    error = await failure_within(STATEMENT_TIMEOUT + MARGIN, statement)
+    proxy.restore()
+
+    assert isinstance(error, TimeoutError)
+    assert is_database_unavailable(error)
+    assert await select_one(proxied) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio(loop_scope="session")
+async def test_the_first_query_after_postgresql_restarted_succeeds(
+    proxied: Database, proxy: TcpProxy
+) -> None:
+    assert await select_one(proxied) == 1
+    proxy.drop()  # Every pooled connection is closed under the pool's feet…
+    proxy.restore()  # …and the server is back before anyone asks.
+
+    assert await select_one(proxied) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_dropped_server_fails_at_once(proxied: Database, proxy: TcpProxy) -> None:
+    assert await select_one(proxied) == 1
+    proxy.drop()
+
+    error = await failure_within(MARGIN, select_one(proxied))
+    proxy.restore()
+
+    assert is_database_unavailable(error)
+    assert await select_one(proxied) == 1
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_request_waits_for_a_free_connection_at_most_the_pool_timeout(
+    database_url: str,
+) -> None:
+    settings = faults_settings(database_url).model_copy(update={"database_pool_size": 1})
+    database = Database.from_settings(settings)
+    try:
+        async with database.engine.connect() as held:
+            await held.execute(sa.text("SELECT 1"))
+            error = await failure_within(0.5 + MARGIN, select_one(database))
+    finally:
+        await database.dispose()
+
+    assert isinstance(error, sa.exc.TimeoutError)
+    assert is_database_unavailable(error)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_sqlite_writer_kept_out_of_the_write_lock_is_an_outage(
+    tmp_path: Path, sqlite_template: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(database_module, "SQLITE_BUSY_TIMEOUT_MS", 200)
+    path = tmp_path / "locked.db"
+    path.write_bytes(sqlite_template.read_bytes())
+    database = Database.from_settings(faults_settings(f"sqlite+aiosqlite:///{path}"))
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # Another process's writer, which never finishes.
+
+        async def write() -> None:
+            async with database.unit_of_work() as session:
+                await session.execute(sa.text("DELETE FROM events"))
+
+        error = await failure_within(0.2 + MARGIN, write())
+    finally:
+        holder.close()
+        await database.dispose()
+
+    assert "database is locked" in str(error)
+    assert is_database_unavailable(error)

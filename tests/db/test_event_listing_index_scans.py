@@ -53,7 +53,7 @@ async def test_sorting_is_switched_back_on_after_a_refused_page(
             await listing.page(
                 EventFilter(metadata=METADATA_FILTER),
                 EventOrder.TIMESTAMP_DESC,
-                PageRequest(after="not a cursor"),
+                PageRequest(after="not a cursor", cursor_key=tenant.cursor_key),
                 settings,
             )
         assert raised.value.code is UserErrorCode.INVALID_CURSOR

@@ -55,17 +55,18 @@ async def stored(database: Database) -> tuple[Tenant, list[str]]:
 
 
 async def walk(
-    database: Database, business_id: str, order: EventOrder, size: int, *, backward: bool
+    database: Database, tenant: Tenant, order: EventOrder, size: int, *, backward: bool
 ) -> list[str]:
     seen: list[str] = []
     cursor: str | None = None
+    key = tenant.cursor_key
     async with database.session() as session:
-        listing = EventListing(session, business_id)
+        listing = EventListing(session, tenant.business_id)
         while True:
             request = (
-                PageRequest(last=size, before=cursor)
+                PageRequest(last=size, before=cursor, cursor_key=key)
                 if backward
-                else PageRequest(first=size, after=cursor)
+                else PageRequest(first=size, after=cursor, cursor_key=key)
             )
             page = await listing.page(EventFilter(), order, request, Settings())
             ids = [record.event_id for _, record in page.edges]
@@ -89,7 +90,7 @@ async def test_q3_every_page_size_visits_every_event_once_in_order(
     for size in range(1, 101):
         order = EventOrder.TIMESTAMP_DESC if size % 2 else EventOrder.TIMESTAMP_ASC
         other = EventOrder.TIMESTAMP_ASC if size % 2 else EventOrder.TIMESTAMP_DESC
-        forward = await walk(database, tenant.business_id, order, size, backward=False)
-        backward = await walk(database, tenant.business_id, other, size, backward=True)
+        forward = await walk(database, tenant, order, size, backward=False)
+        backward = await walk(database, tenant, other, size, backward=True)
         assert forward == expected[order], f"forward walk, page size {size}"
         assert backward == expected[other], f"backward walk, page size {size}"

@@ -144,7 +144,10 @@ async def test_listing_by_event_ids_finds_them_through_the_unique_index(
         database,
         business,
         lambda session: EventListing(session, business).page(
-            wanted, EventOrder.TIMESTAMP_DESC, PageRequest(first=10), Settings()
+            wanted,
+            EventOrder.TIMESTAMP_DESC,
+            PageRequest(first=10, cursor_key=grown_since_analyze.cursor_key),
+            Settings(),
         ),
     )
     assert_no_scan_of_the_business(plan, database.dialect_name)

@@ -161,7 +161,8 @@ async def test_q3_q6_each_filter_combination_reads_an_index_in_order(
     async def list_page() -> object:
         async with database.session() as session:
             listing = EventListing(session, tenant.business_id)
-            return await listing.page(event_filter, order, PageRequest(first=50), Settings())
+            request = PageRequest(first=50, cursor_key=tenant.cursor_key)
+            return await listing.page(event_filter, order, request, Settings())
 
     settings, sql, parameters = await captured_page_query(database, list_page)
     plan = await explain(database, settings, sql, parameters)

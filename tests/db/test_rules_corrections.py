@@ -5,10 +5,11 @@ from datetime import UTC, datetime, timedelta, timezone
 from db.errors import UserErrorCode
 from db.records import CustomerRecord, EventRecord
 from db.rules.corrections import (
-    MAX_REASON_LENGTH,
     Amendment,
     check_amendment,
+    check_amendment_bounds,
     check_correction_limit,
+    check_deprecation_bounds,
     check_event_amendable,
     check_reason,
     is_same_body,
@@ -93,20 +94,68 @@ def test_c1_same_body_ignores_key_order_but_not_json_types() -> None:
 
 
 def test_c1_c2_reason_is_optional_and_at_most_1000_characters() -> None:
-    assert MAX_REASON_LENGTH == 1000
-    assert check_reason(None, "e1") == []
-    assert check_reason("", "e1") == []
-    assert check_reason("r" * 1000, "e1") == []
-    violations = check_reason("r" * 1001, "e1")
+    settings = Settings()
+    assert settings.max_reason_length == 1000
+    assert check_reason(None, "e1", settings) == []
+    assert check_reason("", "e1", settings) == []
+    assert check_reason("r" * 1000, "e1", settings) == []
+    violations = check_reason("r" * 1001, "e1", settings)
     assert [(v.code, v.field, v.event_id) for v in violations] == [
         (UserErrorCode.REASON_TOO_LONG, ("reason",), "e1")
     ]
-    assert "1000" in violations[0].message
+    assert violations[0].message == "reason must be at most 1000 characters long, not 1001."
+
+
+def test_c1_c2_reason_bound_is_the_setting() -> None:
+    settings = Settings(max_reason_length=10)
+    assert check_reason("r" * 10, "e1", settings) == []
+    assert [v.code for v in check_reason("r" * 11, "e1", settings)] == [
+        UserErrorCode.REASON_TOO_LONG
+    ]
 
 
 def test_c1_c2_reason_length_counts_characters_not_bytes() -> None:
-    assert check_reason("é" * 1000, "e1") == []
-    assert check_reason("😀" * 1000, "e1") == []
+    assert check_reason("é" * 1000, "e1", Settings()) == []
+    assert check_reason("😀" * 1000, "e1", Settings()) == []
+
+
+def test_c1_c2_bounds_are_checked_without_the_event_and_never_echo_a_long_event_id() -> None:
+    settings = Settings()
+    long_id = "e" * 2_000_000
+    violations = check_deprecation_bounds(long_id, "r" * 1001, settings)
+    assert [(v.code, v.field, v.event_id) for v in violations] == [
+        (UserErrorCode.EVENT_ID_INVALID, ("eventId",), None),
+        (UserErrorCode.REASON_TOO_LONG, ("reason",), None),
+    ]
+    assert all(len(v.message) < 200 for v in violations)
+    assert check_deprecation_bounds("e" * 255, "r" * 1000, settings) == []
+
+
+def test_c1_every_string_of_an_amendment_is_bounded() -> None:
+    settings = Settings()
+    at_bounds = amendment(
+        event_id="e" * 255,
+        event_name="n" * 255,
+        customer_id="c" * 40,
+        external_customer_id="x" * 255,
+        reason="r" * 1000,
+    )
+    assert check_amendment_bounds(at_bounds, settings) == []
+    over = amendment(
+        event_id="e1",
+        event_name="n" * 256,
+        customer_id="c" * 41,
+        external_customer_id="x" * 256,
+        reason="r" * 1001,
+    )
+    assert [
+        (v.code.value, v.field, v.event_id) for v in check_amendment_bounds(over, settings)
+    ] == [
+        ("REASON_TOO_LONG", ("reason",), "e1"),
+        ("EVENT_NAME_INVALID", ("eventName",), "e1"),
+        ("CUSTOMER_REFERENCE_INVALID", ("customerId",), "e1"),
+        ("CUSTOMER_REFERENCE_INVALID", ("externalCustomerId",), "e1"),
+    ]
 
 
 def test_c3_deprecated_event_is_not_amendable() -> None:

@@ -93,6 +93,7 @@ class BusinessA:
     # reverted: what it replaced restored), "pending" (holding an event not yet counted).
     backfills: dict[str, BackfillRecord]
     cursors: dict[str, str]
+    cursor_key: bytes
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class Seeded:
     a: BusinessA
     b_business_id: str
     b_sequences: tuple[int, ...]
+    b_cursor_key: bytes
 
 
 def draft(event_id: str, **fields: Any) -> EventDraft:
@@ -188,23 +190,27 @@ async def seeded(database: Database, settings: Settings) -> Seeded:
         ).scalars()
         cursors = {
             "customers": await first_cursor(
-                CustomerRepository(session, a.business_id).page(PageRequest(first=1), settings)
+                CustomerRepository(session, a.business_id).page(
+                    PageRequest(first=1, cursor_key=a.cursor_key), settings
+                )
             ),
             "meters": await first_cursor(
                 MeterRepository(session, a.business_id).page(
-                    PageRequest(first=1), settings, include_archived=True
+                    PageRequest(first=1, cursor_key=a.cursor_key), settings, include_archived=True
                 )
             ),
             "events": await first_cursor(
                 EventListing(session, a.business_id).page(
                     EventFilter(include_deprecated=True),
                     EventOrder.TIMESTAMP_DESC,
-                    PageRequest(first=1),
+                    PageRequest(first=1, cursor_key=a.cursor_key),
                     settings,
                 )
             ),
             "backfills": await first_cursor(
-                a_backfills.page(PageRequest(first=1), settings, status=None)
+                a_backfills.page(
+                    PageRequest(first=1, cursor_key=a.cursor_key), settings, status=None
+                )
             ),
         }
         customer_ids = (acme.id, plain.id, shared.id)
@@ -231,8 +237,9 @@ async def seeded(database: Database, settings: Settings) -> Seeded:
             backfill_ids=tuple(backfill_ids.values()),
             backfills=backfills_by_role,
             cursors=cursors,
+            cursor_key=a.cursor_key,
         )
-    return Seeded(business_a, b.business_id, tuple(b_sequences))
+    return Seeded(business_a, b.business_id, tuple(b_sequences), b.cursor_key)
 
 
 async def seed_backfills(
@@ -332,6 +339,22 @@ class AsB:
         self.repository = repository
         self.method = method
         self.seeded = seeded
+
+    def request(self, **fields: Any) -> PageRequest:
+        """A page request of B's: its cursors are sealed and opened with B's key."""
+        return PageRequest(**fields, cursor_key=self.seeded.b_cursor_key)
+
+    def requests_with_cursor_of_a(self, cursor: str) -> list[PageRequest]:
+        """A's cursor sent as B, after and before: opened with B's key, as the server does,
+        and with A's own, which the business id it is bound to refuses all the same."""
+        return [
+            request
+            for key in (self.seeded.b_cursor_key, self.seeded.a.cursor_key)
+            for request in (
+                PageRequest(after=cursor, cursor_key=key),
+                PageRequest(last=5, before=cursor, cursor_key=key),
+            )
+        ]
 
     async def call(self, *args: Any, **kwargs: Any) -> Any:
         """The method's result, which holds nothing of A; A is unchanged afterwards."""
@@ -445,16 +468,15 @@ async def existing_customer_ids(b: AsB, a: BusinessA, settings: Settings) -> Non
 
 @walks(CustomerRepository, "page")
 async def customers_page(b: AsB, a: BusinessA, settings: Settings) -> None:
-    assert len((await b.call(PageRequest(), settings)).edges) == 1
+    assert len((await b.call(b.request(), settings)).edges) == 1
     # By external id: only B's own customer of the one external id both businesses use.
     for external_id in a.external_ids:
-        page = await b.call(PageRequest(), settings, external_id=external_id)
+        page = await b.call(b.request(), settings, external_id=external_id)
         assert [customer.external_id for _, customer in page.edges] == (
             ["shared"] if external_id == "shared" else []
         )
-    cursor = a.cursors["customers"]
-    await b.refused(UserErrorCode.INVALID_CURSOR, PageRequest(after=cursor), settings)
-    await b.refused(UserErrorCode.INVALID_CURSOR, PageRequest(last=5, before=cursor), settings)
+    for request in b.requests_with_cursor_of_a(a.cursors["customers"]):
+        await b.refused(UserErrorCode.INVALID_CURSOR, request, settings)
 
 
 @walks(EventRepository, "ingest")
@@ -510,7 +532,7 @@ async def revisions(b: AsB, a: BusinessA, settings: Settings) -> None:
 @walks(EventListing, "page")
 async def events_page(b: AsB, a: BusinessA, settings: Settings) -> None:
     async def listed(event_filter: EventFilter, order: EventOrder) -> set[str]:
-        page = await b.call(event_filter, order, PageRequest(), settings)
+        page = await b.call(event_filter, order, b.request(), settings)
         return {event.event_id for _, event in page.edges}
 
     every_event_id = {"shared-event", "b-by-id", "b-of-acme"}
@@ -526,7 +548,7 @@ async def events_page(b: AsB, a: BusinessA, settings: Settings) -> None:
                 UserErrorCode.METER_NOT_FOUND,
                 EventFilter(meter_id=meter_id),
                 order,
-                PageRequest(),
+                b.request(),
                 settings,
             )
         for backfill_id in a.backfill_ids:
@@ -534,13 +556,12 @@ async def events_page(b: AsB, a: BusinessA, settings: Settings) -> None:
                 UserErrorCode.BACKFILL_NOT_FOUND,
                 EventFilter(backfill_id=backfill_id),
                 order,
-                PageRequest(),
+                b.request(),
                 settings,
             )
             replaced = EventFilter(replaced_by_backfill_id=backfill_id, include_deprecated=True)
             assert await listed(replaced, order) == set()
-        cursor = a.cursors["events"]
-        for request in (PageRequest(after=cursor), PageRequest(last=5, before=cursor)):
+        for request in b.requests_with_cursor_of_a(a.cursors["events"]):
             await b.refused(UserErrorCode.INVALID_CURSOR, EventFilter(), order, request, settings)
 
 
@@ -564,10 +585,9 @@ async def archive_meter(b: AsB, a: BusinessA, settings: Settings) -> None:
 
 @walks(MeterRepository, "page")
 async def meters_page(b: AsB, a: BusinessA, settings: Settings) -> None:
-    page = await b.call(PageRequest(), settings, include_archived=True)
+    page = await b.call(b.request(), settings, include_archived=True)
     assert len(page.edges) == 1
-    cursor = a.cursors["meters"]
-    for request in (PageRequest(after=cursor), PageRequest(last=5, before=cursor)):
+    for request in b.requests_with_cursor_of_a(a.cursors["meters"]):
         await b.refused(UserErrorCode.INVALID_CURSOR, request, settings, include_archived=True)
 
 
@@ -602,7 +622,7 @@ async def meter_usage(b: AsB, a: BusinessA, settings: Settings) -> None:
         await b.refused(UserErrorCode.METER_NOT_FOUND, UsageQuery(meter_id, start, end), settings)
     async with b.database.session() as session:
         meters_of_b = await MeterRepository(session, b.seeded.b_business_id).page(
-            PageRequest(), settings, include_archived=True
+            b.request(), settings, include_archived=True
         )
     [(_, own_meter)] = meters_of_b.edges
     for customer_id in a.customer_ids:
@@ -680,7 +700,7 @@ async def usage_partials(b: AsB, a: BusinessA, settings: Settings) -> None:
     now = now_utc()
     async with b.database.session() as session:
         meters_of_a = await MeterRepository(session, a.business_id).page(
-            PageRequest(), settings, include_archived=True
+            PageRequest(cursor_key=a.cursor_key), settings, include_archived=True
         )
     quarters = range(quarter_of(now) - 100, quarter_of(now) + 100)
     for _, meter in meters_of_a.edges:
@@ -788,14 +808,13 @@ async def backfills_by_ids(b: AsB, a: BusinessA, settings: Settings) -> None:
 @walks(BackfillRepository, "page")
 async def backfills_page(b: AsB, a: BusinessA, settings: Settings) -> None:
     for status in (None, *BackfillStatus):
-        assert (await b.call(PageRequest(), settings, status=status)).edges == []
+        assert (await b.call(b.request(), settings, status=status)).edges == []
     own = await own_backfill(b, settings)
     for status in (None, *BackfillStatus):
-        page = await b.call(PageRequest(), settings, status=status)
+        page = await b.call(b.request(), settings, status=status)
         expected = [own.id] if status in (None, BackfillStatus.PENDING) else []
         assert [backfill.id for _, backfill in page.edges] == expected
-    cursor = a.cursors["backfills"]
-    for request in (PageRequest(after=cursor), PageRequest(last=5, before=cursor)):
+    for request in b.requests_with_cursor_of_a(a.cursors["backfills"]):
         await b.refused(UserErrorCode.INVALID_CURSOR, request, settings, status=None)
 
 

@@ -109,6 +109,17 @@ def test_demo_link_opens_graphiql_which_runs_the_first_query_offline(
             "the explorer listing the query's fields",
         )
 
+        # GraphiQL remembers the tab (the key with it) in sessionStorage, none in localStorage.
+        api_key = json.loads(headers)["Authorization"].removeprefix("Bearer ")
+        stored = browser.driver.execute_script(
+            "const entries = (storage) => Object.keys(storage).map("
+            "  (key) => key + '=' + storage.getItem(key));"
+            "return [entries(localStorage), entries(sessionStorage)];"
+        )
+        kept_for_good, kept_for_the_tab = stored
+        assert kept_for_good == []
+        assert any(api_key in entry for entry in kept_for_the_tab), kept_for_the_tab
+
         assert browser.console_errors() == []
         requested = browser.requested_urls()
         elsewhere = [

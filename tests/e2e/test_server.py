@@ -386,3 +386,52 @@ async def test_b4_the_server_closes_a_backfill_at_its_close_time_exactly_once(
         )
     assert state["backfill"]["status"] == "REFLECTED"
     assert datetime.fromisoformat(state["backfill"]["reflectedAt"]) >= close_time
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_the_server_logs_one_json_line_per_request_under_its_id(
+    server: RunningServer,
+) -> None:
+    business = await create_business(server)
+    async with open_client(server, connections=1) as client:
+        served = await client.post(
+            "/graphql",
+            json={"query": "query Who { viewer { id } }", "operationName": "Who"},
+            headers=bearer(business["api_key"]) | {"X-Request-Id": "e2e-log-1"},
+        )
+        refused = await client.post(
+            "/graphql", json={"query": VIEWER}, headers=bearer("uek_e2e-not-a-key")
+        )
+    assert served.status_code == 200
+    assert served.headers["x-request-id"] == "e2e-log-1"
+    assert refused.status_code == 401
+
+    def access_lines() -> dict[str, dict[str, Any]]:
+        printed = server.log().splitlines()
+        # After the start-up banner (printed for a person), every line is one JSON object.
+        first_json = next(index for index, line in enumerate(printed) if line.startswith("{"))
+        lines = [json.loads(line) for line in printed[first_json:]]
+        assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
+        access = "usage_events.access"
+        return {line["request_id"]: line for line in lines if line["logger"] == access}
+
+    # A request's line is written once its response has gone: a moment after the client
+    # has it.
+    wanted = {"e2e-log-1", refused.headers["x-request-id"]}
+    for _ in range(100):
+        access = access_lines()
+        if wanted <= access.keys():
+            break
+        await asyncio.sleep(0.05)
+    served_line = access["e2e-log-1"]
+    assert {key: served_line[key] for key in ("method", "path", "status", "operation")} == {
+        "method": "POST",
+        "path": "/graphql",
+        "status": 200,
+        "operation": "Who",
+    }
+    assert served_line["business_id"] == business["business_id"]
+    refused_line = access[refused.headers["x-request-id"]]
+    assert (refused_line["status"], refused_line["code"]) == (401, "UNAUTHENTICATED")
+    assert "uek_e2e-not-a-key" not in server.log()
+    assert business["api_key"] not in server.log()

@@ -9,6 +9,8 @@ import httpx
 import pytest
 
 from db.database import Database
+from db.pagination import Cursors
+from db.repositories.customers import CUSTOMER_KEYSET
 from tests.support import (
     CREATE_CUSTOMER,
     GraphQLClient,
@@ -265,7 +267,8 @@ async def test_t2_another_business_customer_does_not_exist(
         "evt_01ZZZZZZZZZZZZZZZZZZZZZZZZ",
         "mtr_01ZZZZZZZZZZZZZZZZZZZZZZZZ",
         "key_01ZZZZZZZZZZZZZZZZZZZZZZZZ",
-        "cus_" + "x" * 5000,
+        # Longer than any id of ours (40): INVALID_INPUT, see tests/graph/test_input_bounds.py.
+        "cus_" + "x" * 36,
         "cus_'; DROP TABLE customers; --",
     ],
 )
@@ -607,10 +610,18 @@ async def test_customer_id_with_a_nul_character_is_refused(
         assert "variables.id" in error["message"]
 
 
-async def test_cursor_with_a_nul_character_is_invalid(api: GraphQLClient) -> None:
+@pytest.mark.parametrize("sealed", [True, False])
+async def test_cursor_with_a_nul_character_is_invalid(api: GraphQLClient, sealed: bool) -> None:
     await make_customers(api, 2)
-    # Cursors are not signed: anyone can forge one for their own business.
-    forged = raw_customer_cursor(api.tenant.business_id, "cus_\x00")
+    # Only the server seals cursors; one sealed with the business's own key (as a leaked key
+    # would allow) and holding a NUL is refused all the same, before the database sees it.
+    forged = (
+        Cursors(api.tenant.business_id, api.tenant.cursor_key).encode(
+            CUSTOMER_KEYSET, ("cus_\x00",)
+        )
+        if sealed
+        else raw_customer_cursor(api.tenant.business_id, "cus_\x00")
+    )
 
     response = await api.post(LIST_CUSTOMERS, {"first": 5, "after": forged})
 
@@ -618,6 +629,7 @@ async def test_cursor_with_a_nul_character_is_invalid(api: GraphQLClient) -> Non
 
 
 def raw_customer_cursor(business_id: str, position: str) -> str:
+    """A cursor as they were spelled before they were sealed: base64url JSON."""
     payload = json.dumps(["customers", business_id, position]).encode()
     return base64.urlsafe_b64encode(payload).rstrip(b"=").decode()
 

@@ -1,13 +1,19 @@
 """GraphQL over HTTP (SPEC §9), authentication (T1) and the bounds on every request."""
 
+import asyncio
+import logging
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
+import sqlalchemy as sa
 from graphql import get_introspection_query
+from starlette.types import Message
 
 from db.database import Database
 from db.repositories.businesses import BusinessRepository
@@ -15,6 +21,7 @@ from db.repositories.events import EventRepository
 from db.rules.ingestion import utc_now
 from db.settings import Settings
 from graph.app import create_app
+from graph.errors import DATABASE_UNAVAILABLE, DATABASE_UNAVAILABLE_MESSAGE
 from tests.support import GraphQLClient, Tenant, count_rows, event_input
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -143,21 +150,34 @@ async def test_graphql_response_json_answers_400_for_invalid_documents(
     assert response.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
 
 
+# No Accept, or a wildcard only (the default of curl, fetch, requests and httpx), is a
+# legacy client too: graphql-http's audits 47DE and 80D8 (tests/e2e/test_graphql_http_audit.py).
+@pytest.mark.parametrize("accept", ["application/json", "*/*", "application/*", None])
 async def test_application_json_clients_get_200_with_errors(
-    client: httpx.AsyncClient, tenant: Tenant
+    client: httpx.AsyncClient, tenant: Tenant, accept: str | None
 ) -> None:
-    response = await client.post(
-        "/graphql",
-        json={"query": "{ viewer { nickname } }"},
-        headers=tenant.headers | {"Accept": "application/json"},
+    request = client.build_request(
+        "POST", "/graphql", json={"query": "{ viewer { nickname } }"}, headers=tenant.headers
     )
+    if accept is None:
+        del request.headers["accept"]
+    else:
+        request.headers["accept"] = accept
+    response = await client.send(request)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/json")
     assert response.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
 
 
 async def test_wrong_variable_type_is_bad_user_input(api: GraphQLClient) -> None:
-    response = await api.post("query($id: String!) { event(eventId: $id) { id } }", {"id": 5})
+    response = await api.http.post(
+        "/graphql",
+        json={
+            "query": "query($id: String!) { event(eventId: $id) { id } }",
+            "variables": {"id": 5},
+        },
+        headers=api.tenant.headers | {"Accept": GRAPHQL_RESPONSE_JSON},
+    )
     assert response.status_code == 400
     error = response.json()["errors"][0]
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
@@ -265,7 +285,9 @@ async def strict_client(settings: Settings, database: Database) -> AsyncIterator
 async def post_with(
     client: httpx.AsyncClient, tenant: Tenant, query: str
 ) -> tuple[int, dict[str, Any]]:
-    response = await client.post("/graphql", json={"query": query}, headers=tenant.headers)
+    # The new media type, under which a query refused by a bound is a 400.
+    headers = tenant.headers | {"Accept": GRAPHQL_RESPONSE_JSON}
+    response = await client.post("/graphql", json={"query": query}, headers=headers)
     return response.status_code, response.json()
 
 
@@ -307,16 +329,20 @@ async def test_unexpected_errors_are_masked(
     assert response.status_code == 200
     body = response.json()
     assert body["data"] == {"event": None}
+    request_id = response.headers["x-request-id"]
     assert body["errors"] == [
         {
             "message": "Internal server error",
             "locations": [{"line": 1, "column": 3}],
             "path": ["event"],
-            "extensions": {"code": "INTERNAL_SERVER_ERROR"},
+            "extensions": {"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
         }
     ]
     assert "hunter2" not in response.text
+    # The one traceback of the failure is in the log, under the id the client was given.
+    [failure] = [record for record in caplog.records if record.exc_info]
     assert "hunter2" in caplog.text
+    assert getattr(failure, "request_id", None) == request_id
 
 
 @pytest.mark.parametrize(
@@ -421,20 +447,110 @@ async def test_failures_outside_execution_are_masked_graphql_errors(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async def pool_timeout(*_args: object) -> None:
-        raise TimeoutError("QueuePool limit reached; secret postgres://admin:hunter2@db")
+    async def broken_lookup(*_args: object) -> None:
+        raise RuntimeError("a bug; secret postgres://admin:hunter2@db")
 
-    monkeypatch.setattr(BusinessRepository, "authenticate", pool_timeout)
+    monkeypatch.setattr(BusinessRepository, "authenticate", broken_lookup)
     response = await client.post("/graphql", json={"query": VIEWER}, headers=tenant.headers)
     assert response.status_code == 500
-    assert response.headers["content-type"].startswith(GRAPHQL_RESPONSE_JSON)
+    assert response.headers["content-type"].startswith("application/json")  # Accept: */*
+    masked = {"code": "INTERNAL_SERVER_ERROR", "requestId": response.headers["x-request-id"]}
     assert response.json() == {
-        "errors": [
-            {"message": "Internal server error", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}
-        ]
+        "errors": [{"message": "Internal server error", "extensions": masked}]
     }
     assert "hunter2" not in response.text
     assert "hunter2" in caplog.text
+
+
+# Database faults: an outage is a 503 to retry, logged as one warning line
+
+
+def database_locked() -> sa.exc.OperationalError:
+    """What SQLite's writer gets after busy_timeout, wrapped as SQLAlchemy raises it."""
+    return sa.exc.OperationalError(
+        "SELECT * FROM events WHERE event_id = ?",
+        ("secret-hunter2",),
+        sqlite3.OperationalError("database is locked"),
+        hide_parameters=True,
+    )
+
+
+def assert_one_warning_without_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    outages = [record for record in caplog.records if "database unavailable" in record.message]
+    assert [record.levelname for record in outages] == ["WARNING"], caplog.text
+    assert outages[0].exc_info is None
+    assert "Traceback" not in caplog.text
+    assert "hunter2" not in caplog.text
+
+
+async def test_a_pool_timeout_outside_execution_is_503_database_unavailable(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def pool_timeout(*_args: object) -> None:
+        raise sa.exc.TimeoutError("QueuePool limit of size 10 overflow 0 reached")
+
+    monkeypatch.setattr(BusinessRepository, "authenticate", pool_timeout)
+
+    response = await client.post("/graphql", json={"query": VIEWER}, headers=tenant.headers)
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    outage = {"code": DATABASE_UNAVAILABLE, "requestId": response.headers["x-request-id"]}
+    assert response.json() == {
+        "errors": [{"message": DATABASE_UNAVAILABLE_MESSAGE, "extensions": outage}]
+    }
+    assert_one_warning_without_traceback(caplog)
+
+
+async def test_an_outage_during_execution_is_503_with_the_field_error_coded(
+    api: GraphQLClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def locked(*_args: object) -> None:
+        raise database_locked()
+
+    monkeypatch.setattr(EventRepository, "get_by_event_id", locked)
+
+    response = await api.post('{ event(eventId: "e1") { id } }')
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert response.json() == {
+        "data": {"event": None},
+        "errors": [
+            {
+                "message": DATABASE_UNAVAILABLE_MESSAGE,
+                "locations": [{"line": 1, "column": 3}],
+                "path": ["event"],
+                "extensions": {
+                    "code": DATABASE_UNAVAILABLE,
+                    "requestId": response.headers["x-request-id"],
+                },
+            }
+        ],
+    }
+    assert_one_warning_without_traceback(caplog)
+
+
+async def test_fields_after_an_outage_fail_with_it_without_asking_the_database_again(
+    api: GraphQLClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+
+    async def locked(_repository: object, event_id: str) -> None:
+        calls.append(event_id)
+        raise database_locked()
+
+    monkeypatch.setattr(EventRepository, "get_by_event_id", locked)
+
+    response = await api.post('{ a: event(eventId: "e1") { id } b: event(eventId: "e2") { id } }')
+
+    assert response.status_code == 503
+    codes = [error["extensions"]["code"] for error in response.json()["errors"]]
+    assert codes == [DATABASE_UNAVAILABLE, DATABASE_UNAVAILABLE]
+    assert calls == ["e1"]
 
 
 async def test_several_operations_without_an_operation_name_run_none(
@@ -445,7 +561,8 @@ async def test_several_operations_without_an_operation_name_run_none(
         'mutation Write { createCustomer(input: {externalId: "acme"}) { customer { id } } }'
     )
     response = await api.post(document)
-    assert response.status_code == 400, response.text
+    # Accept: */* is answered as application/json, where a request error is a 200 too.
+    assert response.status_code == 200, response.text
     error = response.json()["errors"][0]
     assert "send operationName" in error["message"]
     assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
@@ -463,3 +580,71 @@ async def test_several_operations_run_the_one_named(api: GraphQLClient) -> None:
         )
         assert response.status_code == 200, response.text
         assert list(response.json()["data"]["viewer"]) == [field]
+
+
+async def test_a_body_that_stops_arriving_is_408_after_the_body_timeout(
+    settings: Settings, database: Database, tenant: Tenant
+) -> None:
+    impatient = settings.model_copy(update={"body_read_timeout": timedelta(seconds=0.2)})
+    transport = httpx.ASGITransport(app=create_app(impatient, database))
+
+    async def stalled() -> AsyncIterator[bytes]:
+        yield b'{"query": "{ viewer'
+        await asyncio.Event().wait()  # The rest never comes.
+        yield b' { id } }"}'
+
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.post(
+            "/graphql",
+            content=stalled(),
+            headers=tenant.headers | {"Content-Type": "application/json"},
+        )
+
+    assert response.status_code == 408
+    [error] = response.json()["errors"]
+    assert error["extensions"]["code"] == "REQUEST_TIMEOUT"
+    assert error["message"] == (
+        "The request body did not arrive within 0.2 seconds (USAGE_EVENTS_BODY_READ_TIMEOUT)."
+    )
+
+
+async def test_a_client_that_leaves_while_sending_the_body_is_not_logged_as_an_error(
+    settings: Settings, database: Database, tenant: Tenant, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(settings, database)
+    received: list[Message] = [
+        {"type": "http.request", "body": b'{"query": "{ vie', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return received.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    headers = [(b"content-type", b"application/json")]
+    headers += [(name.lower().encode(), value.encode()) for name, value in tenant.headers.items()]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/graphql",
+        "raw_path": b"/graphql",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+
+    with caplog.at_level(logging.WARNING):
+        await app(scope, receive, send)
+
+    assert received == []
+    assert [record.getMessage() for record in caplog.records] == []
+    # Answered all the same, to nobody: uvicorn drops what is sent to a closed connection.
+    assert sent[0]["status"] == 400

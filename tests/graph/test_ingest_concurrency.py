@@ -3,11 +3,16 @@
 import asyncio
 import random
 from collections import Counter
+from collections.abc import AsyncIterator
 
+import httpx
 import pytest
+import pytest_asyncio
 
 from db.database import Database
-from tests.support import GraphQLClient, count_rows, event_input, ingest
+from db.settings import Settings
+from graph.app import create_app
+from tests.support import GraphQLClient, Tenant, count_rows, event_input, ingest
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -16,9 +21,23 @@ EVENTS_PER_REQUEST = 60
 POOL = [f"evt-{index:04d}" for index in range(300)]
 
 
+@pytest_asyncio.fixture
+async def unshared_api(
+    settings: Settings, database: Database, tenant: Tenant
+) -> AsyncIterator[GraphQLClient]:
+    """A server that lets one business send all REQUESTS at once (graph.admission)."""
+    app = create_app(
+        settings.model_copy(update={"max_concurrent_requests_per_business": REQUESTS}), database
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield GraphQLClient(client, tenant)
+
+
 async def test_i11_overlapping_concurrent_batches_store_each_event_once(
-    api: GraphQLClient, database: Database
+    unshared_api: GraphQLClient, database: Database
 ) -> None:
+    api = unshared_api
     rng = random.Random(11)
     # Each request has distinct eventIds (I7) in its own shuffled order, so on PostgreSQL
     # the requests also race for the same unique-index entries in different orders.

@@ -202,3 +202,30 @@ def test_schema_extensions_that_override_resolve_are_the_middleware_graphql_core
         "graphql-core as the executor's middleware_manager.middlewares, which is how "
         f"graph/execution.py knows to turn the leaf fast path off: {UPGRADE}"
     )
+
+
+def test_the_field_merge_budget_is_graphql_cores_and_its_abort_is_recognised() -> None:
+    from graphql import parse, validate
+    from graphql.validation import OverlappingFieldsCanBeMergedRule
+    from graphql.validation.rules import overlapping_fields_can_be_merged
+
+    from graph.internals import is_validation_abort, limit_field_merge_work
+
+    assert hasattr(overlapping_fields_can_be_merged, "MAX_COMPLEXITY_BUDGET"), (
+        "graphql-core no longer meters the overlapping-fields rule with MAX_COMPLEXITY_BUDGET, "
+        f"which graph.document_bounds lowers: {UPGRADE}"
+    )
+    schema = strawberry.Schema(query=Query)._schema
+    repeated = "{" + " pairs { left right }" * 20 + " }"
+    before = overlapping_fields_can_be_merged.MAX_COMPLEXITY_BUDGET
+    try:
+        limit_field_merge_work(10)
+        errors = validate(schema, parse(repeated), [OverlappingFieldsCanBeMergedRule])
+        assert [is_validation_abort(error) for error in errors] == [True], (
+            "graphql-core no longer aborts validation with ValidationAbortedError once the "
+            f"budget set by limit_field_merge_work is spent: {UPGRADE}"
+        )
+        limit_field_merge_work(1_000_000)
+        assert validate(schema, parse(repeated), [OverlappingFieldsCanBeMergedRule]) == []
+    finally:
+        limit_field_merge_work(before)

@@ -1,0 +1,154 @@
+"""Which requests a process takes on now, and which it turns away at once.
+
+Turning a request away immediately, with a status that says why and when to retry, is
+kinder to every client than taking it on and failing it after a long wait for a
+database connection:
+
+- beyond `max_concurrent_requests` in one process: 503 with Retry-After (the server is
+  busy; any client may retry);
+- beyond `max_concurrent_requests_per_business` of one business (16, below the pool's
+  20): 429 with Retry-After, so that one business cannot take every database connection
+  from the others;
+- beyond `max_large_requests` bodies larger than `large_request_bytes` at once: 503,
+  since each such body costs many times its size in memory while it is parsed and
+  checked, and ten 8 MiB batches at once took a process past a gigabyte;
+- an address whose API keys failed `failed_key_limit` times within `failed_key_window`:
+  429 with Retry-After, without looking the key up, so that keys cannot be guessed at
+  the speed of the database.
+
+Counters only, no waiting: the event loop runs one task at a time, so they need no lock.
+Each process counts for itself; with `--workers N` the bounds are N times as large for
+the whole server (README, "Running in production").
+"""
+
+import math
+import time
+from collections import Counter, OrderedDict, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from db.settings import Settings
+
+# How long a client is told to wait before retrying a request turned away for load.
+BUSY_RETRY_AFTER_SECONDS = 1
+# Addresses whose failed keys are remembered at once; the least recent are forgotten.
+REMEMBERED_ADDRESSES = 10_000
+
+
+class TurnedAway(Exception):
+    def __init__(self, status_code: int, code: str, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+
+OVERLOADED = "SERVER_OVERLOADED"
+TOO_MANY_REQUESTS = "TOO_MANY_REQUESTS"
+TOO_MANY_FAILED_KEYS = "TOO_MANY_FAILED_AUTHENTICATIONS"
+
+
+class Admission:
+    """The bounds of one process (see the module's docstring)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.in_flight = 0
+        self.large_in_flight = 0
+        self.by_business: Counter[str] = Counter()
+        self.failed_keys = FailedKeyLimiter(
+            settings.failed_key_limit, settings.failed_key_window.total_seconds()
+        )
+
+    @contextmanager
+    def request(self) -> Iterator[None]:
+        if self.in_flight >= self.settings.max_concurrent_requests:
+            raise TurnedAway(
+                503,
+                OVERLOADED,
+                f"The server is serving {self.settings.max_concurrent_requests} requests "
+                "already (USAGE_EVENTS_MAX_CONCURRENT_REQUESTS); retry shortly.",
+                BUSY_RETRY_AFTER_SECONDS,
+            )
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+    @contextmanager
+    def large_request(self) -> Iterator[None]:
+        if self.large_in_flight >= self.settings.max_large_requests:
+            raise TurnedAway(
+                503,
+                OVERLOADED,
+                f"The server is reading {self.settings.max_large_requests} request bodies "
+                f"larger than {self.settings.large_request_bytes} bytes already "
+                "(USAGE_EVENTS_MAX_LARGE_REQUESTS); retry shortly.",
+                BUSY_RETRY_AFTER_SECONDS,
+            )
+        self.large_in_flight += 1
+        try:
+            yield
+        finally:
+            self.large_in_flight -= 1
+
+    @contextmanager
+    def business_request(self, business_id: str) -> Iterator[None]:
+        limit = self.settings.max_concurrent_requests_per_business
+        if self.by_business[business_id] >= limit:
+            raise TurnedAway(
+                429,
+                TOO_MANY_REQUESTS,
+                f"This business has {limit} requests in progress already "
+                "(USAGE_EVENTS_MAX_CONCURRENT_REQUESTS_PER_BUSINESS); retry when one ends.",
+                BUSY_RETRY_AFTER_SECONDS,
+            )
+        self.by_business[business_id] += 1
+        try:
+            yield
+        finally:
+            self.by_business[business_id] -= 1
+            if not self.by_business[business_id]:
+                del self.by_business[business_id]
+
+    def check_address(self, address: str) -> None:
+        """Refuse a key check from an address that failed too many of them lately."""
+        wait = self.failed_keys.wait_for(address)
+        if wait is not None:
+            raise TurnedAway(
+                429,
+                TOO_MANY_FAILED_KEYS,
+                f"Too many unknown or revoked API keys from this address: at most "
+                f"{self.failed_keys.limit} per {self.failed_keys.window:g} s "
+                "(USAGE_EVENTS_FAILED_KEY_LIMIT, USAGE_EVENTS_FAILED_KEY_WINDOW).",
+                wait,
+            )
+
+    def key_failed(self, address: str) -> None:
+        self.failed_keys.record(address)
+
+
+class FailedKeyLimiter:
+    """At most `limit` failed key checks per address in any `window` seconds."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self.failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def wait_for(self, address: str) -> int | None:
+        """Seconds until `address` may try a key again; None if it may now."""
+        failures = self.failures.get(address)
+        if failures is None or len(failures) < self.limit:
+            return None
+        wait = failures[0] + self.window - time.monotonic()
+        return math.ceil(wait) if wait > 0 else None
+
+    def record(self, address: str) -> None:
+        failures = self.failures.pop(address, None) or deque(maxlen=self.limit)
+        failures.append(time.monotonic())
+        self.failures[address] = failures  # Now the most recent.
+        while len(self.failures) > REMEMBERED_ADDRESSES:
+            self.failures.popitem(last=False)

@@ -1,0 +1,250 @@
+"""What a query document may cost, measured before validation in time linear in its size.
+
+Fragment spreads let a short document stand for an enormous one: `{...F0}` with
+`fragment F0 on Query {...F1 ...F1}` … 25 levels deep is a kilobyte of text and 2^25
+fields once expanded. graphql-core's validation rules and Strawberry's depth and alias
+limiters walk a document with its fragments expanded, spread by spread, so such a
+document pinned a worker for minutes inside the very limiters meant to refuse it.
+
+Here each fragment is measured once and its measure reused at every spread (memoised),
+so the expanded size of every operation, and how often one response name repeats in one
+selection set, are known after one pass over the document, whatever its fragment
+structure. A document beyond a bound is refused with a message naming the bound; only
+documents within the bounds go on to validation (the depth and alias limiters among its
+rules), whose cost is then bounded by theirs. Fragment cycles are refused here too, with
+the message of GraphQL's own rule, since the limiters would loop through them.
+
+Repeats are bounded because GraphQL's rule that overlapping fields can be merged
+compares the fields of one response name pairwise: `{ viewer{id} viewer{id} … }` 500
+times took 1.5 s to validate. graphql-core also meters that rule's work and aborts it
+past a budget, lowered here (graph.internals.limit_field_merge_work), and its bare
+"Validation aborted." is replaced with a message that says why.
+"""
+
+import re
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from graphql import (
+    BREAK,
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    Visitor,
+    visit,
+)
+from strawberry.extensions import SchemaExtension
+
+from db.settings import Settings
+from graph.errors import VALIDATION_FAILED
+from graph.internals import is_validation_abort, limit_field_merge_work
+
+# A refusal here is a validation failure like those of the depth and alias limiters; its
+# message says which bound refused the document, and the setting that sets it.
+
+
+@dataclass(frozen=True, slots=True)
+class Measure:
+    """A selection set with every fragment spread expanded."""
+
+    fields: int
+    # The most times one response name is selected in one selection set, anywhere below:
+    # GraphQL's rule that overlapping fields can be merged compares them pairwise.
+    repeats: int
+    # The response names of this selection set itself, with how often each is selected.
+    names: Counter[str] = field(default_factory=Counter)
+
+
+_EMPTY = Measure(0, 0)
+
+
+class FragmentCycleError(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+class DocumentMeasurer:
+    """Measures the selection sets of one document, each fragment once."""
+
+    def __init__(self, document: DocumentNode) -> None:
+        self.fragments = {
+            definition.name.value: definition
+            for definition in document.definitions
+            if isinstance(definition, FragmentDefinitionNode)
+        }
+        self.measured: dict[str, Measure] = {}
+        self.in_progress: set[str] = set()
+
+    def operations(self, document: DocumentNode) -> Iterator[tuple[str, Measure]]:
+        for definition in document.definitions:
+            if isinstance(definition, OperationDefinitionNode):
+                name = definition.name.value if definition.name else "(anonymous)"
+                yield name, self.selection_set(definition.selection_set)
+
+    def selection_set(self, selection_set: SelectionSetNode | None) -> Measure:
+        if selection_set is None:
+            return _EMPTY
+        fields = repeats = 0
+        names: Counter[str] = Counter()
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                below = self.selection_set(selection.selection_set)
+                fields += 1 + below.fields
+                names[(selection.alias or selection.name).value] += 1
+            else:
+                if isinstance(selection, InlineFragmentNode):
+                    below = self.selection_set(selection.selection_set)
+                else:
+                    assert isinstance(selection, FragmentSpreadNode)
+                    below = self.fragment(selection.name.value)
+                fields += below.fields
+                names.update(below.names)
+            repeats = max(repeats, below.repeats)
+        repeats = max(repeats, max(names.values(), default=0))
+        return Measure(fields, repeats, names)
+
+    def fragment(self, name: str) -> Measure:
+        if (known := self.measured.get(name)) is not None:
+            return known
+        definition = self.fragments.get(name)
+        if definition is None:  # Unknown: validation reports it (KnownFragmentNames).
+            return _EMPTY
+        if name in self.in_progress:
+            raise FragmentCycleError(name)
+        self.in_progress.add(name)
+        # Recursion follows the document's own nesting, which the token limit bounds
+        # (parsing itself recurses the same way).
+        measure = self.selection_set(definition.selection_set)
+        self.in_progress.discard(name)
+        self.measured[name] = measure
+        return measure
+
+
+def document_refusal(document: DocumentNode, settings: Settings) -> GraphQLError | None:
+    """Why the document is too costly to validate and run, or None when it is within bounds."""
+    measurer = DocumentMeasurer(document)
+    try:
+        measures = list(measurer.operations(document))
+        for name in measurer.fragments:  # Fragments no operation uses are validated too.
+            measurer.fragment(name)
+    except FragmentCycleError as cycle:
+        return _refusal(f'Cannot spread fragment "{cycle.name}" within itself.')
+    for name, measure in measures:
+        if measure.fields > settings.max_query_fields:
+            return _refusal(
+                f"Operation {name} selects {measure.fields} fields once its fragments are "
+                f"expanded; at most {settings.max_query_fields} are allowed "
+                "(USAGE_EVENTS_MAX_QUERY_FIELDS)."
+            )
+        if measure.repeats > settings.max_repeated_fields:
+            return _refusal(
+                f"Operation {name} selects one field {measure.repeats} times in one "
+                f"selection set once its fragments are expanded; at most "
+                f"{settings.max_repeated_fields} are allowed "
+                "(USAGE_EVENTS_MAX_REPEATED_FIELDS)."
+            )
+    # Every fragment, used or not, is validated, and validation expands its spreads.
+    for name, measure in measurer.measured.items():
+        if measure.fields > settings.max_query_fields:
+            return _refusal(
+                f"Fragment {name} selects {measure.fields} fields once expanded; at most "
+                f"{settings.max_query_fields} are allowed (USAGE_EVENTS_MAX_QUERY_FIELDS)."
+            )
+    for name, measure in measurer.measured.items():
+        if measure.repeats > settings.max_repeated_fields:
+            return _refusal(
+                f"Fragment {name} selects one field {measure.repeats} times in one "
+                f"selection set once expanded; at most {settings.max_repeated_fields} are "
+                "allowed (USAGE_EVENTS_MAX_REPEATED_FIELDS)."
+            )
+    return None
+
+
+# Python reads at most this many digits into an int (sys.get_int_max_str_digits); graphql-
+# core turns a longer literal in a JSON value into NaN, which the rules then called "NaN".
+_INT_DIGITS = sys.get_int_max_str_digits() or 4300
+_TOO_MANY_DIGITS = re.compile(rf"[0-9]{{{_INT_DIGITS + 1}}}")
+
+
+class _FindHugeInteger(Visitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: IntValueNode | None = None
+
+    def enter_int_value(self, node: IntValueNode, *_args: object) -> object:
+        if len(node.value.lstrip("-")) > _INT_DIGITS:
+            self.found = node
+            return BREAK
+        return None
+
+
+def huge_integer_refusal(query: str, document: DocumentNode) -> GraphQLError | None:
+    """An integer literal too long for any integer type, said as such.
+
+    Only documents with such a run of digits are walked: a cheap search finds none in
+    almost every document (a long string of digits costs one walk, then passes).
+    """
+    if not _TOO_MANY_DIGITS.search(query):
+        return None
+    finder = _FindHugeInteger()
+    visit(document, finder)
+    if finder.found is None:
+        return None
+    return GraphQLError(
+        f"An integer literal has {len(finder.found.value.lstrip('-'))} digits; integers here "
+        "fit in 64 bits (19 digits).",
+        nodes=[finder.found],
+        extensions={"code": VALIDATION_FAILED},
+    )
+
+
+def _refusal(message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": VALIDATION_FAILED})
+
+
+def bounded_document_cost(settings: Settings) -> type[SchemaExtension]:
+    """The extension class that refuses, before validation, documents beyond the bounds.
+
+    It must come before the validation cache among the schema's extensions: an error set
+    here means validation never starts.
+    """
+
+    # Work units graphql-core may spend comparing fields that share a response name
+    # before it aborts validation; process-wide, set here where the settings are known.
+    limit_field_merge_work(settings.max_validation_work)
+
+    class BoundDocumentCostExtension(SchemaExtension):
+        def on_validate(self) -> Iterator[None]:
+            context = self.execution_context
+            document = context.graphql_document
+            if document is not None and context.pre_execution_errors is None:
+                refusal = document_refusal(document, settings) or huge_integer_refusal(
+                    context.query or "", document
+                )
+                if refusal is not None:
+                    context.pre_execution_errors = [refusal]
+            yield
+            # graphql-core's own bare "Validation aborted.", said so that a client knows why.
+            # In place: Strawberry has already taken the list for its answer by now.
+            errors = context.pre_execution_errors or []
+            if any(map(is_validation_abort, errors)):
+                errors[:] = [
+                    _refusal(
+                        "The query is too costly to validate: fields that share a response "
+                        "name are compared pairwise, and this document's comparisons "
+                        f"exceed {settings.max_validation_work} units of work "
+                        "(USAGE_EVENTS_MAX_VALIDATION_WORK). Give repeated fields aliases, "
+                        "or send fewer of them."
+                    )
+                ]
+
+    return BoundDocumentCostExtension

@@ -1,0 +1,74 @@
+"""What the server logs, and how: one JSON object per line, each with its request's id.
+
+Every line carries `time`, `level`, `logger` and `message`; lines written while a request
+is served carry its `request_id` too, so one grep finds the access line, any warning and
+the one traceback of a failed request. Access lines (graph.request_log) add the method,
+path, status, duration, business and GraphQL operation name. SQL parameters never reach
+a line: the engine hides them (db.database), and no secret is ever logged.
+"""
+
+import logging
+from contextvars import ContextVar
+from typing import Any
+
+# The id of the request this task serves ("" outside requests), set by graph.request_log.
+current_request_id: ContextVar[str] = ContextVar("current_request_id", default="")
+
+
+def install_request_ids() -> None:
+    """Make every log record written while a request is served carry its `request_id`.
+
+    A record factory rather than a handler's filter: it applies whichever handlers are
+    configured (uvicorn's, a test's capture, an embedding application's). Idempotent.
+    """
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "adds_request_ids", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        request_id = current_request_id.get()
+        if request_id:
+            record.request_id = request_id
+        return record
+
+    factory.adds_request_ids = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+JSON_FORMAT = "%(levelname)s %(name)s %(message)s"
+RENAMED_FIELDS = {"levelname": "level", "name": "logger"}
+
+
+def logging_config(level: str = "INFO") -> dict[str, Any]:
+    """A `logging.config.dictConfig` for the service and uvicorn's own loggers, as JSON lines.
+
+    Passed to uvicorn as its `log_config`, so every worker process configures itself alike.
+    """
+    handler = {
+        "class": "logging.StreamHandler",
+        "formatter": "json",
+        "stream": "ext://sys.stderr",
+    }
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "json": {
+                "()": "pythonjsonlogger.json.JsonFormatter",
+                "fmt": JSON_FORMAT,
+                "rename_fields": RENAMED_FIELDS,
+                # An ISO-8601 UTC time, as the first key.
+                "timestamp": "time",
+            }
+        },
+        "handlers": {"stderr": handler},
+        "loggers": {
+            "usage_events": {"handlers": ["stderr"], "level": level, "propagate": False},
+            "uvicorn": {"handlers": ["stderr"], "level": level, "propagate": False},
+            "uvicorn.error": {"level": level},
+            # graph.request_log writes one line per request instead.
+            "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+        },
+        "root": {"handlers": ["stderr"], "level": "WARNING"},
+    }

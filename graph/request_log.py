@@ -1,0 +1,109 @@
+"""Every HTTP response: a request id, security headers, and one access line in the log.
+
+An ASGI middleware rather than Starlette's BaseHTTPMiddleware, so that a response is
+passed through as it is sent, never buffered, and a client that goes away is no error.
+
+The request id is the client's `X-Request-Id` when it sends a sane one (a proxy in front
+may have set it), else a new one; it is echoed in the response's `X-Request-Id`, in the
+`extensions` of masked errors (graph.errors) and in every log line of the request.
+"""
+
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from graph.logs import current_request_id
+
+logger = logging.getLogger("usage_events.access")
+
+REQUEST_ID_HEADER = b"x-request-id"
+# What a client's own request id may look like: short, and safe in a log line and header.
+_SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
+
+# Sent with every response. The GraphiQL page sets its own Content-Security-Policy.
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
+
+
+@dataclass
+class RequestRecord:
+    """What the access line says of a request; the endpoint fills in what it learns."""
+
+    request_id: str
+    business_id: str | None = None
+    operation: str | None = None
+    # Why a request was refused or failed, when it was: the error code sent.
+    code: str | None = None
+
+
+def request_record(scope: Scope) -> RequestRecord | None:
+    """The record of the request of `scope`, for the endpoint to fill in."""
+    record = scope.get("state", {}).get("request_record")
+    return record if isinstance(record, RequestRecord) else None
+
+
+class RequestLogMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _request_id(scope)
+        record = RequestRecord(request_id)
+        scope.setdefault("state", {})["request_record"] = record
+        token = current_request_id.set(request_id)
+        started = time.perf_counter()
+        status = 0
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers.append((REQUEST_ID_HEADER, request_id.encode()))
+                headers.extend(each for each in SECURITY_HEADERS if each[0] not in present)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            duration_ms = round((time.perf_counter() - started) * 1000, 2)
+            logger.info(
+                "%s %s %s",
+                scope["method"],
+                scope["path"],
+                status or "no response",
+                # request_id comes with every record of the request (graph.logs).
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    # 0: the client went away, or the app failed before answering.
+                    "status": status,
+                    "duration_ms": duration_ms,
+                    "business_id": record.business_id,
+                    "operation": record.operation,
+                    "code": record.code,
+                    "client": (scope.get("client") or ("", 0))[0],
+                },
+            )
+            current_request_id.reset(token)
+
+
+def _request_id(scope: Scope) -> str:
+    name: bytes
+    value: bytes
+    for name, value in scope["headers"]:
+        if name == REQUEST_ID_HEADER and _SANE_REQUEST_ID.fullmatch(value):
+            return value.decode()
+    return uuid.uuid4().hex

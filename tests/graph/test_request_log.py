@@ -1,0 +1,115 @@
+"""Request ids, security headers and the one JSON access line per request (graph.request_log)."""
+
+import logging
+import re
+
+import httpx
+import pytest
+
+from tests.support import GraphQLClient, Tenant
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+ACCESS_LOGGER = "usage_events.access"
+
+
+def access_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.name == ACCESS_LOGGER]
+
+
+async def test_every_response_carries_a_fresh_request_id(
+    client: httpx.AsyncClient, api: GraphQLClient
+) -> None:
+    answers = [
+        await api.post("{ viewer { id } }"),
+        await client.get("/healthz"),
+        await client.post("/graphql", json={"query": "{ __typename }"}),  # 401
+        await client.get("/graphql", headers={"Accept": "text/html"}),  # GraphiQL
+    ]
+    ids = [answer.headers["x-request-id"] for answer in answers]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", each) for each in ids), ids
+    assert len(set(ids)) == len(ids)
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [("req-42.a:b_C", True), ("x" * 65, False), ("bad id", False), ("a/b", False)],
+)
+async def test_a_sane_client_request_id_is_kept_others_replaced(
+    client: httpx.AsyncClient, tenant: Tenant, sent: str, kept: bool
+) -> None:
+    response = await client.post(
+        "/graphql",
+        json={"query": "{ viewer { id } }"},
+        headers=tenant.headers | {"X-Request-Id": sent},
+    )
+    assert (response.headers["x-request-id"] == sent) is kept
+
+
+async def test_security_headers_on_every_response(
+    client: httpx.AsyncClient, api: GraphQLClient
+) -> None:
+    for response in [
+        await api.post("{ viewer { id } }"),
+        await client.get("/healthz"),
+        await client.get("/graphql", headers={"Accept": "text/html"}),
+    ]:
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "no-referrer"
+        assert response.headers["x-frame-options"] == "DENY"
+
+
+async def test_one_access_line_per_request_with_who_what_and_how_long(
+    api: GraphQLClient, tenant: Tenant, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
+    response = await api.http.post(
+        "/graphql",
+        json={"query": "query Mine { viewer { id } }", "operationName": "Mine"},
+        headers=tenant.headers,
+    )
+    assert response.status_code == 200
+    [line] = access_lines(caplog)
+    expected = {
+        "request_id": response.headers["x-request-id"],
+        "method": "POST",
+        "path": "/graphql",
+        "status": 200,
+        "business_id": tenant.business_id,
+        "operation": "Mine",
+        "code": None,
+    }
+    assert {key: line.__dict__.get(key) for key in expected} == expected
+    assert isinstance(line.__dict__["duration_ms"], float)
+
+
+async def test_refusals_are_logged_with_their_code_and_no_secret(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = "uek_not-a-real-key-but-secret"
+    response = await client.post(
+        "/graphql",
+        json={"query": "{ viewer { id } }"},
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    assert response.status_code == 401
+    [line] = access_lines(caplog)
+    assert line.__dict__["status"] == 401
+    assert line.__dict__["code"] == "UNAUTHENTICATED"
+    assert line.__dict__["business_id"] is None
+    assert secret not in caplog.text
+    assert not [record for record in caplog.records if record.exc_info]
+
+
+async def test_a_long_operation_name_is_cut_in_the_log(
+    api: GraphQLClient, tenant: Tenant, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
+    await api.http.post(
+        "/graphql",
+        json={"query": "{ viewer { id } }", "operationName": "N" * 100_000},
+        headers=tenant.headers,
+    )
+    [line] = access_lines(caplog)
+    assert len(line.__dict__["operation"]) == 100
