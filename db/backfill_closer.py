@@ -15,6 +15,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from db.database import Database
+from db.faults import is_database_unavailable, is_statement_timeout
 from db.repositories.backfills import PENDING, BackfillRepository
 from db.tables import backfills
 
@@ -37,9 +38,19 @@ async def close_due_backfills(database: Database, now: datetime) -> int:
             )
         ).all()
     closed = 0
+    failed: list[Exception] = []
     for business_id, backfill_id in due:
-        async with database.unit_of_work() as session:
-            if await BackfillRepository(session, business_id).close_if_due(backfill_id, now):
-                closed += 1
-                log.info("backfill %s reflected at its closeTime", backfill_id)
+        # One close that fails (its statements past the long timeout, say) must not keep
+        # the others of the pass, every pass, from closing: it is tried again next time.
+        try:
+            async with database.unit_of_work(long_running=True) as session:
+                if await BackfillRepository(session, business_id).close_if_due(backfill_id, now):
+                    closed += 1
+                    log.info("backfill %s reflected at its closeTime", backfill_id)
+        except Exception as error:
+            if is_database_unavailable(error) and not is_statement_timeout(error):
+                raise  # The database is away: the others would only wait for it too.
+            failed.append(error)
+    if failed:
+        raise failed[0]  # The caller logs it (graph.backfills.closer) and tries again.
     return closed

@@ -7,6 +7,7 @@ import socket
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,10 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # it (see _configure_postgresql), and waits at most this long (or the connect timeout, if
 # shorter) for the answer: a round trip takes milliseconds, a frozen server never answers.
 PING_TIMEOUT_SECONDS = 1.0
+
+# Connections for long-running work (backfill closes, meter builds) per process: they
+# also wait for the business's lock, so a few suffice.
+LONG_RUNNING_POOL_SIZE = 4
 
 # How much sooner than the client gives up PostgreSQL cancels a statement itself (at most
 # this, and a tenth of the timeout): in normal operation the server cancels and the
@@ -146,11 +151,19 @@ def check_sqlite_version(version: tuple[int, int, int] | None = None) -> None:
 class Database:
     """One per process: the engine, and sessions for reading and for writing."""
 
-    def __init__(self, engine: AsyncEngine, *, reachable_within: float | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        reachable_within: float | None = None,
+        long_running_engine: AsyncEngine | None = None,
+    ) -> None:
         self.engine = engine
         self.dialect_name: str = engine.dialect.name
         # How long /readyz's check may take before the database counts as unreachable.
         self.reachable_within = reachable_within
+        # Where long-running work's transactions run (unit_of_work(long_running=True)).
+        self.long_running_engine = long_running_engine or engine
 
     @classmethod
     def from_settings(cls, settings: Settings, *, maintenance: bool = False) -> "Database":
@@ -161,40 +174,48 @@ class Database:
         if not postgresql:
             check_sqlite_version()
         connect_timeout = settings.database_connect_timeout.total_seconds()
-        engine = create_async_engine(
-            url,
-            json_serializer=dump_json,
-            json_deserializer=orjson.loads,
-            pool_size=settings.database_pool_size,
-            max_overflow=0,
-            # A request waits this long for a free connection, then is answered 503.
-            pool_timeout=settings.database_pool_timeout.total_seconds(),
-            # Parameters are the tenants' data: never in a log line or an error's text.
-            hide_parameters=True,
-            connect_args=(
-                _postgresql_connect_args(settings, maintenance=maintenance) if postgresql else {}
-            ),
-        )
-        if postgresql:
-            _configure_postgresql(engine, ping_timeout=min(PING_TIMEOUT_SECONDS, connect_timeout))
-        else:
+        if not postgresql:
+            engine = _engine(url, settings, settings.database_pool_size, {})
             _configure_sqlite(engine)
-        return cls(engine, reachable_within=connect_timeout if postgresql else None)
+            return cls(engine)
+        statement_timeout = 0.0 if maintenance else settings.database_statement_timeout
+        engine = _engine(
+            url,
+            settings,
+            settings.database_pool_size,
+            _postgresql_connect_args(settings, _seconds(statement_timeout)),
+        )
+        _configure_postgresql(engine, ping_timeout=min(PING_TIMEOUT_SECONDS, connect_timeout))
+        # Backfill closes and meter builds run on connections of their own, whose statements
+        # may take USAGE_EVENTS_DATABASE_LONG_STATEMENT_TIMEOUT (see unit_of_work).
+        long_timeout = 0.0 if maintenance else settings.database_long_statement_timeout
+        long_running = _engine(
+            url,
+            settings,
+            LONG_RUNNING_POOL_SIZE,
+            _postgresql_connect_args(settings, _seconds(long_timeout)),
+        )
+        _configure_postgresql(long_running, ping_timeout=min(PING_TIMEOUT_SECONDS, connect_timeout))
+        return cls(engine, reachable_within=connect_timeout, long_running_engine=long_running)
 
     def session(self) -> AsyncSession:
         """A session for reads; its transaction sees the database as of its first query."""
         return AsyncSession(self.engine, expire_on_commit=False)
 
     @asynccontextmanager
-    async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
+    async def unit_of_work(self, *, long_running: bool = False) -> AsyncIterator[AsyncSession]:
         """One write transaction: committed when the block ends, rolled back if it raises.
 
         On SQLite the transaction takes the write lock at BEGIN (BEGIN IMMEDIATE): a
         transaction that first reads and later writes would otherwise fail with
         "database is locked" when another writer got in between.
+
+        `long_running`: work long by nature (a backfill's close or revert, a meter's
+        rollups built from its history), bound by the long statement timeout instead.
         """
+        engine = self.long_running_engine if long_running else self.engine
         session = AsyncSession(
-            self.engine, expire_on_commit=False, execution_options={"sqlite_begin": "IMMEDIATE"}
+            engine, expire_on_commit=False, execution_options={"sqlite_begin": "IMMEDIATE"}
         )
         async with session, session.begin():
             yield session
@@ -209,13 +230,36 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.long_running_engine is not self.engine:
+            await self.long_running_engine.dispose()
 
 
-def _postgresql_connect_args(settings: Settings, *, maintenance: bool) -> dict[str, Any]:
-    """asyncpg's connect arguments: how long to wait for a connection and for a statement."""
+def _engine(
+    url: sa.URL, settings: Settings, pool_size: int, connect_args: dict[str, Any]
+) -> AsyncEngine:
+    return create_async_engine(
+        url,
+        json_serializer=dump_json,
+        json_deserializer=orjson.loads,
+        pool_size=pool_size,
+        max_overflow=0,
+        # A request waits this long for a free connection, then is answered 503.
+        pool_timeout=settings.database_pool_timeout.total_seconds(),
+        # Parameters are the tenants' data: never in a log line or an error's text.
+        hide_parameters=True,
+        connect_args=connect_args,
+    )
+
+
+def _seconds(duration: timedelta | float) -> float:
+    return duration.total_seconds() if isinstance(duration, timedelta) else duration
+
+
+def _postgresql_connect_args(settings: Settings, statement_timeout: float) -> dict[str, Any]:
+    """asyncpg's connect arguments: how long to wait for a connection and for a statement
+    (`statement_timeout` seconds; 0: no limit)."""
     arguments: dict[str, Any] = {"timeout": settings.database_connect_timeout.total_seconds()}
-    statement_timeout = settings.database_statement_timeout.total_seconds()
-    if statement_timeout and not maintenance:
+    if statement_timeout:
         # The client's bound on every statement (and BEGIN, COMMIT): a server that stopped
         # answering with its socket open is given up on after this, not after TCP's minutes.
         arguments["command_timeout"] = statement_timeout

@@ -12,7 +12,8 @@ import sqlalchemy as sa
 # exception), too_many_connections, query_canceled (statement_timeout, or a cancel of a
 # statement the client stopped waiting for), and the server shutting down or starting up.
 _UNAVAILABLE_SQLSTATE_CLASS = "08"
-_UNAVAILABLE_SQLSTATES = frozenset({"53300", "57014", "57P01", "57P02", "57P03"})
+QUERY_CANCELED = "57014"
+_UNAVAILABLE_SQLSTATES = frozenset({"53300", QUERY_CANCELED, "57P01", "57P02", "57P03"})
 
 # SQLite's writer that waited busy_timeout for the write lock in vain.
 _SQLITE_LOCKED = ("database is locked", "database table is locked")
@@ -24,6 +25,18 @@ _MAX_CAUSES = 6
 def is_database_unavailable(error: BaseException | None) -> bool:
     """True when `error`, or what caused it, is the database being away, slow or full."""
     return _outage_in(error) is not None
+
+
+def is_statement_timeout(error: BaseException | None) -> bool:
+    """True when PostgreSQL cancelled a statement for its statement_timeout: the server
+    answers, the work was too long (or waited too long for a lock)."""
+    for _ in range(_MAX_CAUSES):
+        if error is None:
+            return False
+        if getattr(error, "sqlstate", None) == QUERY_CANCELED:
+            return True
+        error = getattr(error, "orig", None) or error.__cause__
+    return False
 
 
 def describe_fault(error: BaseException) -> str:

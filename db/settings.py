@@ -214,6 +214,10 @@ class Settings(BaseSettings):
     # POOL_TIMEOUT: how long a request waits for a free connection of the pool.
     database_connect_timeout: Annotated[Duration, Field(gt=timedelta(0))] = timedelta(seconds=3)
     database_statement_timeout: Duration = timedelta(seconds=30)
+    # The same bound for the work that is long by nature, one transaction each: closing or
+    # reverting a backfill (≈5 s per 100 000 events per statement) and building a new
+    # meter's rollups from its history (≈5 s per 1 000 000 events). 0: no limit.
+    database_long_statement_timeout: Duration = timedelta(minutes=10)
     database_pool_timeout: Annotated[Duration, Field(gt=timedelta(0))] = timedelta(seconds=5)
 
     # Slow and excess connections, per server process (graph.serving, graph.http).

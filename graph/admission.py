@@ -21,6 +21,7 @@ Each process counts for itself; with `--workers N` the bounds are N times as lar
 the whole server (README, "Running in production").
 """
 
+import ipaddress
 import math
 import time
 from collections import Counter, OrderedDict, deque
@@ -113,6 +114,26 @@ class Admission:
             if not self.by_business[business_id]:
                 del self.by_business[business_id]
 
+    @contextmanager
+    def key_check(self, address: str) -> Iterator[None]:
+        """A key check from `address`: refused if it failed too many lately, else counted
+        as a failure until the block says otherwise (`key_found`).
+
+        Counted before the lookup, not after it: guesses sent at once would otherwise all
+        pass the check before the first one failed.
+        """
+        self.check_address(address)
+        attempt = self.failed_keys.record(address)
+        try:
+            yield
+        except BaseException:
+            self.failed_keys.forget(address, attempt)  # An outage is not a failed guess.
+            raise
+
+    def key_found(self, address: str) -> None:
+        """The key checked last from `address` was good: it does not count as a failure."""
+        self.failed_keys.forget_last(address)
+
     def check_address(self, address: str) -> None:
         """Refuse a key check from an address that failed too many of them lately."""
         wait = self.failed_keys.wait_for(address)
@@ -126,9 +147,6 @@ class Admission:
                 wait,
             )
 
-    def key_failed(self, address: str) -> None:
-        self.failed_keys.record(address)
-
 
 class FailedKeyLimiter:
     """At most `limit` failed key checks per address in any `window` seconds."""
@@ -140,15 +158,43 @@ class FailedKeyLimiter:
 
     def wait_for(self, address: str) -> int | None:
         """Seconds until `address` may try a key again; None if it may now."""
-        failures = self.failures.get(address)
+        failures = self.failures.get(client_of(address))
         if failures is None or len(failures) < self.limit:
             return None
         wait = failures[0] + self.window - time.monotonic()
         return math.ceil(wait) if wait > 0 else None
 
-    def record(self, address: str) -> None:
-        failures = self.failures.pop(address, None) or deque(maxlen=self.limit)
-        failures.append(time.monotonic())
-        self.failures[address] = failures  # Now the most recent.
+    def record(self, address: str) -> float:
+        """A failure now; returns its time, by which `forget` takes it back."""
+        client = client_of(address)
+        failures = self.failures.pop(client, None) or deque(maxlen=self.limit)
+        now = time.monotonic()
+        failures.append(now)
+        self.failures[client] = failures  # Now the most recent.
         while len(self.failures) > REMEMBERED_ADDRESSES:
             self.failures.popitem(last=False)
+        return now
+
+    def forget(self, address: str, when: float) -> None:
+        failures = self.failures.get(client_of(address))
+        if failures is not None and when in failures:
+            failures.remove(when)
+
+    def forget_last(self, address: str) -> None:
+        failures = self.failures.get(client_of(address))
+        if failures:
+            failures.pop()
+
+
+def client_of(address: str) -> str:
+    """Who an address stands for: itself, or for IPv6 its /64, which one client holds whole
+    (counting each of its addresses apart would give it 2**64 tries)."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)

@@ -45,16 +45,17 @@ class RequestContext:
                 yield self._session
 
     @asynccontextmanager
-    async def writing(self) -> AsyncIterator[AsyncSession]:
+    async def writing(self, *, long_running: bool = False) -> AsyncIterator[AsyncSession]:
         """One write transaction (a mutation field): committed on success, rolled back on raise.
 
         Afterwards the read session starts afresh and the loaders forget what they cached,
-        so the rest of the response sees what the mutation wrote.
+        so the rest of the response sees what the mutation wrote. `long_running`: see
+        Database.unit_of_work.
         """
         async with self._lock:
             try:
                 with self._noting_outage():
-                    async with self.database.unit_of_work() as session:
+                    async with self.database.unit_of_work(long_running=long_running) as session:
                         yield session
             finally:
                 await self._close_read_session()

@@ -54,7 +54,7 @@ class Loaders:
             each.id for each in found.values() if each.status == PENDING and each.close_time <= now
         ]
         if due:
-            async with self._context.writing() as session:
+            async with self._context.writing(long_running=True) as session:  # Closes.
                 repository = BackfillRepository(session, business_id)
                 for backfill_id in due:
                     await repository.close_if_due(backfill_id, now, wait=True)

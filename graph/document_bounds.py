@@ -45,7 +45,7 @@ from strawberry.extensions import SchemaExtension
 
 from db.settings import Settings
 from graph.errors import VALIDATION_FAILED
-from graph.internals import is_validation_abort, limit_field_merge_work
+from graph.internals import is_field_merge_abort, limit_field_merge_work
 
 # A refusal here is a validation failure like those of the depth and alias limiters; its
 # message says which bound refused the document, and the setting that sets it.
@@ -56,123 +56,127 @@ class Measure:
     """A selection set with every fragment spread expanded."""
 
     fields: int
-    # The most times one response name is selected in one selection set, anywhere below:
-    # GraphQL's rule that overlapping fields can be merged compares them pairwise.
-    repeats: int
     # The response names of this selection set itself, with how often each is selected.
     names: Counter[str] = field(default_factory=Counter)
 
 
-_EMPTY = Measure(0, 0)
+_EMPTY = Measure(0)
+
+# Selection sets nested in selection sets, and spreads of fragments that spread others,
+# beyond any depth a query needs (the depth limiter allows 15 fields): the measure itself
+# recurses once per level and must not run out of stack.
+MAX_NESTING = 100
 
 
-class FragmentCycleError(Exception):
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.name = name
+class TooCostly(Exception):
+    """The document is beyond a bound; the message says which."""
 
 
 class DocumentMeasurer:
-    """Measures the selection sets of one document, each fragment once."""
+    """Measures one document's selection sets, each fragment once, within a budget.
 
-    def __init__(self, document: DocumentNode) -> None:
+    Every field counted, in every operation and fragment with its spreads expanded, is
+    spent from one budget of `max_fields` for the whole document, and measuring stops the
+    moment it is spent or a response name repeats beyond `max_repeats`: the measure itself
+    costs at most that budget (each spread merges at most as many names as it spends).
+    """
+
+    def __init__(self, document: DocumentNode, max_fields: int, max_repeats: int) -> None:
         self.fragments = {
             definition.name.value: definition
             for definition in document.definitions
             if isinstance(definition, FragmentDefinitionNode)
         }
+        self.max_fields = max_fields
+        self.max_repeats = max_repeats
+        self.spent = 0
         self.measured: dict[str, Measure] = {}
-        self.in_progress: set[str] = set()
+        self.in_progress: list[str] = []
 
-    def operations(self, document: DocumentNode) -> Iterator[tuple[str, Measure]]:
+    def measure(self, document: DocumentNode) -> None:
+        """Raises TooCostly if the document is beyond a bound."""
         for definition in document.definitions:
             if isinstance(definition, OperationDefinitionNode):
-                name = definition.name.value if definition.name else "(anonymous)"
-                yield name, self.selection_set(definition.selection_set)
+                self.selection_set(definition.selection_set, 0)
+        for name in self.fragments:  # Fragments no operation uses are validated too.
+            self.fragment(name, 0)
 
-    def selection_set(self, selection_set: SelectionSetNode | None) -> Measure:
+    def selection_set(self, selection_set: SelectionSetNode | None, nesting: int) -> Measure:
         if selection_set is None:
             return _EMPTY
-        fields = repeats = 0
+        if nesting > MAX_NESTING:
+            raise TooCostly(
+                f"The document nests selections or fragment spreads more than {MAX_NESTING} "
+                "levels deep."
+            )
+        fields = 0
         names: Counter[str] = Counter()
         for selection in selection_set.selections:
             if isinstance(selection, FieldNode):
-                below = self.selection_set(selection.selection_set)
+                self.spend(1)  # Its own selections are spent as they are measured.
+                below = self.selection_set(selection.selection_set, nesting + 1)
                 fields += 1 + below.fields
                 names[(selection.alias or selection.name).value] += 1
+                continue
+            if isinstance(selection, InlineFragmentNode):
+                below = self.selection_set(selection.selection_set, nesting + 1)
             else:
-                if isinstance(selection, InlineFragmentNode):
-                    below = self.selection_set(selection.selection_set)
-                else:
-                    assert isinstance(selection, FragmentSpreadNode)
-                    below = self.fragment(selection.name.value)
-                fields += below.fields
-                names.update(below.names)
-            repeats = max(repeats, below.repeats)
-        repeats = max(repeats, max(names.values(), default=0))
-        return Measure(fields, repeats, names)
+                assert isinstance(selection, FragmentSpreadNode)
+                below = self.fragment(selection.name.value, nesting + 1)
+                # Measured once, but expanded (and validated) at every spread; spent before
+                # its names are merged, a merge costing at most as much.
+                self.spend(below.fields)
+            fields += below.fields
+            names.update(below.names)
+        if names and (repeats := max(names.values())) > self.max_repeats:
+            raise TooCostly(
+                f"The document selects one field {repeats} times in one selection set once "
+                f"its fragments are expanded; at most {self.max_repeats} are allowed "
+                "(USAGE_EVENTS_MAX_REPEATED_FIELDS)."
+            )
+        return Measure(fields, names)
 
-    def fragment(self, name: str) -> Measure:
+    def fragment(self, name: str, nesting: int) -> Measure:
         if (known := self.measured.get(name)) is not None:
             return known
         definition = self.fragments.get(name)
         if definition is None:  # Unknown: validation reports it (KnownFragmentNames).
             return _EMPTY
         if name in self.in_progress:
-            raise FragmentCycleError(name)
-        self.in_progress.add(name)
-        # Recursion follows the document's own nesting, which the token limit bounds
-        # (parsing itself recurses the same way).
-        measure = self.selection_set(definition.selection_set)
-        self.in_progress.discard(name)
+            # GraphQL's own rule (NoFragmentCycles) says it so; the limiters would loop.
+            raise TooCostly(f'Cannot spread fragment "{name}" within itself.')
+        self.in_progress.append(name)
+        measure = self.selection_set(definition.selection_set, nesting)
+        self.in_progress.pop()
         self.measured[name] = measure
         return measure
+
+    def spend(self, fields: int) -> None:
+        self.spent += fields
+        if self.spent > self.max_fields:
+            raise TooCostly(
+                f"The document selects more than {self.max_fields} fields once its fragment "
+                "spreads are expanded, counting every operation and fragment "
+                "(USAGE_EVENTS_MAX_QUERY_FIELDS)."
+            )
 
 
 def document_refusal(document: DocumentNode, settings: Settings) -> GraphQLError | None:
     """Why the document is too costly to validate and run, or None when it is within bounds."""
-    measurer = DocumentMeasurer(document)
+    measurer = DocumentMeasurer(document, settings.max_query_fields, settings.max_repeated_fields)
     try:
-        measures = list(measurer.operations(document))
-        for name in measurer.fragments:  # Fragments no operation uses are validated too.
-            measurer.fragment(name)
-    except FragmentCycleError as cycle:
-        return _refusal(f'Cannot spread fragment "{cycle.name}" within itself.')
-    for name, measure in measures:
-        if measure.fields > settings.max_query_fields:
-            return _refusal(
-                f"Operation {name} selects {measure.fields} fields once its fragments are "
-                f"expanded; at most {settings.max_query_fields} are allowed "
-                "(USAGE_EVENTS_MAX_QUERY_FIELDS)."
-            )
-        if measure.repeats > settings.max_repeated_fields:
-            return _refusal(
-                f"Operation {name} selects one field {measure.repeats} times in one "
-                f"selection set once its fragments are expanded; at most "
-                f"{settings.max_repeated_fields} are allowed "
-                "(USAGE_EVENTS_MAX_REPEATED_FIELDS)."
-            )
-    # Every fragment, used or not, is validated, and validation expands its spreads.
-    for name, measure in measurer.measured.items():
-        if measure.fields > settings.max_query_fields:
-            return _refusal(
-                f"Fragment {name} selects {measure.fields} fields once expanded; at most "
-                f"{settings.max_query_fields} are allowed (USAGE_EVENTS_MAX_QUERY_FIELDS)."
-            )
-    for name, measure in measurer.measured.items():
-        if measure.repeats > settings.max_repeated_fields:
-            return _refusal(
-                f"Fragment {name} selects one field {measure.repeats} times in one "
-                f"selection set once expanded; at most {settings.max_repeated_fields} are "
-                "allowed (USAGE_EVENTS_MAX_REPEATED_FIELDS)."
-            )
+        measurer.measure(document)
+    except TooCostly as refusal:
+        return _refusal(str(refusal))
     return None
 
 
 # Python reads at most this many digits into an int (sys.get_int_max_str_digits); graphql-
 # core turns a longer literal in a JSON value into NaN, which the rules then called "NaN".
 _INT_DIGITS = sys.get_int_max_str_digits() or 4300
-_TOO_MANY_DIGITS = re.compile(rf"[0-9]{{{_INT_DIGITS + 1}}}")
+# A run of digits longer than that, found from its start only (a plain search would retry
+# at every position inside a long run that falls one digit short).
+_TOO_MANY_DIGITS = re.compile(rf"(?<![0-9])[0-9]{{{_INT_DIGITS + 1}}}")
 
 
 class _FindHugeInteger(Visitor):
@@ -233,18 +237,18 @@ def bounded_document_cost(settings: Settings) -> type[SchemaExtension]:
                 if refusal is not None:
                     context.pre_execution_errors = [refusal]
             yield
-            # graphql-core's own bare "Validation aborted.", said so that a client knows why.
-            # In place: Strawberry has already taken the list for its answer by now.
+            # graphql-core's bare "Validation aborted." (its field-merge budget spent), said
+            # so that a client knows why; the errors found before it stay. In place:
+            # Strawberry has already taken the list for its answer by now.
             errors = context.pre_execution_errors or []
-            if any(map(is_validation_abort, errors)):
-                errors[:] = [
-                    _refusal(
+            for index, error in enumerate(errors):
+                if is_field_merge_abort(error):
+                    errors[index] = _refusal(
                         "The query is too costly to validate: fields that share a response "
                         "name are compared pairwise, and this document's comparisons "
                         f"exceed {settings.max_validation_work} units of work "
                         "(USAGE_EVENTS_MAX_VALIDATION_WORK). Give repeated fields aliases, "
                         "or send fewer of them."
                     )
-                ]
 
     return BoundDocumentCostExtension

@@ -119,6 +119,9 @@ class GraphQLEndpoint:
         A body sent without a Content-Length (chunked) may be as large as any: it takes one.
         """
         declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit():
+            # Too large to take at all: said so (413), rather than that the server is busy.
+            self._refuse_oversized(int(declared))
         if request.method != "POST" or (
             declared is not None
             and declared.isdigit()
@@ -201,13 +204,15 @@ class GraphQLEndpoint:
             return _database_unavailable_response(body, media_type)
         return _json_response(body, status, media_type)
 
-    async def _read_body(self, request: Request) -> bytes:
+    def _refuse_oversized(self, size: int) -> None:
         limit = self.settings.max_request_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        if size > limit:
             raise HTTPError(
                 413, f"The request body is larger than {limit} bytes.", "PAYLOAD_TOO_LARGE"
             )
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self.settings.max_request_bytes
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in (APPLICATION_JSON, GRAPHQL_RESPONSE_JSON, ""):
             raise HTTPError(
@@ -257,12 +262,12 @@ class GraphQLEndpoint:
                 401, "The Authorization header must read 'Bearer <api key>'.", UNAUTHENTICATED
             )
         address = request.client.host if request.client else ""
-        self.admission.check_address(address)
-        async with self.database.session() as session:
-            business = await BusinessRepository(session).authenticate(secret.strip())
+        with self.admission.key_check(address):
+            async with self.database.session() as session:
+                business = await BusinessRepository(session).authenticate(secret.strip())
         if business is None:
-            self.admission.key_failed(address)
             raise HTTPError(401, "The API key is unknown or revoked.", UNAUTHENTICATED)
+        self.admission.key_found(address)
         return business
 
 

@@ -44,9 +44,14 @@ def limit_field_merge_work(budget: int) -> None:
     overlapping_fields_can_be_merged.MAX_COMPLEXITY_BUDGET = budget
 
 
-def is_validation_abort(error: GraphQLError) -> bool:
-    """Whether graphql-core gave up validating (a work budget spent), rather than found a fault."""
-    return isinstance(error, ValidationAbortedError)
+def is_field_merge_abort(error: GraphQLError) -> bool:
+    """Whether graphql-core gave up validating because the field-merge budget was spent.
+
+    It aborts with the same class for too many errors ("Too many validation errors, …",
+    which says so itself) and for a recursion too deep (which graph.document_bounds's
+    nesting bound keeps from happening); the budget's abort is the bare message.
+    """
+    return isinstance(error, ValidationAbortedError) and error.message == "Validation aborted."
 
 
 def strawberry_field_of(field: GraphQLField) -> object | None:

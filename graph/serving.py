@@ -23,14 +23,28 @@ from uvicorn.server import ServerState
 
 from db.settings import Settings, get_settings
 
-# uvicorn's own answer beyond limit_concurrency (flow_control.service_unavailable).
+# uvicorn's own answer beyond limit_concurrency (flow_control.service_unavailable), with
+# the Retry-After of the service's other 503s.
 SERVICE_UNAVAILABLE = (
     b"HTTP/1.1 503 Service Unavailable\r\n"
     b"content-type: text/plain; charset=utf-8\r\n"
     b"content-length: 19\r\n"
     b"connection: close\r\n"
+    b"retry-after: 1\r\n"
     b"\r\n"
     b"Service Unavailable"
+)
+
+# The largest request head (request line and headers) read: a GET's query travels in it.
+# Larger: 431 and the connection closed (send long queries with POST).
+MAX_HEAD_BYTES = 64 * 1024
+HEAD_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"content-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 51\r\n"
+    b"connection: close\r\n"
+    b"\r\n"
+    b"The request head is over 65536 bytes; use POST.\r\n\r\n"
 )
 
 # How long a refused connection is kept, half-closed, for the client to close its end, and
@@ -69,6 +83,7 @@ class HttpProtocol(HttpToolsProtocol):
         # Read in each worker process, as create_app reads the rest (0: no deadline).
         self.header_read_timeout = get_settings().header_read_timeout.total_seconds() or None
         self.awaiting_head = False
+        self.head_bytes = 0
         # What will close the connection: the request head's deadline, or a refusal's end.
         self.deadline: asyncio.TimerHandle | None = None
         self.refused = False
@@ -94,9 +109,22 @@ class HttpProtocol(HttpToolsProtocol):
         if self.awaiting_head and self.deadline is None:
             self._start_head_clock()
         super().data_received(data)
+        # Still awaiting the head after parsing: all of `data` was head. httptools sets no
+        # bound on a head's size (h11 does), and a query string may be megabytes.
+        if self.awaiting_head and not self.transport.is_closing():
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEAD_BYTES:
+                self.logger.warning(
+                    "Connection from %s closed: its request head passed %d bytes.",
+                    self._client_name(),
+                    MAX_HEAD_BYTES,
+                )
+                self._stop_head_clock()
+                self._refuse(HEAD_TOO_LARGE)
 
     def on_headers_complete(self) -> None:
         self.awaiting_head = False
+        self.head_bytes = 0
         self._stop_head_clock()
         super().on_headers_complete()
 
@@ -113,8 +141,9 @@ class HttpProtocol(HttpToolsProtocol):
             self.lingering.remove(self)
         super().connection_lost(exc)
 
-    def _refuse(self) -> None:
-        """Answer 503 and close without reading a request, however slow the client is.
+    def _refuse(self, answer: bytes = SERVICE_UNAVAILABLE) -> None:
+        """Answer (503 by default) and close without reading a request, however slow the
+        client is.
 
         The request the client sends meanwhile is read and dropped until it closes its end
         (at most REFUSAL_LINGER): closed at once, the connection would answer that request
@@ -124,7 +153,7 @@ class HttpProtocol(HttpToolsProtocol):
         """
         self.refused = True
         self.connections.discard(self)  # Not one of the connections the limit counts.
-        self.transport.write(SERVICE_UNAVAILABLE)
+        self.transport.write(answer)
         if not self.transport.can_write_eof():
             self.transport.close()
             return

@@ -108,7 +108,7 @@ async def _changed(
         record = await change(repository, backfill_id, utc_now())
         return BackfillPayload(backfill=Backfill.from_record(record))
 
-    return await run_mutation(info, BackfillPayload, write)
+    return await run_mutation(info, BackfillPayload, write, long_running=True)
 
 
 async def backfill(info: Info, id: strawberry.ID) -> Backfill | None:
@@ -143,7 +143,7 @@ async def reflect_due(context: RequestContext) -> None:
     async with context.reading() as session:
         due = await BackfillRepository(session, context.business.id).due(now)
     for backfill_id in due:
-        async with context.writing() as session:
+        async with context.writing(long_running=True) as session:
             await BackfillRepository(session, context.business.id).close_if_due(
                 backfill_id, now, wait=True
             )

@@ -28,10 +28,15 @@ async def run_mutation(
     info: Info,
     payload_type: PayloadType[Payload],
     write: Callable[[AsyncSession], Awaitable[Payload]],
+    *,
+    long_running: bool = False,
 ) -> Payload:
-    """`write`'s payload, committed; or, if it broke rules, nothing written and its userErrors."""
+    """`write`'s payload, committed; or, if it broke rules, nothing written and its userErrors.
+
+    `long_running`: a write long by nature (Database.unit_of_work).
+    """
     try:
-        async with info.context.writing() as session:
+        async with info.context.writing(long_running=long_running) as session:
             return await write(session)
     except RuleViolations as error:
         return payload_type(user_errors=user_errors(error.violations))

@@ -64,4 +64,5 @@ async def create_meter(info: Info, input: CreateMeterInput) -> CreateMeterPayloa
         )
         return CreateMeterPayload(meter=Meter.from_record(record))
 
-    return await run_mutation(info, CreateMeterPayload, create)
+    # Builds the meter's rollups from its whole history: long for a large business.
+    return await run_mutation(info, CreateMeterPayload, create, long_running=True)

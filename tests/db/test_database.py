@@ -22,7 +22,7 @@ from db.database import (
     check_sqlite_version,
     sqlite_file,
 )
-from db.faults import is_database_unavailable
+from db.faults import is_database_unavailable, is_statement_timeout
 from db.migrate import upgrade_to_head
 from db.settings import Settings
 from tests.tcp_proxy import TcpProxy, tcp_proxy
@@ -263,6 +263,31 @@ async def test_maintenance_statements_are_not_bound_by_the_statement_timeout(
         await database.dispose()
 
     assert shown == "0"
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio(loop_scope="session")
+async def test_long_running_work_has_its_own_longer_statement_timeout(
+    postgres_database_url: str,
+) -> None:
+    settings = faults_settings(postgres_database_url).model_copy(
+        update={"database_long_statement_timeout": timedelta(seconds=STATEMENT_TIMEOUT * 3)}
+    )
+    database = Database.from_settings(settings)
+    slow = sa.text("SELECT pg_sleep(:seconds)")
+    try:
+        async with database.unit_of_work(long_running=True) as session:
+            shown = (await session.execute(sa.text("SHOW statement_timeout"))).scalar_one()
+            # Longer than the ordinary bound, within the long one.
+            await session.execute(slow, {"seconds": STATEMENT_TIMEOUT * 1.5})
+        with pytest.raises(sa.exc.DBAPIError) as refused:
+            async with database.unit_of_work() as session:
+                await session.execute(slow, {"seconds": STATEMENT_TIMEOUT * 1.5})
+    finally:
+        await database.dispose()
+
+    assert shown == "5400ms"  # A tenth sooner than the client, as for the ordinary bound.
+    assert is_statement_timeout(refused.value)
 
 
 @pytest.mark.postgres

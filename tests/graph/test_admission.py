@@ -119,6 +119,13 @@ async def test_large_bodies_beyond_their_bound_get_503_and_small_ones_pass(
         assert refused.status_code == 503
         assert refused.headers["retry-after"] == "1"
         assert "USAGE_EVENTS_MAX_LARGE_REQUESTS" in refused.json()["errors"][0]["message"]
+        # A body over the size limit is said to be so, busy or not.
+        oversized = await client.post(
+            "/graphql",
+            content=b" " * (settings.max_request_bytes + 1),
+            headers=tenant.headers | {"Content-Type": "application/json"},
+        )
+        assert oversized.status_code == 413
         assert (await post(LIGHT_QUERY)).status_code == 200
         gate.opened.set()
         assert (await held).status_code == 200
@@ -155,3 +162,33 @@ async def test_an_address_that_fails_too_many_keys_gets_429_without_a_lookup(
             "/graphql", json={"query": LIGHT_QUERY}, headers=tenant.headers
         )
         assert served.status_code == 200
+
+
+async def test_guesses_sent_at_once_are_counted_before_their_lookups(
+    settings: Settings, database: Database
+) -> None:
+    app = create_app(settings.model_copy(update={"failed_key_limit": 3}), database)
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.8", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        responses = await asyncio.gather(
+            *(
+                client.post(
+                    "/graphql",
+                    json={"query": LIGHT_QUERY},
+                    headers={"Authorization": f"Bearer uek_guess{index}"},
+                )
+                for index in range(12)
+            )
+        )
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [401] * 3 + [429] * 9
+
+
+async def test_an_ipv6_client_is_counted_by_its_64_bit_prefix() -> None:
+    from graph.admission import client_of
+
+    assert client_of("2001:db8:1:2:aaaa::1") == client_of("2001:db8:1:2:bbbb::2")
+    assert client_of("2001:db8:1:2::1") != client_of("2001:db8:1:3::1")
+    assert client_of("::ffff:203.0.113.9") == "203.0.113.9"
+    assert client_of("203.0.113.9") == "203.0.113.9"
+    assert client_of("testclient") == "testclient"

@@ -209,7 +209,7 @@ def test_the_field_merge_budget_is_graphql_cores_and_its_abort_is_recognised() -
     from graphql.validation import OverlappingFieldsCanBeMergedRule
     from graphql.validation.rules import overlapping_fields_can_be_merged
 
-    from graph.internals import is_validation_abort, limit_field_merge_work
+    from graph.internals import is_field_merge_abort, limit_field_merge_work
 
     assert hasattr(overlapping_fields_can_be_merged, "MAX_COMPLEXITY_BUDGET"), (
         "graphql-core no longer meters the overlapping-fields rule with MAX_COMPLEXITY_BUDGET, "
@@ -221,7 +221,7 @@ def test_the_field_merge_budget_is_graphql_cores_and_its_abort_is_recognised() -
     try:
         limit_field_merge_work(10)
         errors = validate(schema, parse(repeated), [OverlappingFieldsCanBeMergedRule])
-        assert [is_validation_abort(error) for error in errors] == [True], (
+        assert [is_field_merge_abort(error) for error in errors] == [True], (
             "graphql-core no longer aborts validation with ValidationAbortedError once the "
             f"budget set by limit_field_merge_work is spent: {UPGRADE}"
         )

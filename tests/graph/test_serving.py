@@ -285,3 +285,31 @@ async def test_a_flood_of_refusals_is_answered_without_keeping_more_than_a_few_o
 
     assert all(answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n") for answer in answers)
     assert 0 < lingering <= MAX_LINGERING_REFUSALS
+
+
+@pytest.mark.asyncio(loop_scope="session")
+@pytest.mark.usefixtures("header_read_timeout")
+async def test_a_request_head_over_its_bound_is_answered_431_and_closed(
+    warnings: Warnings,
+) -> None:
+    async with serving(connections=4) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        # A query string far longer than any head: sent in pieces, as a client streams it.
+        writer.write(b"GET /?q=")
+        for _ in range(20):
+            writer.write(b"x" * 8192)
+        async with asyncio.timeout(HEADER_READ_TIMEOUT * 0.9):
+            answer = await reader.read()
+        writer.close()
+        # The next connection is served as usual.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(REQUEST)
+        async with asyncio.timeout(CLOSED_WITHIN):
+            served = await reader.readuntil(b"hello")
+        writer.close()
+
+    assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    assert answer.endswith(b"use POST.\r\n\r\n")
+    assert served.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert len(warnings.lines) == 1
+    assert "request head passed 65536 bytes" in warnings.lines[0]
