@@ -162,6 +162,10 @@ class Settings(BaseSettings):
     # Work graphql-core may spend comparing fields that share a response name (its rule
     # that overlapping fields can be merged) before it gives up: ≈0.05 s at most here.
     max_validation_work: int = Field(100_000, ge=1000)
+    # Values an operation's answer may hold, every list counted at its bound and a JSON
+    # value as 20 (graph.response_cost): a page of 100 events with every field, their
+    # customer and every revision of each is ≈320 000.
+    max_response_cost: int = Field(400_000, ge=1000)
     # How deeply JSON objects and arrays may nest in a request's variables.
     max_input_depth: int = Field(32, ge=4)
     # How many values (every object member and list item, at any depth) a request's

@@ -115,24 +115,28 @@ class Admission:
                 del self.by_business[business_id]
 
     @contextmanager
-    def key_check(self, address: str) -> Iterator[None]:
-        """A key check from `address`: refused if it failed too many lately, else counted
-        as a failure until the block says otherwise (`key_found`).
+    def key_check(self, address: str) -> Iterator["KeyCheck"]:
+        """A key check from `address`: refused if it failed too many lately; the block sets
+        `found` once the key is looked up, and a miss counts as a failure.
 
-        Counted before the lookup, not after it: guesses sent at once would otherwise all
-        pass the check before the first one failed.
+        From an address with failures already, a check counts as one before its lookup,
+        taken back if the key is good: guesses sent at once would otherwise all pass the
+        check before the first one failed. An address without any is not held up so, and
+        its requests at once each just check their key.
         """
         self.check_address(address)
-        attempt = self.failed_keys.record(address)
+        pending = self.failed_keys.record(address) if self.failed_keys.has(address) else None
+        check = KeyCheck()
         try:
-            yield
+            yield check
         except BaseException:
-            self.failed_keys.forget(address, attempt)  # An outage is not a failed guess.
+            if pending is not None:  # An outage is not a failed guess.
+                self.failed_keys.forget(address, pending)
             raise
-
-    def key_found(self, address: str) -> None:
-        """The key checked last from `address` was good: it does not count as a failure."""
-        self.failed_keys.forget_last(address)
+        if check.found and pending is not None:
+            self.failed_keys.forget(address, pending)
+        elif not check.found and pending is None:
+            self.failed_keys.record(address)
 
     def check_address(self, address: str) -> None:
         """Refuse a key check from an address that failed too many of them lately."""
@@ -146,6 +150,12 @@ class Admission:
                 "(USAGE_EVENTS_FAILED_KEY_LIMIT, USAGE_EVENTS_FAILED_KEY_WINDOW).",
                 wait,
             )
+
+
+class KeyCheck:
+    """Whether the key checked was found: set by the block of `Admission.key_check`."""
+
+    found = False
 
 
 class FailedKeyLimiter:
@@ -180,10 +190,14 @@ class FailedKeyLimiter:
         if failures is not None and when in failures:
             failures.remove(when)
 
-    def forget_last(self, address: str) -> None:
+    def has(self, address: str) -> bool:
+        """Whether `address` failed a key check within the window."""
         failures = self.failures.get(client_of(address))
-        if failures:
-            failures.pop()
+        return (
+            failures is not None
+            and bool(failures)
+            and failures[-1] + self.window > time.monotonic()
+        )
 
 
 def client_of(address: str) -> str:

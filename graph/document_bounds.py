@@ -45,7 +45,13 @@ from strawberry.extensions import SchemaExtension
 
 from db.settings import Settings
 from graph.errors import VALIDATION_FAILED
-from graph.internals import is_field_merge_abort, limit_field_merge_work
+from graph.internals import (
+    graphql_core_schema,
+    is_field_merge_abort,
+    limit_field_merge_work,
+    operation_name_sent,
+)
+from graph.response_cost import response_cost_refusal
 
 # A refusal here is a validation failure like those of the depth and alias limiters; its
 # message says which bound refused the document, and the setting that sets it.
@@ -234,6 +240,16 @@ def bounded_document_cost(settings: Settings) -> type[SchemaExtension]:
                 refusal = document_refusal(document, settings) or huge_integer_refusal(
                     context.query or "", document
                 )
+                if refusal is None and (
+                    too_large := response_cost_refusal(
+                        graphql_core_schema(context),
+                        document,
+                        operation_name_sent(context),
+                        context.variables,
+                        settings,
+                    )
+                ):
+                    refusal = _refusal(too_large)
                 if refusal is not None:
                     context.pre_execution_errors = [refusal]
             yield

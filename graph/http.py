@@ -262,12 +262,12 @@ class GraphQLEndpoint:
                 401, "The Authorization header must read 'Bearer <api key>'.", UNAUTHENTICATED
             )
         address = request.client.host if request.client else ""
-        with self.admission.key_check(address):
+        with self.admission.key_check(address) as check:
             async with self.database.session() as session:
                 business = await BusinessRepository(session).authenticate(secret.strip())
+            check.found = business is not None
         if business is None:
             raise HTTPError(401, "The API key is unknown or revoked.", UNAUTHENTICATED)
-        self.admission.key_found(address)
         return business
 
 

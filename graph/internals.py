@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from graphql import GraphQLError, GraphQLField, GraphQLObjectType
+from graphql import GraphQLError, GraphQLField, GraphQLObjectType, GraphQLSchema
 from graphql.execution.collect_fields import GroupedFieldSet
 from graphql.pyutils import AwaitableOrValue, Path, Undefined
 from graphql.validation.rules import overlapping_fields_can_be_merged
@@ -42,6 +42,12 @@ def limit_field_merge_work(budget: int) -> None:
     query within every other bound took ≈0.25 s to refuse; with 100 000, ≈0.05 s.
     """
     overlapping_fields_can_be_merged.MAX_COMPLEXITY_BUDGET = budget
+
+
+def graphql_core_schema(context: ExecutionContext) -> GraphQLSchema:
+    """The graphql-core schema Strawberry built, as its own validation cache reads it."""
+    schema: GraphQLSchema = context.schema._schema
+    return schema
 
 
 def is_field_merge_abort(error: GraphQLError) -> bool:

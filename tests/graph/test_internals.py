@@ -229,3 +229,26 @@ def test_the_field_merge_budget_is_graphql_cores_and_its_abort_is_recognised() -
         assert validate(schema, parse(repeated), [OverlappingFieldsCanBeMergedRule]) == []
     finally:
         limit_field_merge_work(before)
+
+
+def test_strawberry_hands_its_graphql_core_schema_to_extensions() -> None:
+    from graphql import GraphQLSchema
+
+    from graph.internals import graphql_core_schema
+
+    seen: list[object] = []
+
+    class Looking(SchemaExtension):
+        def on_validate(self) -> Iterator[None]:
+            seen.append(graphql_core_schema(self.execution_context))
+            yield
+
+    schema = strawberry.Schema(query=Query, extensions=[Looking])
+    schema.execute_sync("{ pairs { left } }")
+    [found] = seen
+    assert isinstance(found, GraphQLSchema), (
+        "Strawberry's ExecutionContext.schema no longer carries its graphql-core schema as "
+        f"`_schema`, which graph/response_cost.py estimates answers over: {UPGRADE}"
+    )
+    assert found.query_type is not None
+    assert found.query_type.name == "Query"

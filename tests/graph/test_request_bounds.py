@@ -290,3 +290,53 @@ async def test_an_integer_literal_too_long_for_any_integer_is_said_to_be_one(
     # A string of as many digits is just a string (within its own length rule).
     response = await api.post(f'{{ event(eventId: "{digits}") {{ id }} }}')
     assert "integer literal" not in response.text
+
+
+EVERY_EVENT_FIELD = """
+  id eventId businessId customerId externalCustomerId eventName timestamp metadata
+  ingestedAt deprecated deprecatedAt deprecationReason revision
+  customer { id externalId name }
+  revisions { revision eventName timestamp customerId externalCustomerId metadata
+              createdAt reason }
+"""
+
+
+async def test_a_full_page_of_events_with_every_revision_fits_the_answer_bound(
+    api: GraphQLClient,
+) -> None:
+    data = await api.data(f"{{ events(first: 100) {{ nodes {{ {EVERY_EVENT_FIELD} }} }} }}")
+    assert data["events"]["nodes"] == []
+
+
+@pytest.mark.parametrize("page", ["literal", "variable"])
+async def test_aliases_that_multiply_an_answer_past_its_bound_are_refused_before_running(
+    client: httpx.AsyncClient, tenant: Tenant, statements: list[str], page: str
+) -> None:
+    first = "100" if page == "literal" else "$page"
+    aliases = " ".join(
+        f"a{index}: events(first: {first}) {{ nodes {{ revisions {{ reason metadata }} }} }}"
+        for index in range(30)
+    )
+    query = f"query Big($page: Int) {{ {aliases} }}"
+    statements.clear()
+    response = await client.post(
+        "/graphql",
+        json={"query": query, "variables": {"page": 100}},
+        headers=tenant.headers | {"Accept": GRAPHQL_RESPONSE_JSON},
+    )
+    assert response.status_code == 400
+    message = only_error(response.json())["message"]
+    assert "USAGE_EVENTS_MAX_RESPONSE_COST" in message, message
+    assert "revisions up to 101" in message
+    # Refused before it ran: the key's lookup was the only query.
+    assert [each for each in statements if "FROM events" in each] == [], statements
+    assert sum("api_keys" in each for each in statements) == 1, statements
+
+
+async def test_small_pages_of_the_same_aliases_pass(api: GraphQLClient) -> None:
+    aliases = " ".join(
+        f"a{index}: events(first: 5) {{ nodes {{ revisions {{ reason metadata }} }} }}"
+        for index in range(30)
+    )
+    data = await api.data(f"{{ {aliases} }}")
+    assert data["a0"]["nodes"] == []
