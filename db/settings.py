@@ -191,7 +191,7 @@ class Settings(BaseSettings):
     # this many at once per process.
     max_large_requests: int = Field(2, ge=1)
     large_request_bytes: int = Field(1024 * 1024, ge=1024)
-    # Unknown or revoked API keys one client address may send per window before it is
+    # Unknown API keys (never issued) one client address may send per window before it is
     # answered 429 without a lookup.
     failed_key_limit: int = Field(20, ge=1)
     failed_key_window: Annotated[Duration, Field(gt=timedelta(0))] = timedelta(seconds=60)

@@ -12,9 +12,9 @@ database connection:
 - beyond `max_large_requests` bodies larger than `large_request_bytes` at once: 503,
   since each such body costs many times its size in memory while it is parsed and
   checked, and ten 8 MiB batches at once took a process past a gigabyte;
-- an address whose API keys failed `failed_key_limit` times within `failed_key_window`:
+- an address that sent `failed_key_limit` keys never issued within `failed_key_window`:
   429 with Retry-After, without looking the key up, so that keys cannot be guessed at
-  the speed of the database.
+  the speed of the database (a revoked key sent again is no guess, and not counted).
 
 Counters only, no waiting: the event loop runs one task at a time, so they need no lock.
 Each process counts for itself; with `--workers N` the bounds are N times as large for
@@ -117,7 +117,8 @@ class Admission:
     @contextmanager
     def key_check(self, address: str) -> Iterator["KeyCheck"]:
         """A key check from `address`: refused if it failed too many lately; the block sets
-        `found` once the key is looked up, and a miss counts as a failure.
+        `guess` once the key is looked up, and a guess (a key never issued) counts as a
+        failure.
 
         From an address with failures already, a check counts as one before its lookup,
         taken back if the key is good: guesses sent at once would otherwise all pass the
@@ -133,9 +134,9 @@ class Admission:
             if pending is not None:  # An outage is not a failed guess.
                 self.failed_keys.forget(address, pending)
             raise
-        if check.found and pending is not None:
+        if not check.guess and pending is not None:
             self.failed_keys.forget(address, pending)
-        elif not check.found and pending is None:
+        elif check.guess and pending is None:
             self.failed_keys.record(address)
 
     def check_address(self, address: str) -> None:
@@ -145,7 +146,7 @@ class Admission:
             raise TurnedAway(
                 429,
                 TOO_MANY_FAILED_KEYS,
-                f"Too many unknown or revoked API keys from this address: at most "
+                f"Too many unknown API keys from this address: at most "
                 f"{self.failed_keys.limit} per {self.failed_keys.window:g} s "
                 "(USAGE_EVENTS_FAILED_KEY_LIMIT, USAGE_EVENTS_FAILED_KEY_WINDOW).",
                 wait,
@@ -153,9 +154,10 @@ class Admission:
 
 
 class KeyCheck:
-    """Whether the key checked was found: set by the block of `Admission.key_check`."""
+    """Whether the key checked was a guess (never issued): set by `Admission.key_check`'s
+    block once the key is looked up."""
 
-    found = False
+    guess = False
 
 
 class FailedKeyLimiter:

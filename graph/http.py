@@ -264,8 +264,10 @@ class GraphQLEndpoint:
         address = request.client.host if request.client else ""
         with self.admission.key_check(address) as check:
             async with self.database.session() as session:
-                business = await BusinessRepository(session).authenticate(secret.strip())
-            check.found = business is not None
+                repository = BusinessRepository(session)
+                business = await repository.authenticate(secret.strip())
+                # A revoked key sent again (a client not yet updated) is no guess.
+                check.guess = business is None and not await repository.was_issued(secret.strip())
         if business is None:
             raise HTTPError(401, "The API key is unknown or revoked.", UNAUTHENTICATED)
         return business

@@ -125,6 +125,16 @@ class BusinessRepository:
         ).first()
         return business_record(row) if row else None
 
+    async def was_issued(self, secret: str) -> bool:
+        """Whether `secret` is a key ever issued (revoked since, for a failed authenticate):
+        sending it again is no guess at a key."""
+        found = await self.session.execute(
+            sa.select(api_keys.c.id).where(
+                api_keys.c.secret_hash == ids.hash_api_key_secret(secret)
+            )
+        )
+        return found.first() is not None
+
 
 def business_record(row: Any) -> BusinessRecord:
     return BusinessRecord(row.id, row.name, row.created_at, row.cursor_key)

@@ -198,3 +198,21 @@ async def test_an_ipv6_client_is_counted_by_its_64_bit_prefix() -> None:
     assert client_of("::ffff:203.0.113.9") == "203.0.113.9"
     assert client_of("203.0.113.9") == "203.0.113.9"
     assert client_of("testclient") == "testclient"
+
+
+async def test_a_revoked_key_sent_again_is_no_guess(
+    settings: Settings, database: Database, tenant: Tenant
+) -> None:
+    from datetime import UTC, datetime
+
+    from db.repositories.businesses import BusinessRepository
+
+    async with database.unit_of_work() as session:
+        assert await BusinessRepository(session).revoke_api_key(tenant.key_id, datetime.now(UTC))
+    async with server(settings, database, failed_key_limit=3) as client:
+        for _ in range(10):
+            response = await client.post(
+                "/graphql", json={"query": LIGHT_QUERY}, headers=tenant.headers
+            )
+            assert response.status_code == 401, response.text
+            assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
