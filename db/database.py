@@ -7,7 +7,6 @@ import socket
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -178,22 +177,26 @@ class Database:
             engine = _engine(url, settings, settings.database_pool_size, {})
             _configure_sqlite(engine)
             return cls(engine)
-        statement_timeout = 0.0 if maintenance else settings.database_statement_timeout
+        statement_timeout = (
+            0.0 if maintenance else settings.database_statement_timeout.total_seconds()
+        )
         engine = _engine(
             url,
             settings,
             settings.database_pool_size,
-            _postgresql_connect_args(settings, _seconds(statement_timeout)),
+            _postgresql_connect_args(settings, statement_timeout),
         )
         _configure_postgresql(engine, ping_timeout=min(PING_TIMEOUT_SECONDS, connect_timeout))
         # Backfill closes and meter builds run on connections of their own, whose statements
         # may take USAGE_EVENTS_DATABASE_LONG_STATEMENT_TIMEOUT (see unit_of_work).
-        long_timeout = 0.0 if maintenance else settings.database_long_statement_timeout
+        long_timeout = (
+            0.0 if maintenance else settings.database_long_statement_timeout.total_seconds()
+        )
         long_running = _engine(
             url,
             settings,
             LONG_RUNNING_POOL_SIZE,
-            _postgresql_connect_args(settings, _seconds(long_timeout)),
+            _postgresql_connect_args(settings, long_timeout),
         )
         _configure_postgresql(long_running, ping_timeout=min(PING_TIMEOUT_SECONDS, connect_timeout))
         return cls(engine, reachable_within=connect_timeout, long_running_engine=long_running)
@@ -249,10 +252,6 @@ def _engine(
         hide_parameters=True,
         connect_args=connect_args,
     )
-
-
-def _seconds(duration: timedelta | float) -> float:
-    return duration.total_seconds() if isinstance(duration, timedelta) else duration
 
 
 def _postgresql_connect_args(settings: Settings, statement_timeout: float) -> dict[str, Any]:

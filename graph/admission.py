@@ -44,6 +44,10 @@ class TurnedAway(Exception):
         self.message = message
         self.retry_after = retry_after
 
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
 
 OVERLOADED = "SERVER_OVERLOADED"
 TOO_MANY_REQUESTS = "TOO_MANY_REQUESTS"

@@ -81,12 +81,16 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
 def masked_error_extensions() -> dict[str, Any]:
     """What a client learns of an unexpected failure: its code, and the request's id to
     quote, which finds the failure's one traceback in the server log."""
-    return {"code": INTERNAL_SERVER_ERROR, "requestId": current_request_id.get()}
+    return _with_request_id(INTERNAL_SERVER_ERROR)
 
 
 def outage_extensions() -> dict[str, Any]:
     """What a client learns of a database outage: its code and the request's id."""
-    return {"code": DATABASE_UNAVAILABLE, "requestId": current_request_id.get()}
+    return _with_request_id(DATABASE_UNAVAILABLE)
+
+
+def _with_request_id(code: str) -> dict[str, Any]:
+    return {"code": code, "requestId": current_request_id.get()}
 
 
 def bounded_message(message: str) -> str:

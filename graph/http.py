@@ -61,6 +61,10 @@ class HTTPError(Exception):
         self.message = message
         self.code = code
 
+    @property
+    def headers(self) -> dict[str, str] | None:
+        return {"WWW-Authenticate": "Bearer"} if self.status_code == 401 else None
+
 
 class GraphQLEndpoint:
     def __init__(self, schema: strawberry.Schema, database: Database, settings: Settings) -> None:
@@ -75,16 +79,10 @@ class GraphQLEndpoint:
             if request.method == "GET" and _wants_graphiql(request):
                 return graphiql_response()
             return await self._handle(request, media_type)
-        except HTTPError as error:
-            _note_code(request, error.code)
-            body = {"errors": [{"message": error.message, "extensions": {"code": error.code}}]}
-            headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else None
-            return _json_response(body, error.status_code, media_type, headers)
-        except TurnedAway as refusal:
+        except (HTTPError, TurnedAway) as refusal:
             _note_code(request, refusal.code)
             body = {"errors": [{"message": refusal.message, "extensions": {"code": refusal.code}}]}
-            headers = {"Retry-After": str(refusal.retry_after)}
-            return _json_response(body, refusal.status_code, media_type, headers)
+            return _json_response(body, refusal.status_code, media_type, refusal.headers)
         except Exception as error:
             # An outage met outside execution: the key lookup, or closing the session.
             if is_database_unavailable(error):
