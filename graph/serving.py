@@ -82,7 +82,8 @@ class HttpProtocol(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         # Read in each worker process, as create_app reads the rest (0: no deadline).
         self.header_read_timeout = get_settings().header_read_timeout.total_seconds() or None
-        self.awaiting_head = False
+        # Between the first byte of a request and the end of its head (httptools' callbacks).
+        self.in_head = False
         self.head_bytes = 0
         # What will close the connection: the request head's deadline, or a refusal's end.
         self.deadline: asyncio.TimerHandle | None = None
@@ -100,40 +101,46 @@ class HttpProtocol(HttpToolsProtocol):
             )
             self._refuse()
             return
-        self.awaiting_head = True
         self._start_head_clock()
 
     def data_received(self, data: bytes) -> None:
         if self.refused:
             return  # The request of a refused connection, read and dropped (see _refuse).
-        if self.awaiting_head and self.deadline is None:
-            self._start_head_clock()
+        was_in_head = self.in_head
         super().data_received(data)
-        # Still awaiting the head after parsing: all of `data` was head. httptools sets no
-        # bound on a head's size (h11 does), and a query string may be megabytes.
-        if self.awaiting_head and not self.transport.is_closing():
+        # httptools sets no bound on a head's size (h11 does), and a query string may be
+        # megabytes. Only bytes known to be head are counted: after an answer given before
+        # its request's body has arrived (a 413), the rest of that body is still parsed
+        # (and dropped) as body, and a pipelined head may begin within `data`.
+        if not self.in_head or self.transport.is_closing():
+            return
+        if was_in_head:
             self.head_bytes += len(data)
-            if self.head_bytes > MAX_HEAD_BYTES:
-                self.logger.warning(
-                    "Connection from %s closed: its request head passed %d bytes.",
-                    self._client_name(),
-                    MAX_HEAD_BYTES,
-                )
-                self._stop_head_clock()
-                self._refuse(HEAD_TOO_LARGE)
+        else:
+            # The head began in `data`: what httptools has handed over of it so far.
+            self.head_bytes = len(self.url) + sum(len(n) + len(v) for n, v in self.headers)
+        if self.head_bytes > MAX_HEAD_BYTES:
+            self.logger.warning(
+                "Connection from %s closed: its request head passed %d bytes.",
+                self._client_name(),
+                MAX_HEAD_BYTES,
+            )
+            self._stop_head_clock()
+            self._refuse(HEAD_TOO_LARGE)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.in_head = True
+        self.head_bytes = 0
+        # On a kept-alive connection the clock starts at the head's first byte: the idle
+        # wait before it is the keep-alive timeout's.
+        if self.deadline is None:
+            self._start_head_clock()
 
     def on_headers_complete(self) -> None:
-        self.awaiting_head = False
-        self.head_bytes = 0
+        self.in_head = False
         self._stop_head_clock()
         super().on_headers_complete()
-
-    def on_response_complete(self) -> None:
-        # A pipelined request, already read, starts now; otherwise the next head is awaited.
-        pipelined = bool(self.pipeline)
-        super().on_response_complete()
-        if not pipelined and not self.transport.is_closing():
-            self.awaiting_head = True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_clock()

@@ -46,8 +46,8 @@ def test_uvicorn_still_has_what_http_protocol_overrides_and_reads() -> None:
         "__init__",
         "connection_made",
         "data_received",
+        "on_message_begin",
         "on_headers_complete",
-        "on_response_complete",
         "connection_lost",
     }
     for name in overridden:
@@ -61,7 +61,9 @@ def test_uvicorn_still_has_what_http_protocol_overrides_and_reads() -> None:
         protocol = HttpToolsProtocol(Config(app=_hello, log_config=None), ServerState(), {}, loop)
     finally:
         loop.close()
-    for attribute in ("limit_concurrency", "connections", "pipeline", "client", "logger", "loop"):
+    attributes = ("limit_concurrency", "connections", "client", "logger", "loop", "url", "headers")
+    protocol.on_message_begin()  # Sets url and headers, which HttpProtocol measures a head by.
+    for attribute in attributes:
         assert hasattr(protocol, attribute), f"HttpToolsProtocol.{attribute} is gone: {UPGRADE}"
     # A refused connection is closed when the client closes its end: eof_received says so.
     keeps_half_closed = protocol.eof_received()  # type: ignore[func-returns-value]
@@ -313,3 +315,30 @@ async def test_a_request_head_over_its_bound_is_answered_431_and_closed(
     assert served.startswith(b"HTTP/1.1 200 OK\r\n")
     assert len(warnings.lines) == 1
     assert "request head passed 65536 bytes" in warnings.lines[0]
+
+
+@pytest.mark.asyncio(loop_scope="session")
+@pytest.mark.usefixtures("header_read_timeout")
+async def test_the_rest_of_a_body_answered_early_is_not_counted_as_the_next_head(
+    warnings: Warnings,
+) -> None:
+    # As a 413 is answered before its body has arrived: the client goes on sending it on a
+    # connection kept alive, and only then sends its next request.
+    body_length = 4 * 65536
+    async with serving(keep_alive=30) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: %d\r\n\r\n" % body_length)
+        async with asyncio.timeout(CLOSED_WITHIN):
+            first = await reader.readuntil(b"hello")
+        for _ in range(body_length // 8192):
+            writer.write(b"x" * 8192)
+            await writer.drain()
+            await asyncio.sleep(0)
+        writer.write(REQUEST)
+        async with asyncio.timeout(CLOSED_WITHIN):
+            second = await reader.readuntil(b"hello")
+        writer.close()
+
+    assert first.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert second.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert warnings.lines == []
