@@ -16,6 +16,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 from db import sqlite_decimals
+from db.api_key_cache import ApiKeyCache, listen_for_key_changes, listener_dsn
 from db.json_text import dump_json
 from db.settings import Settings
 
@@ -163,6 +164,8 @@ class Database:
         self.reachable_within = reachable_within
         # Where long-running work's transactions run (unit_of_work(long_running=True)).
         self.long_running_engine = long_running_engine or engine
+        # Businesses of the API keys checked lately; see listen_for_key_changes.
+        self.api_keys = ApiKeyCache()
 
     @classmethod
     def from_settings(cls, settings: Settings, *, maintenance: bool = False) -> "Database":
@@ -222,6 +225,16 @@ class Database:
         )
         async with session, session.begin():
             yield session
+
+    async def listen_for_key_changes(self, connect_timeout: float) -> None:
+        """Keep `api_keys` in use while PostgreSQL can tell this process of every change to
+        a key (db.api_key_cache); runs until cancelled. On SQLite: returns at once, and
+        every key is looked up."""
+        if self.dialect_name != "postgresql":
+            return
+        await listen_for_key_changes(
+            self.api_keys, listener_dsn(self.engine.url), connect_timeout=connect_timeout
+        )
 
     async def is_reachable(self) -> bool:
         try:

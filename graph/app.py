@@ -61,11 +61,15 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         closer = None
         if settings.backfill_close_interval:  # 0: this process closes none by itself
             closer = asyncio.create_task(run_backfill_closer(database, settings))
+        key_listener = asyncio.create_task(
+            database.listen_for_key_changes(settings.database_connect_timeout.total_seconds())
+        )
         yield
-        if closer is not None:
-            closer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await closer
+        for task in (closer, key_listener):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if owns_database:
             await database.dispose()
 

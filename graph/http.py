@@ -23,6 +23,7 @@ from strawberry.types.graphql import OperationType
 
 from db.database import Database
 from db.faults import describe_fault, is_database_unavailable
+from db.ids import hash_api_key_secret
 from db.records import BusinessRecord
 from db.repositories.businesses import BusinessRepository
 from db.settings import Settings
@@ -260,14 +261,24 @@ class GraphQLEndpoint:
                 401, "The Authorization header must read 'Bearer <api key>'.", UNAUTHENTICATED
             )
         address = request.client.host if request.client else ""
+        secret = secret.strip()
+        secret_hash = hash_api_key_secret(secret)
+        # A key seen lately needs no query (db.api_key_cache); an address over its limit of
+        # failed checks is refused all the same.
+        self.admission.check_address(address)
+        known = self.database.api_keys.business_of(secret_hash)
+        if known is not None:
+            return known
+        generation = self.database.api_keys.generation
         with self.admission.key_check(address) as check:
             async with self.database.session() as session:
                 repository = BusinessRepository(session)
-                business = await repository.authenticate(secret.strip())
+                business = await repository.authenticate(secret)
                 # A revoked key sent again (a client not yet updated) is no guess.
-                check.guess = business is None and not await repository.was_issued(secret.strip())
+                check.guess = business is None and not await repository.was_issued(secret)
         if business is None:
             raise HTTPError(401, "The API key is unknown or revoked.", UNAUTHENTICATED)
+        self.database.api_keys.remember(secret_hash, business, generation)
         return business
 
 
