@@ -125,18 +125,20 @@ def create_floor_app(settings: Settings | None = None) -> Starlette:
                 page = await EventListing(session, business.id).page(
                     _event_filter(variables.get("filter")), order, page_request, settings
                 )
+                has_next_page = await page.has_next_page()
+                has_previous_page = await page.has_previous_page()
         except BadUserInput as error:
             return _json({"errors": [{"message": str(error)}]}, 400)
         body = {
             "data": {
                 "events": {
                     "pageInfo": {
-                        "hasNextPage": page.has_next_page,
-                        "hasPreviousPage": page.has_previous_page,
+                        "hasNextPage": has_next_page,
+                        "hasPreviousPage": has_previous_page,
                         "startCursor": page.start_cursor,
                         "endCursor": page.end_cursor,
                     },
-                    "nodes": [event_json(record) for _cursor, record in page.edges],
+                    "nodes": [event_json(record) for record in page.items],
                 }
             }
         }

@@ -45,6 +45,19 @@ LONG_RUNNING_POOL_SIZE = 4
 SERVER_STATEMENT_TIMEOUT_LEAD_SECONDS = 1.0
 
 
+# The isolation level of reads on PostgreSQL (Database.read_engine).
+AUTOCOMMIT = "AUTOCOMMIT"
+
+
+async def in_autocommit(session: AsyncSession) -> bool:
+    """Whether each statement of `session` is a transaction of its own (no BEGIN sent)."""
+    connection = await session.connection()
+    options = (
+        connection.sync_connection.get_execution_options() if connection.sync_connection else {}
+    )
+    return bool(options.get("isolation_level") == AUTOCOMMIT)
+
+
 def dialect_of(session: AsyncSession) -> str:
     """ "sqlite" or "postgresql": the few statements that differ ask this."""
     assert session.bind is not None, "sessions are always bound to the engine"
@@ -166,6 +179,14 @@ class Database:
         self.long_running_engine = long_running_engine or engine
         # Businesses of the API keys checked lately; see listen_for_key_changes.
         self.api_keys = ApiKeyCache()
+        # Reads on PostgreSQL run without BEGIN and ROLLBACK around them: in READ COMMITTED
+        # each statement sees the database as of its own start, in a transaction or not,
+        # so the two round trips bought nothing. SQLite's transaction is its snapshot.
+        self.read_engine = (
+            engine.execution_options(isolation_level=AUTOCOMMIT)
+            if self.dialect_name == "postgresql"
+            else engine
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings, *, maintenance: bool = False) -> "Database":
@@ -205,8 +226,9 @@ class Database:
         return cls(engine, reachable_within=connect_timeout, long_running_engine=long_running)
 
     def session(self) -> AsyncSession:
-        """A session for reads; its transaction sees the database as of its first query."""
-        return AsyncSession(self.engine, expire_on_commit=False)
+        """A session for reads. On SQLite its transaction sees the database as of its first
+        query; on PostgreSQL each statement sees it as of its own start (autocommit)."""
+        return AsyncSession(self.read_engine, expire_on_commit=False)
 
     @asynccontextmanager
     async def unit_of_work(self, *, long_running: bool = False) -> AsyncIterator[AsyncSession]:

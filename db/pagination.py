@@ -82,19 +82,32 @@ class Keyset:
 
 @dataclass(frozen=True, slots=True)
 class Page(Generic[Item]):
-    edges: list[tuple[str, Item]]
-    has_next_page: bool
-    has_previous_page: bool
+    """One page of a connection. What a client may not ask for is worked out only when
+    it does: each row's cursor, and whether rows lie beyond the cursors it was given."""
+
+    items: list[Item]
+    positions: list[Position] = field(repr=False)
+    keyset: Keyset = field(repr=False)
+    cursors: "Cursors" = field(repr=False)
+    has_next_page: Callable[[], Awaitable[bool]] = field(repr=False)
+    has_previous_page: Callable[[], Awaitable[bool]] = field(repr=False)
     # Counting is a separate query, run only when a client asks for totalCount (Q7).
-    count_total: Callable[[], Awaitable[int]]
+    count_total: Callable[[], Awaitable[int]] = field(repr=False)
+
+    def cursor_at(self, index: int) -> str:
+        return self.cursors.encode(self.keyset, self.positions[index])
+
+    @property
+    def edges(self) -> list[tuple[str, Item]]:
+        return [(self.cursor_at(index), item) for index, item in enumerate(self.items)]
 
     @property
     def start_cursor(self) -> str | None:
-        return self.edges[0][0] if self.edges else None
+        return self.cursor_at(0) if self.items else None
 
     @property
     def end_cursor(self) -> str | None:
-        return self.edges[-1][0] if self.edges else None
+        return self.cursor_at(-1) if self.items else None
 
 
 class Cursors:
@@ -258,16 +271,28 @@ async def fetch_page(
         probe = sa.select(sa.literal(1)).select_from(matching.where(condition).subquery()).limit(1)
         return (await session.execute(probe)).first() is not None
 
-    has_next_page = (not backward and has_more) or (
-        before is not None and await exists(sa.not_(keyset.is_before(before)))
-    )
-    has_previous_page = (backward and has_more) or (
-        after is not None and await exists(sa.not_(keyset.is_beyond(after)))
-    )
+    # Beyond the page's own end, one row more told; beyond a cursor given, a query tells,
+    # run only if the client asks for that field.
+    async def has_next_page() -> bool:
+        if not backward and has_more:
+            return True
+        return before is not None and await exists(sa.not_(keyset.is_before(before)))
+
+    async def has_previous_page() -> bool:
+        if backward and has_more:
+            return True
+        return after is not None and await exists(sa.not_(keyset.is_beyond(after)))
 
     async def count_total() -> int:
         counted = sa.select(sa.func.count()).select_from(matching.order_by(None).subquery())
         return int((await session.execute(counted)).scalar_one())
 
-    edges = [(cursors.encode(keyset, keyset.position_of(row)), to_item(row)) for row in rows]
-    return Page(edges, has_next_page, has_previous_page, count_total)
+    return Page(
+        [to_item(row) for row in rows],
+        [keyset.position_of(row) for row in rows],
+        keyset,
+        cursors,
+        has_next_page,
+        has_previous_page,
+        count_total,
+    )

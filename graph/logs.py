@@ -55,7 +55,7 @@ def logging_config(level: str = "INFO") -> dict[str, Any]:
         "disable_existing_loggers": False,
         "formatters": {
             "json": {
-                "()": "pythonjsonlogger.json.JsonFormatter",
+                "()": "pythonjsonlogger.orjson.OrjsonFormatter",
                 "fmt": JSON_FORMAT,
                 "rename_fields": RENAMED_FIELDS,
                 # An ISO-8601 UTC time, as the first key.

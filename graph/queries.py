@@ -97,7 +97,7 @@ class Query:
             page = await EventListing(session, context.business.id).page(
                 event_filter, order_by, request, context.settings
             )
-        return Connection.from_page(page, Event.from_record, context.locked(page.count_total))
+        return Connection.from_page(page, Event.from_record, context.locked)
 
     @strawberry.field
     async def meter(self, info: Info, id: strawberry.ID) -> Meter | None:
@@ -123,7 +123,7 @@ class Query:
             page = await MeterRepository(session, context.business.id).page(
                 request, context.settings, include_archived=include_archived
             )
-        return Connection.from_page(page, Meter.from_record, context.locked(page.count_total))
+        return Connection.from_page(page, Meter.from_record, context.locked)
 
     @strawberry.field
     async def customer(self, info: Info, id: strawberry.ID) -> Customer | None:
@@ -149,4 +149,4 @@ class Query:
                 context.settings,
                 external_id=filter.external_id if filter is not None else None,
             )
-        return Connection.from_page(page, Customer.from_record, context.locked(page.count_total))
+        return Connection.from_page(page, Customer.from_record, context.locked)

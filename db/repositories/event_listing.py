@@ -7,6 +7,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from db.database import in_autocommit
 from db.errors import BadUserInput, UserErrorCode, shown
 from db.event_filter import EventFilter, EventOrder
 from db.filters import Filter, parse_filter_argument
@@ -76,6 +77,20 @@ class EventListing(BusinessScopedRepository):
         """
         if not enforce or self.dialect_name != "postgresql":
             yield
+            return
+        if await in_autocommit(self.session):
+            # A read session (no transaction for SET LOCAL): the setting is the
+            # connection's until reset, and a connection that may not have been reset is
+            # not handed to anyone else.
+            await self.session.execute(sa.text("SET enable_sort = off"))
+            try:
+                yield
+            finally:
+                try:
+                    await self.session.execute(sa.text("RESET enable_sort"))
+                except BaseException:
+                    await (await self.session.connection()).invalidate()
+                    raise
             return
         await self.session.execute(sa.text("SET LOCAL enable_sort = off"))
         try:

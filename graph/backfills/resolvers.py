@@ -134,7 +134,7 @@ async def backfills(
         page = await BackfillRepository(session, context.business.id).page(
             request, context.settings, status=status
         )
-    return Connection.from_page(page, Backfill.from_record, context.locked(page.count_total))
+    return Connection.from_page(page, Backfill.from_record, context.locked)
 
 
 async def reflect_due(context: RequestContext) -> None:

@@ -141,4 +141,4 @@ async def _events(info: Info, event_filter: EventFilter, request: PageRequest) -
         page = await EventListing(session, context.business.id).page(
             event_filter, DomainEventOrder.TIMESTAMP_DESC, request, context.settings
         )
-    return Connection.from_page(page, Event.from_record, context.locked(page.count_total))
+    return Connection.from_page(page, Event.from_record, context.locked)

@@ -1,7 +1,13 @@
-"""Relay connections: one generic shape for every list (customers, events, meters)."""
+"""Relay connections: one generic shape for every list (customers, events, meters).
+
+A connection holds the repository's page and turns it into response values only as far
+as the query asks: most ask for `nodes` and never see a cursor, so no row's cursor is
+sealed then, and `hasNextPage`/`hasPreviousPage` beyond a cursor given (one more query
+each) are looked up only when selected.
+"""
 
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import strawberry
 
@@ -9,50 +15,75 @@ from db.pagination import Page
 
 Node = TypeVar("Node")
 Item = TypeVar("Item")
+Result = TypeVar("Result")
+# Context.locked: runs a read of the request's session while holding it.
+Locked = Callable[[Callable[[], Awaitable[Any]]], Callable[[], Awaitable[Any]]]
 
 
 @strawberry.type
 class PageInfo:
-    has_next_page: bool
-    has_previous_page: bool
-    start_cursor: str | None
-    end_cursor: str | None
+    page: strawberry.Private[Page[Any]]
+    locked: strawberry.Private[Locked]
+
+    @strawberry.field
+    async def has_next_page(self) -> bool:
+        return bool(await self.locked(self.page.has_next_page)())
+
+    @strawberry.field
+    async def has_previous_page(self) -> bool:
+        return bool(await self.locked(self.page.has_previous_page)())
+
+    @strawberry.field
+    def start_cursor(self) -> str | None:
+        return self.page.start_cursor
+
+    @strawberry.field
+    def end_cursor(self) -> str | None:
+        return self.page.end_cursor
 
 
 @strawberry.type
 class Edge(Generic[Node]):
-    cursor: str
-    node: Node
+    page: strawberry.Private[Page[Any]]
+    index: strawberry.Private[int]
+    item: strawberry.Private[Node]
+
+    @strawberry.field
+    def cursor(self) -> str:
+        return self.page.cursor_at(self.index)
+
+    @strawberry.field
+    def node(self) -> Node:
+        return self.item
 
 
 @strawberry.type
 class Connection(Generic[Node]):
-    edges: list[Edge[Node]]
-    page_info: PageInfo
-    count_total: strawberry.Private[Callable[[], Awaitable[int]]]
+    page: strawberry.Private[Page[Any]]
+    to_node: strawberry.Private[Callable[[Any], Any]]
+    locked: strawberry.Private[Locked]
+
+    @strawberry.field
+    def edges(self) -> list[Edge[Node]]:
+        return [
+            Edge(page=self.page, index=index, item=self.to_node(item))
+            for index, item in enumerate(self.page.items)
+        ]
+
+    @strawberry.field
+    def page_info(self) -> PageInfo:
+        return PageInfo(page=self.page, locked=self.locked)
 
     @strawberry.field
     def nodes(self) -> list[Node]:
-        return [edge.node for edge in self.edges]
+        return [self.to_node(item) for item in self.page.items]
 
     @strawberry.field(description="The size of the whole filtered set; counted only when asked.")
     async def total_count(self) -> int:
-        return await self.count_total()
+        return int(await self.locked(self.page.count_total)())
 
     @classmethod
     def from_page(
-        cls,
-        page: Page[Item],
-        to_node: Callable[[Item], Node],
-        count_total: Callable[[], Awaitable[int]],
+        cls, page: Page[Item], to_node: Callable[[Item], Node], locked: Locked
     ) -> "Connection[Node]":
-        return cls(
-            edges=[Edge(cursor=cursor, node=to_node(item)) for cursor, item in page.edges],
-            page_info=PageInfo(
-                has_next_page=page.has_next_page,
-                has_previous_page=page.has_previous_page,
-                start_cursor=page.start_cursor,
-                end_cursor=page.end_cursor,
-            ),
-            count_total=count_total,
-        )
+        return cls(page=page, to_node=to_node, locked=locked)

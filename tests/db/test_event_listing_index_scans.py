@@ -7,7 +7,7 @@ hide the error of a statement that failed while it was in force.
 import pytest
 import sqlalchemy as sa
 
-from db.database import Database
+from db.database import Database, in_autocommit
 from db.errors import BadUserInput, UserErrorCode
 from db.event_filter import EventFilter, EventOrder
 from db.pagination import PageRequest
@@ -57,4 +57,25 @@ async def test_sorting_is_switched_back_on_after_a_refused_page(
                 settings,
             )
         assert raised.value.code is UserErrorCode.INVALID_CURSOR
+        assert (await session.execute(sa.text("SHOW enable_sort"))).scalar_one() == "on"
+
+
+async def test_reads_send_no_transaction_and_leave_sorting_on_for_the_next_request(
+    postgres_database: Database,
+) -> None:
+    database, settings = postgres_database, Settings()
+    tenant = await make_tenant(database)
+    async with database.session() as session:
+        assert await in_autocommit(session)
+        await EventListing(session, tenant.business_id).page(
+            EventFilter(metadata=METADATA_FILTER),
+            EventOrder.TIMESTAMP_DESC,
+            PageRequest(first=10, cursor_key=tenant.cursor_key),
+            settings,
+        )
+        # In a transaction a SET LOCAL would hold until its end; alone, it ends at once.
+        await session.execute(sa.text("SET LOCAL lock_timeout = '123s'"))
+        assert (await session.execute(sa.text("SHOW lock_timeout"))).scalar_one() != "123s"
+    # The pooled connection the page used, as the next request gets it.
+    async with database.session() as session:
         assert (await session.execute(sa.text("SHOW enable_sort"))).scalar_one() == "on"

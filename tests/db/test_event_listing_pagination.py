@@ -72,7 +72,7 @@ async def walk(
             ids = [record.event_id for _, record in page.edges]
             assert len(ids) <= size
             seen = ids + seen if backward else seen + ids
-            more = page.has_previous_page if backward else page.has_next_page
+            more = await (page.has_previous_page if backward else page.has_next_page)()
             if not more:
                 return seen
             assert len(ids) == size, "only the last page may be short"

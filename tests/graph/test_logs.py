@@ -7,13 +7,14 @@ import re
 
 import pytest
 
-from graph.logs import current_request_id, logging_config
+from graph.logs import current_request_id, install_request_ids, logging_config
 
 
 def test_log_lines_are_json_objects_with_the_request_id(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The configuration `serve` hands uvicorn: one JSON object per line, on stderr."""
+    install_request_ids()  # As create_app does; not left to whichever test ran before.
     logging.config.dictConfig(logging_config())
     try:
         token = current_request_id.set("abc123")
