@@ -376,15 +376,52 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
-# Rows fetched at once by `stream_rows`: aiosqlite runs each fetch in its own thread, so
+# Rows fetched at once by `streamed_rows`: aiosqlite runs each fetch in its own thread, so
 # fetching row by row cost a thread switch per row — most of the time of reading a
 # hundred thousand events on SQLite. A few thousand rows keep memory bounded all the same.
 STREAM_CHUNK_ROWS = 2000
 
 
-async def stream_rows(session: AsyncSession, statement: Any) -> AsyncIterator[Any]:
-    """The rows of `statement`, read from the database a chunk at a time."""
-    result = await session.stream(statement)
+@asynccontextmanager
+async def streamed_rows(session: AsyncSession, statement: Any) -> AsyncIterator[AsyncIterator[Any]]:
+    """The rows of `statement`, read from the database a chunk at a time, while the block
+    runs: a reader that stops early (an error, a bound met) still ends the cursor and
+    its transaction there and then.
+
+        async with streamed_rows(session, statement) as rows:
+            async for row in rows: ...
+    """
+    async with _transaction_for_cursor(session):
+        result = await session.stream(statement)
+        try:
+            yield _rows_of(result)
+        finally:
+            await result.close()
+
+
+async def _rows_of(result: Any) -> AsyncIterator[Any]:
     async for chunk in result.partitions(STREAM_CHUNK_ROWS):
         for row in chunk:
             yield row
+
+
+@asynccontextmanager
+async def _transaction_for_cursor(session: AsyncSession) -> AsyncIterator[None]:
+    """A transaction around a server-side cursor, which PostgreSQL opens only in one.
+
+    A read session runs in autocommit (Database.read_engine), where SQLAlchemy sends no
+    BEGIN: this one is sent by hand and ended by hand. A connection whose transaction
+    could not be ended is discarded rather than handed, mid-transaction, to another.
+    """
+    if not await in_autocommit(session):
+        yield
+        return
+    await session.execute(sa.text("BEGIN READ ONLY"))
+    try:
+        yield
+    finally:
+        try:
+            await session.execute(sa.text("ROLLBACK"))
+        except BaseException:
+            await (await session.connection()).invalidate()
+            raise

@@ -26,11 +26,18 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 
 
-def same_business(column: sa.Column[str], business_id: str, dialect: str) -> ColumnElement[bool]:
-    """`column = business_id`, planned as if the business were of average size."""
+def same_business(
+    column: sa.Column[str], business_id: "str | sa.BindParameter[str]", dialect: str
+) -> ColumnElement[bool]:
+    """`column = business_id` (a value, or a parameter bound later), planned as if the
+    business were of average size."""
     if dialect == "postgresql":
-        hidden = sa.select(sa.literal(business_id, sa.String())).scalar_subquery()
-        return column == hidden
+        value = (
+            business_id
+            if isinstance(business_id, sa.BindParameter)
+            else sa.literal(business_id, sa.String())
+        )
+        return column == sa.select(value).scalar_subquery()
     return column == business_id
 
 

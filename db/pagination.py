@@ -251,7 +251,21 @@ async def fetch_page(
     if before is not None:
         narrowed = narrowed.where(keyset.is_before(before))
     order = keyset.order(reverse=backward)
-    if branches:
+    if branches and session.get_bind().dialect.name == "postgresql":
+        # (… LIMIT n) UNION ALL (… LIMIT n) ORDER BY … LIMIT n: no subqueries, whose
+        # column proxies SQLAlchemy would build afresh for every request.
+        by_name: dict[str, sa.ColumnElement[Any]] = {
+            column.key: sa.literal_column(column.key) for column in keyset.columns
+        }
+        page_query: sa.Select[Any] | sa.CompoundSelect[Any] = (
+            sa.union_all(
+                *(narrowed.where(branch).order_by(*order).limit(size + 1) for branch in branches)
+            )
+            .order_by(*keyset.order(reverse=backward, columns=by_name))
+            .limit(size + 1)
+        )
+    elif branches:
+        # SQLite allows ORDER BY and LIMIT only at the end of a compound SELECT.
         parts = [
             sa.select(narrowed.where(branch).order_by(*order).limit(size + 1).subquery())
             for branch in branches

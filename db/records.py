@@ -34,6 +34,8 @@ class CustomerRecord:
 
 @dataclass(frozen=True, slots=True)
 class EventRecord:
+    # Fields in the order of the events table's columns: rows are read by position
+    # (db.repositories.events.event_record checks it at import).
     sequence: int
     id: str
     business_id: str

@@ -2,6 +2,7 @@
 
 from collections import defaultdict
 from collections.abc import Collection, Sequence
+from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
@@ -36,24 +37,19 @@ from db.tables import event_revisions, events
 MAX_SERVER_ID_LENGTH = 40
 
 
+# The events table's columns, in the order of EventRecord's fields: every read of events
+# selects the whole table (BusinessScopedRepository.readable), so a row is handed over
+# by position — four times cheaper than by name, and a page is up to 100 of them.
+EVENT_COLUMNS = tuple(column.key for column in events.c)
+if tuple(field.name for field in fields(EventRecord)) != EVENT_COLUMNS:
+    raise RuntimeError("EventRecord's fields must follow the events table's columns")
+
+
 def event_record(row: Any) -> EventRecord:
-    return EventRecord(
-        sequence=row.sequence,
-        id=row.id,
-        business_id=row.business_id,
-        event_id=row.event_id,
-        customer_id=row.customer_id,
-        external_customer_id=row.external_customer_id,
-        event_name=row.event_name,
-        timestamp=row.timestamp,
-        metadata=row.metadata,
-        ingested_at=row.ingested_at,
-        revision=row.revision,
-        deprecated_at=row.deprecated_at,
-        deprecation_reason=row.deprecation_reason,
-        backfill_id=row.backfill_id,
-        counted_from=row.counted_from,
-    )
+    """The record of a row of `select(events)` (the whole table, in its column order)."""
+    if len(row) != len(EVENT_COLUMNS):
+        raise ValueError(f"a row of every events column expected, not {len(row)} columns")
+    return EventRecord(*row)
 
 
 def _revision_record(row: Any) -> EventRevisionRecord:
@@ -198,21 +194,13 @@ class EventRepository(BusinessScopedRepository):
         """Q1: exact and case-sensitive; deprecated events included."""
         if len(event_id) > MAX_EVENT_ID_LENGTH:
             return None
-        row = (
-            await self.session.execute(
-                self.readable(events, lookup=True).where(events.c.event_id == event_id)
-            )
-        ).first()
+        row = await self.row_by_key(events, events.c.event_id, event_id)
         return event_record(row) if row else None
 
     async def get(self, event_server_id: str) -> EventRecord | None:
         if len(event_server_id) > MAX_SERVER_ID_LENGTH:
             return None
-        row = (
-            await self.session.execute(
-                self.readable(events, lookup=True).where(events.c.id == event_server_id)
-            )
-        ).first()
+        row = await self.row_by_key(events, events.c.id, event_server_id)
         return event_record(row) if row else None
 
     async def revisions_by_sequence(

@@ -40,7 +40,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP, aggregate_order_by
 
-from db.database import stream_rows
+from db.database import streamed_rows
 from db.filters import Filter
 from db.records import EventRecord
 from db.repositories.event_inserts import NewEvent, sqlite_timestamp
@@ -1110,23 +1110,21 @@ class RollupRepository(BusinessScopedRepository):
         conditions: list[sa.ColumnElement[bool]],
         partials: _Partials,
     ) -> None:
-        rows = stream_rows(
-            self.session,
-            self.readable(
-                events,
-                events.c.sequence,
-                events.c.timestamp,
-                events.c.customer_id,
-                events.c.external_customer_id,
-                sa.cast(events.c.metadata, sa.Text).label("metadata"),
-            ).where(*self._scope(meter, conditions)),
-        )
-        async for row in rows:
-            partials.add(
-                meter,
-                row.sequence,
-                row.timestamp,
-                row.customer_id,
-                row.external_customer_id,
-                parse_json_exactly(row.metadata),
-            )
+        statement = self.readable(
+            events,
+            events.c.sequence,
+            events.c.timestamp,
+            events.c.customer_id,
+            events.c.external_customer_id,
+            sa.cast(events.c.metadata, sa.Text).label("metadata"),
+        ).where(*self._scope(meter, conditions))
+        async with streamed_rows(self.session, statement) as rows:
+            async for row in rows:
+                partials.add(
+                    meter,
+                    row.sequence,
+                    row.timestamp,
+                    row.customer_id,
+                    row.external_customer_id,
+                    parse_json_exactly(row.metadata),
+                )

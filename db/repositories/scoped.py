@@ -14,6 +14,7 @@ the value hidden from the planner, for lookups by a unique key that must stay in
 lookups however much the business grew since the last ANALYZE.
 """
 
+import functools
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -91,6 +92,15 @@ class BusinessScopedRepository:
         return query.join(parent.table, parent.key == parent.link).where(
             self.owns(parent.table, lookup=lookup)
         )
+
+    async def row_by_key(self, table: sa.Table, key: sa.Column[Any], value: Any) -> Any | None:
+        """The business's row of `table` whose unique `key` is `value` (a lookup: see
+        `readable(lookup=True)`), or None. The statement is built once per table and key,
+        the business and the value bound at each call: a point read pays for neither
+        building it nor SQLAlchemy's cache key of it again."""
+        statement = _row_by_key(table, key.key, self.dialect_name)
+        parameters = {_BUSINESS_PARAMETER: self.business_id, _KEY_PARAMETER: value}
+        return (await self.session.execute(statement, parameters)).first()
 
     def update_of(self, table: sa.Table, *, lookup: bool = False) -> sa.Update:
         """UPDATE of this business's rows of `table`; the caller narrows it further."""
@@ -226,3 +236,18 @@ class BusinessScopedRepository:
             to_item=to_item,
             branches=branches,
         )
+
+
+_BUSINESS_PARAMETER = "scoped_business_id"
+_KEY_PARAMETER = "scoped_key"
+
+
+@functools.cache
+def _row_by_key(table: sa.Table, key: str, dialect_name: str) -> sa.Select[Any]:
+    """SELECT every column of `table` WHERE it is the bound business's and `key` is the
+    bound value; one object per (table, key, dialect), so its cache key is computed once."""
+    business = sa.bindparam(_BUSINESS_PARAMETER, type_=sa.String())
+    return sa.select(table).where(
+        lookups.same_business(table.c[BUSINESS_COLUMN], business, dialect_name),
+        table.c[key] == sa.bindparam(_KEY_PARAMETER, type_=table.c[key].type),
+    )

@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP, aggregate_order_by
 
-from db.database import stream_rows
+from db.database import streamed_rows
 from db.errors import BadUserInput, UserErrorCode
 from db.filters import Filter, sqlite_key_path
 from db.repositories.customers import CustomerRepository
@@ -195,26 +195,24 @@ class UsageRepository(BusinessScopedRepository):
         # range (two ranges ORed are not, and would read every event of the name).
         for each in slices:
             scope, metadata = self._scope(plan, each)
-            rows = stream_rows(
-                self.session,
-                scope.with_only_columns(
-                    events.c.timestamp,
-                    events.c.sequence,
-                    *self._owner_columns(plan),
-                    sa.cast(metadata, sa.Text).label("metadata"),
-                ),
+            statement = scope.with_only_columns(
+                events.c.timestamp,
+                events.c.sequence,
+                *self._owner_columns(plan),
+                sa.cast(metadata, sa.Text).label("metadata"),
             )
-            async for row in rows:
-                document = parse_json_exactly(row.metadata)
-                key = (
-                    row.customer_id,
-                    row.external_customer_id,
-                    group_key(document.get(name) for name in plan.group_by),
-                )
-                member = document.get(plan.key) if plan.key is not None else None
-                partial_at(key, bucket_index(plan.edges, row.timestamp)).add(
-                    row.timestamp, row.sequence, member
-                )
+            async with streamed_rows(self.session, statement) as rows:
+                async for row in rows:
+                    document = parse_json_exactly(row.metadata)
+                    key = (
+                        row.customer_id,
+                        row.external_customer_id,
+                        group_key(document.get(name) for name in plan.group_by),
+                    )
+                    member = document.get(plan.key) if plan.key is not None else None
+                    partial_at(key, bucket_index(plan.edges, row.timestamp)).add(
+                        row.timestamp, row.sequence, member
+                    )
         cells = UsageCells()
         grand = Partial()
         for key, buckets in found.items():
@@ -363,20 +361,21 @@ class UsageRepository(BusinessScopedRepository):
         ).group_by(sa.func.grouping_sets(*grouping_sets))
 
         cells = UsageCells()
-        async for row in stream_rows(self.session, statement):
-            cell = Cell(_postgres_value(plan.aggregation, row), row.event_count)
-            if row.level == (3 if series_columns else 1):
-                cells.total = cell
-                continue
-            key = _series_key(plan, row)
-            series = cells.series.get(key)
-            if series is None:
-                series = cells.series[key] = SeriesCells()
-                limit.check(len(cells.series))
-            if row.level == 0:
-                series.buckets[row.bucket] = cell
-            else:
-                series.total = cell
+        async with streamed_rows(self.session, statement) as rows:
+            async for row in rows:
+                cell = Cell(_postgres_value(plan.aggregation, row), row.event_count)
+                if row.level == (3 if series_columns else 1):
+                    cells.total = cell
+                    continue
+                key = _series_key(plan, row)
+                series = cells.series.get(key)
+                if series is None:
+                    series = cells.series[key] = SeriesCells()
+                    limit.check(len(cells.series))
+                if row.level == 0:
+                    series.buckets[row.bucket] = cell
+                else:
+                    series.total = cell
         if not series_columns:
             # One series: its total is the grand total, which no other grouping set repeats.
             for series in cells.series.values():
@@ -410,28 +409,29 @@ class UsageRepository(BusinessScopedRepository):
         distinct = aggregation is AggregationType.UNIQUE_COUNT
         accumulators: dict[SeriesKey, tuple[dict[int, Partial], Partial]] = {}
         grand = Partial(with_distinct=distinct)
-        async for row in stream_rows(self.session, scope.with_only_columns(*columns)):
-            if whole_document:
-                document = parse_json_exactly(row.document)
-                members = [document.get(key) for key in keys]
-            else:
-                members = [
-                    None if text is None else parse_json_exactly(text)
-                    for text in row[len(columns) - len(keys) :]
-                ]
-            values = group_key(members[: len(plan.group_by)])
-            key: SeriesKey = (row.customer_id, row.external_customer_id, values)
-            entry = accumulators.get(key)
-            if entry is None:
-                entry = accumulators[key] = ({}, Partial(with_distinct=distinct))
-                limit.check(len(accumulators))
-            index = bucket_index(plan.edges, row.timestamp)
-            bucket = entry[0].get(index)
-            if bucket is None:
-                bucket = entry[0][index] = Partial(with_distinct=distinct)
-            member = members[-1] if plan.key is not None else None
-            for accumulator in (bucket, entry[1], grand):
-                accumulator.add(row.timestamp, row.sequence, member)
+        async with streamed_rows(self.session, scope.with_only_columns(*columns)) as rows:
+            async for row in rows:
+                if whole_document:
+                    document = parse_json_exactly(row.document)
+                    members = [document.get(key) for key in keys]
+                else:
+                    members = [
+                        None if text is None else parse_json_exactly(text)
+                        for text in row[len(columns) - len(keys) :]
+                    ]
+                values = group_key(members[: len(plan.group_by)])
+                key: SeriesKey = (row.customer_id, row.external_customer_id, values)
+                entry = accumulators.get(key)
+                if entry is None:
+                    entry = accumulators[key] = ({}, Partial(with_distinct=distinct))
+                    limit.check(len(accumulators))
+                index = bucket_index(plan.edges, row.timestamp)
+                bucket = entry[0].get(index)
+                if bucket is None:
+                    bucket = entry[0][index] = Partial(with_distinct=distinct)
+                member = members[-1] if plan.key is not None else None
+                for accumulator in (bucket, entry[1], grand):
+                    accumulator.add(row.timestamp, row.sequence, member)
         for key, (buckets, total) in accumulators.items():
             cells.series[key] = SeriesCells(
                 {index: partial.cell(aggregation) for index, partial in buckets.items()},

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import database as database_module
 from db.database import (
@@ -21,6 +22,7 @@ from db.database import (
     check_available,
     check_sqlite_version,
     sqlite_file,
+    streamed_rows,
 )
 from db.faults import is_database_unavailable, is_statement_timeout
 from db.migrate import upgrade_to_head
@@ -405,3 +407,34 @@ async def test_a_sqlite_writer_kept_out_of_the_write_lock_is_an_outage(
 
     assert "database is locked" in str(error)
     assert is_database_unavailable(error)
+
+
+async def in_a_transaction(session: AsyncSession) -> bool:
+    """Whether the session's connection is inside a transaction: a SET LOCAL holds then."""
+    await session.execute(sa.text("SET LOCAL lock_timeout = '123s'"))
+    return bool((await session.execute(sa.text("SHOW lock_timeout"))).scalar_one() == "123s")
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_stream_left_early_ends_its_cursor_and_transaction(
+    postgres_database: Database,
+) -> None:
+    numbers = sa.select(sa.func.generate_series(1, 100_000).label("n"))
+    inside: list[bool] = []
+
+    async def read_until_a_bound(session: AsyncSession) -> None:
+        async with streamed_rows(session, numbers) as rows:
+            async for row in rows:
+                inside.append(await in_a_transaction(session))  # A cursor needs one.
+                if row.n == 3:
+                    raise LookupError("a bound met while reading")
+
+    async with postgres_database.session() as session:
+        assert not await in_a_transaction(session)  # Reads run in autocommit.
+        with pytest.raises(LookupError):
+            await read_until_a_bound(session)
+
+        assert inside == [True, True, True]
+        assert not await in_a_transaction(session)
+        assert (await session.execute(sa.text("SELECT 1"))).scalar_one() == 1

@@ -126,7 +126,7 @@ async def captured_page_query(
     finally:
         sa.event.remove(database.engine.sync_engine, "before_cursor_execute", record)
     page = next(index for index, (sql, _) in enumerate(sent) if "LIMIT" in sql and "events" in sql)
-    settings = [sql for sql, _ in sent[:page] if sql.startswith("SET LOCAL")]
+    settings = [sql for sql, _ in sent[:page] if sql.startswith("SET ")]
     return settings, sent[page][0], sent[page][1]
 
 
@@ -135,7 +135,10 @@ async def explain(database: Database, settings: list[str], sql: str, parameters:
     prefix = "EXPLAIN QUERY PLAN " if database.dialect_name == "sqlite" else "EXPLAIN "
     async with database.engine.connect() as connection:
         for setting in settings:
-            await connection.exec_driver_sql(setting)
+            # For this transaction only (a read session sets them for its statement, then
+            # resets them): the pooled connection must not keep them.
+            local = setting if setting.startswith("SET LOCAL ") else "SET LOCAL " + setting[4:]
+            await connection.exec_driver_sql(local)
         rows = (await connection.exec_driver_sql(prefix + sql, parameters)).all()
     return "\n".join(" ".join(str(column) for column in row) for row in rows)
 

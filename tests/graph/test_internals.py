@@ -6,7 +6,7 @@ the service reaches into; the message names it and what to look at in graph/inte
 
 import inspect
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import strawberry
 from graphql import FieldNode, GraphQLObjectType
@@ -252,3 +252,86 @@ def test_strawberry_hands_its_graphql_core_schema_to_extensions() -> None:
     )
     assert found.query_type is not None
     assert found.query_type.name == "Query"
+
+
+def test_complete_iterable_value_keeps_the_signature_it_is_overridden_with() -> None:
+    parameters = list(
+        inspect.signature(StrawberryGraphQLCoreExecutionContext.complete_iterable_value).parameters
+    )
+
+    assert parameters == [
+        "self",
+        "item_type",
+        "field_details_list",
+        "info",
+        "path",
+        "items",
+        "position_context",
+    ], f"graphql-core's Executor.complete_iterable_value now takes {parameters}: {UPGRADE}"
+
+
+class ReadPairs(LeafReadingExecutionContext):
+    """Pair's fields are plain leaves; counts the objects completed the standard way."""
+
+    standard: ClassVar[list[str]] = []
+
+    def leaf_plans(self, parent_type: GraphQLObjectType) -> Mapping[str, LeafPlan]:
+        if parent_type.name != "Pair":
+            return {}
+        return {"left": ("left", str, False), "right": ("right", str, False)}
+
+    def execute_fields(
+        self,
+        parent_type: GraphQLObjectType,
+        source_value: Any,
+        path: Any,
+        grouped_field_set: Any,
+        position_context: Any,
+    ) -> Any:
+        self.standard.append(parent_type.name)
+        return super().execute_fields(
+            parent_type, source_value, path, grouped_field_set, position_context
+        )
+
+
+def test_a_list_of_plain_leaf_objects_is_read_in_one_loop() -> None:
+    ReadPairs.standard = []
+    schema = strawberry.Schema(query=Query, execution_context_class=ReadPairs)
+
+    result = schema.execute_sync("{ pairs { r: right left __typename l: left } }")
+
+    assert result.errors is None
+    assert result.data == {
+        "pairs": [
+            {"r": "r1", "left": "l1", "__typename": "Pair", "l": "l1"},
+            {"r": "r2", "left": "l2", "__typename": "Pair", "l": "l2"},
+        ]
+    }
+    assert list(result.data["pairs"][0]) == ["r", "left", "__typename", "l"]
+    assert ReadPairs.standard == ["Query"], (
+        "graphql-core no longer completes a list through complete_iterable_value, or "
+        f"collect_subfields no longer gives (grouped field set, defer usages, …): {UPGRADE}"
+    )
+
+
+@strawberry.type
+class BrokenQuery:
+    @strawberry.field
+    def pairs(self) -> list[Pair]:
+        return [Pair(left="l1", right="r1"), Pair(left="l2", right=None)]  # type: ignore[arg-type]
+
+
+def test_a_list_with_an_item_to_report_goes_the_standard_way_whole() -> None:
+    ReadPairs.standard = []
+    fast = strawberry.Schema(query=BrokenQuery, execution_context_class=ReadPairs)
+    standard = strawberry.Schema(query=BrokenQuery)
+
+    result = fast.execute_sync("{ pairs { left right } }")
+    expected = standard.execute_sync("{ pairs { left right } }")
+
+    assert result.data == expected.data
+    assert [error.formatted for error in result.errors or []] == [
+        error.formatted for error in expected.errors or []
+    ]
+    assert result.errors, "a null in a non-null field is an error"
+    assert ReadPairs.standard == ["BrokenQuery", "Pair", "Pair"]
