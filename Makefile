@@ -6,6 +6,8 @@ INSTALLED := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+# Options of `make bench-peer`, e.g. PEER_ARGS=--quick or PEER_ARGS="--workers 2".
+PEER_ARGS ?=
 BENCH_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 export BENCH_POSTGRES_URL
 UPGRADE_POSTGRES_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
@@ -24,6 +26,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .PHONY: install upgrade run test lint schema clean bench bench-quick bench-profile bench-memory
+.PHONY: bench-peer
 .PHONY: graphiql-assets
 
 $(UV):
@@ -81,6 +84,14 @@ bench: $(INSTALLED)
 bench-quick: $(INSTALLED)
 	@$(BENCH_WRK)
 	BENCH_COMMAND="make bench-quick" $(BIN)/python -m bench run --quick
+
+## The service beside PostGraphile 5 on the same PostgreSQL rows, one process each: req/s,
+## p50/p99, server CPU per request, asyncpg floor (1 000 000 events; PEER_ARGS=--quick:
+## 20 000). Installs PostGraphile and its Node.js into bench/peer/ from its lock (needs npm).
+bench-peer: $(INSTALLED)
+	@$(BENCH_WRK)
+	BENCH_COMMAND="make bench-peer$(if $(PEER_ARGS), PEER_ARGS='$(PEER_ARGS)')" \
+		$(BIN)/python -m bench peer $(PEER_ARGS)
 
 ## Peak memory of one server process under 10 maximum-size batches at once, on SQLite and
 ## PostgreSQL, with and without the bound on large bodies (USAGE_EVENTS_MAX_LARGE_REQUESTS).

@@ -182,3 +182,43 @@ def profile(
     RESULTS_DIRECTORY.mkdir(exist_ok=True)
     (RESULTS_DIRECTORY / "latest-profile.md").write_text(text)
     print(text)
+
+
+@app.command()
+def peer(
+    quick: Annotated[
+        bool, typer.Option(help="20 000 events and 3 s per measurement (unless given).")
+    ] = False,
+    events: Annotated[
+        int | None, typer.Option(help="Events of the main business (default 1 000 000).")
+    ] = None,
+    duration: Annotated[
+        int | None, typer.Option(help="Seconds of each wrk run and floor run (default 10).")
+    ] = None,
+    warmup: Annotated[
+        int | None, typer.Option(help="Seconds of warm-up before each (default 2; quick 1).")
+    ] = None,
+    connections: Annotated[int, typer.Option(help="wrk connections of the loaded run.")] = 8,
+    workers: Annotated[int, typer.Option(min=1, help="Processes of the service.")] = 1,
+    postgres_url: Annotated[
+        str, typer.Option(envvar="BENCH_POSTGRES_URL", help="A database to CREATE DATABASE from.")
+    ] = DEFAULT_POSTGRES_ADMIN_URL,
+    seed_value: Annotated[int, typer.Option("--seed", help="Random seed of the data set.")] = 2026,
+) -> None:
+    """The service beside PostGraphile 5 on the same PostgreSQL rows (make bench-peer)."""
+    from bench.peer_run import PeerSettings, print_table, run_peer, save
+
+    config = configured(quick, events)
+    settings = PeerSettings(
+        quick=quick,
+        events=config.events,
+        seconds=duration if duration is not None else 3 if quick else 10,
+        warmup_seconds=warmup if warmup is not None else 1 if quick else 2,
+        connections=connections,
+        workers=workers,
+    )
+    results = run_peer(settings, postgres_url, seed_value, console)
+    print_table(console, results)
+    path, text = save(results)
+    print(text)
+    console.print(f"results: {path}")
