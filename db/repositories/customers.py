@@ -64,8 +64,8 @@ class CustomerRepository(BusinessScopedRepository):
         return customer
 
     async def get(self, customer_id: str) -> CustomerRecord | None:
-        found = await self.by_ids([customer_id])
-        return found.get(customer_id)
+        row = await self.row_by_key(customers, customers.c.id, customer_id)
+        return _to_record(row) if row else None
 
     async def by_ids(self, customer_ids: Collection[str]) -> dict[str, CustomerRecord]:
         if not customer_ids:
