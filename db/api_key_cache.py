@@ -88,6 +88,23 @@ class ApiKeyCache:
         return time.monotonic() < self._trusted_until
 
 
+# The heartbeat: true while this connection LISTENs to CHANNEL and both triggers of
+# migration 0007 exist and fire for every writer. A connection pooler that hands each
+# transaction another server connection (PgBouncer's transaction mode) fails it too.
+HEARS_EVERY_CHANGE = f"""
+SELECT '{CHANNEL}' = ANY (ARRAY(SELECT pg_listening_channels()))
+   AND (SELECT count(*) FROM pg_trigger
+        WHERE tgenabled = 'A'
+          AND (tgrelid, tgname) IN ((to_regclass('api_keys'), 'notify_api_keys_change'),
+                                    (to_regclass('businesses'), 'notify_businesses_change'))
+       ) = 2
+"""
+
+
+class NotHeard(Exception):
+    """The listening connection answers, but a change would not reach it."""
+
+
 def listener_dsn(url: sa.URL) -> str:
     """asyncpg's own DSN for the database of a `postgresql+asyncpg://` URL."""
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -99,6 +116,7 @@ async def listen_for_key_changes(cache: ApiKeyCache, dsn: str, *, connect_timeou
     def on_notification(*_: object) -> None:
         cache.forget_all()
 
+    warned = False
     while True:
         connection = None
         try:
@@ -115,20 +133,29 @@ async def listen_for_key_changes(cache: ApiKeyCache, dsn: str, *, connect_timeou
             cache.forget_all()
             while True:
                 asked = time.monotonic()
-                await connection.fetchval("SELECT 1", timeout=HEARTBEAT_TIMEOUT_SECONDS)
+                heard = await connection.fetchval(
+                    HEARS_EVERY_CHANGE, timeout=HEARTBEAT_TIMEOUT_SECONDS
+                )
+                if not heard:
+                    raise NotHeard(
+                        "this connection does not listen, or the triggers of migration "
+                        "0007 are missing or not enabled ALWAYS"
+                    )
                 cache.trust_until(asked + HEARTBEAT_SECONDS + HEARTBEAT_TIMEOUT_SECONDS)
                 await asyncio.sleep(HEARTBEAT_SECONDS)
         except asyncio.CancelledError:
             cache.distrust()
             raise
         except Exception as error:
-            if cache.trusted:
+            # Once per spell without the cache: when it began, or at the first attempt.
+            if cache.trusted or not warned:
                 logger.warning(
-                    "API keys are looked up in the database until PostgreSQL answers "
-                    "again (%s: %s).",
+                    "API keys are looked up in the database until changes to them can be "
+                    "heard again (%s: %s).",
                     type(error).__name__,
                     str(error).splitlines()[0] if str(error) else "no detail",
                 )
+                warned = True
             cache.distrust()
         finally:
             if connection is not None:

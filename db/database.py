@@ -417,11 +417,37 @@ async def _transaction_for_cursor(session: AsyncSession) -> AsyncIterator[None]:
         yield
         return
     await session.execute(sa.text("BEGIN READ ONLY"))
+    async with undone_after(session, "ROLLBACK"):
+        yield
+
+
+@asynccontextmanager
+async def undone_after(session: AsyncSession, undo: str) -> AsyncIterator[None]:
+    """Run the block, then the SQL `undo` (ROLLBACK, RESET …) on the same connection.
+
+    If the block raised, its error is what the caller sees: an undo that fails then (the
+    connection lost in an outage, say) only discards the connection, so that an outage
+    is still answered as one. A connection whose undo did not happen is never handed
+    back to the pool as it is.
+    """
     try:
         yield
-    finally:
+    except BaseException:
         try:
-            await session.execute(sa.text("ROLLBACK"))
+            await session.execute(sa.text(undo))
         except BaseException:
-            await (await session.connection()).invalidate()
-            raise
+            await _discard_connection(session)
+        raise
+    try:
+        await session.execute(sa.text(undo))
+    except BaseException:
+        await _discard_connection(session)
+        raise
+
+
+async def _discard_connection(session: AsyncSession) -> None:
+    """Invalidate the session's connection, if SQLAlchemy has not already."""
+    with contextlib.suppress(Exception):
+        connection = await session.connection()
+        if not connection.invalidated:
+            await connection.invalidate()

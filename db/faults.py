@@ -6,6 +6,7 @@ warning line; everything else stays a masked internal error with its traceback.
 
 import sqlite3
 
+import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy as sa
 
 # SQLSTATEs of a server that is away or refusing work for now: class 08 (connection
@@ -63,6 +64,10 @@ def _is_outage(error: BaseException) -> bool:
         return True
     # The pool's checkout timeout and a connection found dead at checkout.
     if isinstance(error, sa.exc.TimeoutError | sa.exc.DisconnectionError):
+        return True
+    # A server-side cursor read after its connection was lost: asyncpg's own guard says so,
+    # unwrapped by SQLAlchemy.
+    if isinstance(error, asyncpg.InterfaceError) and "connection is closed" in str(error):
         return True
     # asyncio's timeouts (connect, command_timeout) are TimeoutError, an OSError; refused,
     # reset and unresolvable hosts are OSErrors too.

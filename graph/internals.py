@@ -145,13 +145,18 @@ class LeafReadingExecutionContext(StrawberryGraphQLCoreExecutionContext):
         reading = self._object_list_reading(item_type, field_details_list, path, items)
         if reading is not None:
             object_type, fields = reading
+            is_type_of = object_type.is_type_of
             completed: list[Any] = []
             for item in cast("list[Any]", items):
-                if (
-                    object_type.is_type_of is not None
-                    and object_type.is_type_of(item, info) is not True
-                ):
+                # What graphql-core would report or await: a null, an error, an awaitable.
+                if item is None or isinstance(item, Exception) or self.is_awaitable(item):
                     break
+                if is_type_of is not None:
+                    try:
+                        if is_type_of(item, info) is not True:
+                            break
+                    except Exception:
+                        break
                 values = _read_leaves(item, fields)
                 if values is None:
                     break

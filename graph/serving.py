@@ -84,6 +84,7 @@ class HttpProtocol(HttpToolsProtocol):
         self.header_read_timeout = get_settings().header_read_timeout.total_seconds() or None
         # Between the first byte of a request and the end of its head (httptools' callbacks).
         self.in_head = False
+        self.head_began = False  # During the read being parsed.
         self.head_bytes = 0
         # What will close the connection: the request head's deadline, or a refusal's end.
         self.deadline: asyncio.TimerHandle | None = None
@@ -107,6 +108,7 @@ class HttpProtocol(HttpToolsProtocol):
         if self.refused:
             return  # The request of a refused connection, read and dropped (see _refuse).
         was_in_head = self.in_head
+        self.head_began = False
         super().data_received(data)
         # httptools sets no bound on a head's size (h11 does), and a query string may be
         # megabytes. Only bytes known to be head are counted: after an answer given before
@@ -114,10 +116,11 @@ class HttpProtocol(HttpToolsProtocol):
         # (and dropped) as body, and a pipelined head may begin within `data`.
         if not self.in_head or self.transport.is_closing():
             return
-        if was_in_head:
+        if was_in_head and not self.head_began:
             self.head_bytes += len(data)
         else:
-            # The head began in `data`: what httptools has handed over of it so far.
+            # The head began in `data` (after the end of a request before it, perhaps):
+            # what httptools has handed over of it so far.
             self.head_bytes = len(self.url) + sum(len(n) + len(v) for n, v in self.headers)
         if self.head_bytes > MAX_HEAD_BYTES:
             self.logger.warning(
@@ -131,6 +134,7 @@ class HttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.in_head = True
+        self.head_began = True
         self.head_bytes = 0
         # On a kept-alive connection the clock starts at the head's first byte: the idle
         # wait before it is the keep-alive timeout's.

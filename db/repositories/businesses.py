@@ -112,7 +112,9 @@ class BusinessRepository:
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def authenticate(self, secret: str) -> BusinessRecord | None:
-        """The business of a live (unrevoked) key. Not cached, so a revocation acts at once."""
+        """The business of a live (unrevoked) key, from the database every time. The HTTP
+        endpoint keeps what it finds in Database.api_keys, which forgets it as soon as a
+        revocation commits (db.api_key_cache)."""
         row = (
             await self.session.execute(
                 sa.select(businesses)

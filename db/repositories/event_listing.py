@@ -7,7 +7,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from db.database import in_autocommit
+from db.database import in_autocommit, undone_after
 from db.errors import BadUserInput, UserErrorCode, shown
 from db.event_filter import EventFilter, EventOrder
 from db.filters import Filter, parse_filter_argument
@@ -83,14 +83,8 @@ class EventListing(BusinessScopedRepository):
             # connection's until reset, and a connection that may not have been reset is
             # not handed to anyone else.
             await self.session.execute(sa.text("SET enable_sort = off"))
-            try:
+            async with undone_after(self.session, "RESET enable_sort"):
                 yield
-            finally:
-                try:
-                    await self.session.execute(sa.text("RESET enable_sort"))
-                except BaseException:
-                    await (await self.session.connection()).invalidate()
-                    raise
             return
         await self.session.execute(sa.text("SET LOCAL enable_sort = off"))
         try:

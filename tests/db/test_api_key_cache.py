@@ -194,12 +194,41 @@ async def test_a_lost_listener_stops_the_cache_at_once_and_comes_back(
     assert listening.api_keys.business_of(secret_hash) is None
 
 
+@pytest.mark.postgres
 @pytest.mark.asyncio(loop_scope="session")
-async def test_on_sqlite_every_key_is_looked_up(database: Database) -> None:
-    if database.dialect_name != "sqlite":
-        # The PostgreSQL half is every test above.
-        assert database.dialect_name == "postgresql"
-        return
-    await database.listen_for_key_changes(connect_timeout=3)  # Returns at once.
+async def test_a_write_in_replica_mode_is_heard_too(listening: Database) -> None:
+    tenant = await make_tenant(listening)
+    secret_hash = await cached(listening, tenant)
 
-    assert not database.api_keys.trusted
+    # As a logical replica's apply or a data-only restore writes: ordinary triggers skipped.
+    async with listening.engine.begin() as connection:
+        await connection.execute(sa.text("SET LOCAL session_replication_role = replica"))
+        await connection.execute(
+            sa.text("UPDATE api_keys SET revoked_at = now() WHERE id = :id"), {"id": tenant.key_id}
+        )
+
+    await wait_until(lambda: listening.api_keys.business_of(secret_hash) is None, within=AT_ONCE)
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_trigger_switched_off_ends_the_trust_until_it_is_back(
+    listening: Database,
+) -> None:
+    tenant = await make_tenant(listening)
+    secret_hash = await cached(listening, tenant)
+    within_a_heartbeat = HEARTBEAT_SECONDS + HEARTBEAT_TIMEOUT_SECONDS + 1
+
+    async def alter(statement: str) -> None:
+        async with listening.engine.begin() as connection:
+            await connection.execute(sa.text(statement))
+
+    await alter("ALTER TABLE api_keys DISABLE TRIGGER notify_api_keys_change")
+    try:
+        await wait_until(lambda: not listening.api_keys.trusted, within=within_a_heartbeat)
+        assert listening.api_keys.business_of(secret_hash) is None
+    finally:
+        await alter("ALTER TABLE api_keys ENABLE ALWAYS TRIGGER notify_api_keys_change")
+    await wait_until(
+        lambda: listening.api_keys.trusted, within=within_a_heartbeat + RECONNECT_SECONDS
+    )

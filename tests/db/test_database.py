@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
@@ -23,6 +24,7 @@ from db.database import (
     check_sqlite_version,
     sqlite_file,
     streamed_rows,
+    undone_after,
 )
 from db.faults import is_database_unavailable, is_statement_timeout
 from db.migrate import upgrade_to_head
@@ -438,3 +440,50 @@ async def test_a_stream_left_early_ends_its_cursor_and_transaction(
         assert inside == [True, True, True]
         assert not await in_a_transaction(session)
         assert (await session.execute(sa.text("SELECT 1"))).scalar_one() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_stream_cut_by_an_outage_reports_the_outage(postgres_database: Database) -> None:
+    numbers = sa.select(sa.func.generate_series(1, 1_000_000).label("n"))
+
+    async def read_while_the_backend_is_terminated() -> None:
+        async with postgres_database.session() as session:
+            backend = (await session.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
+            async with streamed_rows(session, numbers) as rows:
+                async for _row in rows:
+                    async with postgres_database.engine.connect() as other:
+                        await other.execute(
+                            sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": backend}
+                        )
+
+    with pytest.raises((sa.exc.DBAPIError, asyncpg.InterfaceError)) as raised:
+        await read_while_the_backend_is_terminated()
+
+    # The lost connection is what the caller sees (a 503), not the failed ROLLBACK after it.
+    assert is_database_unavailable(raised.value), repr(raised.value)
+    async with postgres_database.session() as session:
+        assert (await session.execute(sa.text("SELECT 1"))).scalar_one() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio(loop_scope="session")
+async def test_an_undo_after_an_outage_leaves_the_outage_to_report(
+    postgres_database: Database,
+) -> None:
+    async def set_then_lose_the_connection() -> None:
+        async with postgres_database.session() as session:
+            backend = (await session.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
+            await session.execute(sa.text("SET enable_sort = off"))
+            async with undone_after(session, "RESET enable_sort"):
+                async with postgres_database.engine.connect() as other:
+                    await other.execute(
+                        sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": backend}
+                    )
+                await session.execute(sa.text("SELECT 1"))
+
+    with pytest.raises(sa.exc.DBAPIError) as raised:
+        await set_then_lose_the_connection()
+
+    assert raised.value.connection_invalidated
+    assert is_database_unavailable(raised.value)

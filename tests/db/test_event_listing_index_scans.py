@@ -73,9 +73,8 @@ async def test_reads_send_no_transaction_and_leave_sorting_on_for_the_next_reque
             PageRequest(first=10, cursor_key=tenant.cursor_key),
             settings,
         )
-        # In a transaction a SET LOCAL would hold until its end; alone, it ends at once.
+        # The connection the page used, as it goes back to the pool: sorting on again…
+        assert (await session.execute(sa.text("SHOW enable_sort"))).scalar_one() == "on"
+        # …and in no transaction: a SET LOCAL would hold until its end; alone, it ends at once.
         await session.execute(sa.text("SET LOCAL lock_timeout = '123s'"))
         assert (await session.execute(sa.text("SHOW lock_timeout"))).scalar_one() != "123s"
-    # The pooled connection the page used, as the next request gets it.
-    async with database.session() as session:
-        assert (await session.execute(sa.text("SHOW enable_sort"))).scalar_one() == "on"

@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -65,6 +66,29 @@ async def test_t1_revoked_key_is_unauthenticated_at_once(
 
     assert response.status_code == 401
     assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_a_key_the_trusted_cache_knows_costs_no_query(
+    client: httpx.AsyncClient, tenant: Tenant, database: Database, statements: list[str]
+) -> None:
+    # As the process's listener does while it hears every change (db.api_key_cache); the
+    # endpoint is the same on both databases, only SQLite's listener never trusts.
+    database.api_keys.trust_until(time.monotonic() + 60)
+    try:
+        first = await client.post("/graphql", json={"query": VIEWER}, headers=tenant.headers)
+        looked_up = sum("api_keys" in statement for statement in statements)
+        second = await client.post("/graphql", json={"query": VIEWER}, headers=tenant.headers)
+        cached = sum("api_keys" in statement for statement in statements) - looked_up
+        database.api_keys.forget_all()  # A change was heard.
+        await client.post("/graphql", json={"query": VIEWER}, headers=tenant.headers)
+        again = sum("api_keys" in statement for statement in statements) - looked_up
+    finally:
+        database.api_keys.distrust()
+
+    assert first.status_code == second.status_code == 200
+    assert first.json() == second.json()
+    assert first.json()["data"]["viewer"]["id"] == tenant.business_id
+    assert (looked_up, cached, again) == (1, 0, 1)
 
 
 async def test_t1_unauthenticated_mutation_writes_nothing(

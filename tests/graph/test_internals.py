@@ -335,3 +335,25 @@ def test_a_list_with_an_item_to_report_goes_the_standard_way_whole() -> None:
     ]
     assert result.errors, "a null in a non-null field is an error"
     assert ReadPairs.standard == ["BrokenQuery", "Pair", "Pair"]
+
+
+@strawberry.type
+class NullItemQuery:
+    @strawberry.field
+    def pairs(self) -> list[Pair]:
+        return [Pair(left="l1", right="r1"), None]  # type: ignore[list-item]
+
+
+def test_a_null_item_goes_the_standard_way_even_when_no_field_is_read() -> None:
+    ReadPairs.standard = []
+    fast = strawberry.Schema(query=NullItemQuery, execution_context_class=ReadPairs)
+    standard = strawberry.Schema(query=NullItemQuery)
+
+    result = fast.execute_sync("{ pairs { __typename } }")
+    expected = standard.execute_sync("{ pairs { __typename } }")
+
+    assert result.data == expected.data
+    assert [error.formatted for error in result.errors or []] == [
+        error.formatted for error in expected.errors or []
+    ]
+    assert result.errors, "a null item of a list of non-null objects is an error"

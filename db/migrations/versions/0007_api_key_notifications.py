@@ -46,6 +46,9 @@ def upgrade() -> None:
             FOR EACH STATEMENT EXECUTE FUNCTION notify_api_key_change()
             """
         )
+        # Also for writers in session_replication_role = replica (a logical replica's
+        # apply, a data-only restore), which skip ordinary triggers.
+        op.execute(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER notify_{table}_change")
 
 
 def downgrade() -> None:
