@@ -157,7 +157,7 @@ class LeafReadingExecutionContext(StrawberryGraphQLCoreExecutionContext):
                             break
                     except Exception:
                         break
-                values = _read_leaves(item, fields)
+                values = _read_leaves(item, fields, self.is_awaitable)
                 if values is None:
                     break
                 completed.append(values)
@@ -221,26 +221,12 @@ class LeafReadingExecutionContext(StrawberryGraphQLCoreExecutionContext):
             if plan is None:
                 rest[response_name] = field_details_list
                 continue
-            attribute, coerce, nullable = plan
-            try:
-                value = getattr(source_value, attribute)
-                if value is None:
-                    if nullable:
-                        read[response_name] = None
-                        continue
-                    coerced = None
-                elif type(value) in _PLAIN_VALUE_TYPES or not (
-                    isinstance(value, Exception) or self.is_awaitable(value)
-                ):
-                    coerced = coerce(value)
-                else:
-                    coerced = None
-            except Exception:  # the standard way below reports it as graphql-core does
-                coerced = None
-            if coerced is None or coerced is Undefined:
+            value = _read_leaf(source_value, plan, self.is_awaitable)
+            if value is _UNREAD:
+                # The standard way reports it as graphql-core does.
                 rest[response_name] = field_details_list
             else:
-                read[response_name] = coerced
+                read[response_name] = value
         if not rest:
             return read
         completed = super().execute_fields(parent_type, source_value, path, rest, position_context)
@@ -256,8 +242,34 @@ class LeafReadingExecutionContext(StrawberryGraphQLCoreExecutionContext):
         return {name: results[name] for name in order if name in results}
 
 
+# What _read_leaf gives for a value it leaves to graphql-core's own execution.
+_UNREAD = object()
+
+
+def _read_leaf(source: Any, plan: LeafPlan, is_awaitable: Callable[[Any], bool]) -> Any:
+    """The plain leaf `plan` of `source`, coerced as graphql-core's `execute_field` and
+    `complete_value` would give it; _UNREAD where they would do more: a null where none
+    is allowed, an exception or awaitable as the value, a coercion that fails or gives
+    null, an attribute that raises."""
+    attribute, coerce, nullable = plan
+    try:
+        value = getattr(source, attribute)
+        if value is None:
+            return None if nullable else _UNREAD
+        if type(value) not in _PLAIN_VALUE_TYPES and (
+            isinstance(value, Exception) or is_awaitable(value)
+        ):
+            return _UNREAD
+        coerced = coerce(value)
+    except Exception:
+        return _UNREAD
+    return _UNREAD if coerced is None or coerced is Undefined else coerced
+
+
 def _read_leaves(
-    item: Any, fields: list[tuple[str, str, LeafPlan | None]]
+    item: Any,
+    fields: list[tuple[str, str, LeafPlan | None]],
+    is_awaitable: Callable[[Any], bool],
 ) -> dict[str, Any] | None:
     """What execute_fields reads of `item`'s plain leaves, or None where it would not."""
     values: dict[str, Any] = {}
@@ -265,20 +277,8 @@ def _read_leaves(
         if plan is None:
             values[response_name] = name  # __typename
             continue
-        attribute, coerce, nullable = plan
-        try:
-            value = getattr(item, attribute)
-            if value is None:
-                if not nullable:
-                    return None
-                values[response_name] = None
-                continue
-            if type(value) not in _PLAIN_VALUE_TYPES:
-                return None
-            coerced = coerce(value)
-        except Exception:
+        value = _read_leaf(item, plan, is_awaitable)
+        if value is _UNREAD:
             return None
-        if coerced is None or coerced is Undefined:
-            return None
-        values[response_name] = coerced
+        values[response_name] = value
     return values

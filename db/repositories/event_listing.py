@@ -7,7 +7,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from db.database import in_autocommit, undone_after
+from db.database import undone_after
 from db.errors import BadUserInput, UserErrorCode, shown
 from db.event_filter import EventFilter, EventOrder
 from db.filters import Filter, parse_filter_argument
@@ -78,25 +78,12 @@ class EventListing(BusinessScopedRepository):
         if not enforce or self.dialect_name != "postgresql":
             yield
             return
-        if await in_autocommit(self.session):
-            # A read session (no transaction for SET LOCAL): the setting is the
-            # connection's until reset, and a connection that may not have been reset is
-            # not handed to anyone else.
-            await self.session.execute(sa.text("SET enable_sort = off"))
-            async with undone_after(self.session, "RESET enable_sort"):
-                yield
-            return
-        await self.session.execute(sa.text("SET LOCAL enable_sort = off"))
-        try:
+        # The setting is the connection's until reset (read sessions have no transaction
+        # for SET LOCAL), and a connection that may not have been reset is not handed to
+        # anyone else.
+        await self.session.execute(sa.text("SET enable_sort = off"))
+        async with undone_after(self.session, "RESET enable_sort"):
             yield
-        except sa.exc.DBAPIError:
-            # The failed statement aborted the transaction, which ends the setting too; a
-            # statement now would fail with "current transaction is aborted" instead.
-            raise
-        except Exception:
-            await self.session.execute(sa.text("SET LOCAL enable_sort = on"))
-            raise
-        await self.session.execute(sa.text("SET LOCAL enable_sort = on"))
 
     async def _conditions(self, event_filter: EventFilter) -> EventConditions:
         """Q4 as SQL; raises BadUserInput for a bad filter, an unknown meter, a mismatch."""

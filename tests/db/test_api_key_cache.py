@@ -122,9 +122,19 @@ async def cached(database: Database, tenant: Tenant) -> str:
     return secret_hash
 
 
+async def revoke_in_sql(database: Database, key_id: str, *before: str) -> None:
+    """Revoke the key as an UPDATE typed into psql would, after the statements `before`."""
+    async with database.engine.begin() as connection:
+        for statement in before:
+            await connection.execute(sa.text(statement))
+        await connection.execute(
+            sa.text("UPDATE api_keys SET revoked_at = now() WHERE id = :id"), {"id": key_id}
+        )
+
+
 @pytest.mark.postgres
 @pytest.mark.asyncio(loop_scope="session")
-async def test_a_revocation_reaches_the_cache_as_it_commits(listening: Database) -> None:
+async def test_t3_a_revocation_reaches_the_cache_as_it_commits(listening: Database) -> None:
     tenant = await make_tenant(listening)
     secret_hash = await cached(listening, tenant)
 
@@ -140,14 +150,11 @@ async def test_a_revocation_reaches_the_cache_as_it_commits(listening: Database)
 
 @pytest.mark.postgres
 @pytest.mark.asyncio(loop_scope="session")
-async def test_a_key_revoked_by_hand_in_sql_is_forgotten_too(listening: Database) -> None:
+async def test_t3_a_key_revoked_by_hand_in_sql_is_forgotten_too(listening: Database) -> None:
     tenant = await make_tenant(listening)
     secret_hash = await cached(listening, tenant)
 
-    async with listening.engine.begin() as connection:
-        await connection.execute(
-            sa.text("UPDATE api_keys SET revoked_at = now() WHERE id = :id"), {"id": tenant.key_id}
-        )
+    await revoke_in_sql(listening, tenant.key_id)
 
     await wait_until(lambda: listening.api_keys.business_of(secret_hash) is None, within=AT_ONCE)
 
@@ -201,11 +208,7 @@ async def test_a_write_in_replica_mode_is_heard_too(listening: Database) -> None
     secret_hash = await cached(listening, tenant)
 
     # As a logical replica's apply or a data-only restore writes: ordinary triggers skipped.
-    async with listening.engine.begin() as connection:
-        await connection.execute(sa.text("SET LOCAL session_replication_role = replica"))
-        await connection.execute(
-            sa.text("UPDATE api_keys SET revoked_at = now() WHERE id = :id"), {"id": tenant.key_id}
-        )
+    await revoke_in_sql(listening, tenant.key_id, "SET LOCAL session_replication_role = replica")
 
     await wait_until(lambda: listening.api_keys.business_of(secret_hash) is None, within=AT_ONCE)
 

@@ -1,6 +1,6 @@
 """Sorting switched off for a page on PostgreSQL (EventListing._ordered_index_scans).
 
-The setting ends with the transaction; it must neither outlive a page that was refused nor
+The setting is reset after the page; it must neither outlive a page that was refused nor
 hide the error of a statement that failed while it was in force.
 """
 

@@ -137,8 +137,7 @@ async def explain(database: Database, settings: list[str], sql: str, parameters:
         for setting in settings:
             # For this transaction only (a read session sets them for its statement, then
             # resets them): the pooled connection must not keep them.
-            local = setting if setting.startswith("SET LOCAL ") else "SET LOCAL " + setting[4:]
-            await connection.exec_driver_sql(local)
+            await connection.exec_driver_sql("SET LOCAL " + setting.removeprefix("SET "))
         rows = (await connection.exec_driver_sql(prefix + sql, parameters)).all()
     return "\n".join(" ".join(str(column) for column in row) for row in rows)
 

@@ -68,7 +68,7 @@ async def test_t1_revoked_key_is_unauthenticated_at_once(
     assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
 
 
-async def test_a_key_the_trusted_cache_knows_costs_no_query(
+async def test_t1_a_key_the_trusted_cache_knows_costs_no_query(
     client: httpx.AsyncClient, tenant: Tenant, database: Database, statements: list[str]
 ) -> None:
     # As the process's listener does while it hears every change (db.api_key_cache); the

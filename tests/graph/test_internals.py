@@ -12,6 +12,7 @@ import strawberry
 from graphql import FieldNode, GraphQLObjectType
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.types import ExecutionResult
 from strawberry.types.arguments import InputContext
 
 from graph.internals import (
@@ -321,18 +322,25 @@ class BrokenQuery:
         return [Pair(left="l1", right="r1"), Pair(left="l2", right=None)]  # type: ignore[arg-type]
 
 
-def test_a_list_with_an_item_to_report_goes_the_standard_way_whole() -> None:
+def fast_and_standard(query: type, document: str) -> tuple[ExecutionResult, ExecutionResult]:
+    """`document` executed with ReadPairs and with graphql-core's own execution."""
     ReadPairs.standard = []
-    fast = strawberry.Schema(query=BrokenQuery, execution_context_class=ReadPairs)
-    standard = strawberry.Schema(query=BrokenQuery)
+    fast = strawberry.Schema(query=query, execution_context_class=ReadPairs)
+    standard = strawberry.Schema(query=query)
+    return fast.execute_sync(document), standard.execute_sync(document)
 
-    result = fast.execute_sync("{ pairs { left right } }")
-    expected = standard.execute_sync("{ pairs { left right } }")
 
+def assert_same(result: ExecutionResult, expected: ExecutionResult) -> None:
     assert result.data == expected.data
     assert [error.formatted for error in result.errors or []] == [
         error.formatted for error in expected.errors or []
     ]
+
+
+def test_a_list_with_an_item_to_report_goes_the_standard_way_whole() -> None:
+    result, expected = fast_and_standard(BrokenQuery, "{ pairs { left right } }")
+
+    assert_same(result, expected)
     assert result.errors, "a null in a non-null field is an error"
     assert ReadPairs.standard == ["BrokenQuery", "Pair", "Pair"]
 
@@ -345,15 +353,7 @@ class NullItemQuery:
 
 
 def test_a_null_item_goes_the_standard_way_even_when_no_field_is_read() -> None:
-    ReadPairs.standard = []
-    fast = strawberry.Schema(query=NullItemQuery, execution_context_class=ReadPairs)
-    standard = strawberry.Schema(query=NullItemQuery)
+    result, expected = fast_and_standard(NullItemQuery, "{ pairs { __typename } }")
 
-    result = fast.execute_sync("{ pairs { __typename } }")
-    expected = standard.execute_sync("{ pairs { __typename } }")
-
-    assert result.data == expected.data
-    assert [error.formatted for error in result.errors or []] == [
-        error.formatted for error in expected.errors or []
-    ]
+    assert_same(result, expected)
     assert result.errors, "a null item of a list of non-null objects is an error"
