@@ -86,7 +86,8 @@ class Page(Generic[Item]):
     it does: each row's cursor, and whether rows lie beyond the cursors it was given."""
 
     items: list[Item]
-    positions: list[Position] = field(repr=False)
+    # The rows the items were made of, in the same order: their positions make cursors.
+    rows: Sequence[Any] = field(repr=False)
     keyset: Keyset = field(repr=False)
     cursors: "Cursors" = field(repr=False)
     has_next_page: Callable[[], Awaitable[bool]] = field(repr=False)
@@ -95,7 +96,7 @@ class Page(Generic[Item]):
     count_total: Callable[[], Awaitable[int]] = field(repr=False)
 
     def cursor_at(self, index: int) -> str:
-        return self.cursors.encode(self.keyset, self.positions[index])
+        return self.cursors.encode(self.keyset, self.keyset.position_of(self.rows[index]))
 
     @property
     def edges(self) -> list[tuple[str, Item]]:
@@ -119,11 +120,19 @@ class Cursors:
     position tells a client nothing it did not know.
     """
 
-    __slots__ = ("_cipher", "_scope")
+    __slots__ = ("_key", "_made", "_scope")
 
     def __init__(self, scope: str, key: bytes) -> None:
         self._scope = scope.encode()
-        self._cipher = AESSIV(key)
+        self._key = key
+        self._made: AESSIV | None = None
+
+    @property
+    def _cipher(self) -> AESSIV:
+        # Made when a cursor is first sealed or opened: most pages never need one.
+        if self._made is None:
+            self._made = AESSIV(self._key)
+        return self._made
 
     def encode(self, keyset: Keyset, position: Position) -> str:
         # A list, not a generator: join is faster on one, and this runs for every row.
@@ -303,7 +312,7 @@ async def fetch_page(
 
     return Page(
         [to_item(row) for row in rows],
-        [keyset.position_of(row) for row in rows],
+        rows,
         keyset,
         cursors,
         has_next_page,

@@ -24,6 +24,9 @@ class RequestContext:
     database: Database
     settings: Settings
     business: BusinessRecord
+    # Whether a page's plain nodes may come as JSON text (graph.serialized): for the HTTP
+    # endpoint on PostgreSQL, which writes the result with orjson.
+    serialized_rows: bool = False
     loaders: Loaders = field(init=False)
     _session: AsyncSession | None = field(default=None, init=False)
     # Sibling fields resolve concurrently, and a session serves one statement at a time.

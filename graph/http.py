@@ -165,7 +165,13 @@ class GraphQLEndpoint:
                 "BAD_USER_INPUT",
             )
 
-        context = RequestContext(self.database, self.settings, business)
+        context = RequestContext(
+            self.database,
+            self.settings,
+            business,
+            # orjson writes the result: a page's nodes may come as JSON text from PostgreSQL.
+            serialized_rows=self.database.dialect_name == "postgresql",
+        )
         try:
             result = await self.schema.execute(
                 query,

@@ -13,6 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
+import orjson
 from graphql import (
     GraphQLError,
     GraphQLField,
@@ -30,6 +31,8 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types import ExecutionContext, get_object_definition
 from strawberry.types.arguments import InputContext
+
+from graph.serialized import SerializedNodes
 
 # A plain leaf field: the attribute to read, its type's `coerce_output_value`, and whether
 # null is allowed.
@@ -142,6 +145,8 @@ class LeafReadingExecutionContext(StrawberryGraphQLCoreExecutionContext):
         `:meta private:`). The list goes the standard way, whole, as soon as one item
         would need more than reading: it is null, of another type, or a value of it is.
         """
+        if type(items) is SerializedNodes:
+            return self._serialized_nodes(item_type, field_details_list, path, items)
         reading = self._object_list_reading(item_type, field_details_list, path, items)
         if reading is not None:
             object_type, fields = reading
@@ -166,6 +171,27 @@ class LeafReadingExecutionContext(StrawberryGraphQLCoreExecutionContext):
         return super().complete_iterable_value(
             item_type, field_details_list, info, path, items, position_context
         )
+
+    def _serialized_nodes(
+        self,
+        item_type: GraphQLOutputType,
+        field_details_list: FieldDetailsList,
+        path: Path,
+        items: SerializedNodes,
+    ) -> list[Any]:
+        """Nodes PostgreSQL wrote as JSON (graph.serialized), each as it is, once the
+        selection being completed is checked to be the one they were written for."""
+        reading = self._object_list_reading(item_type, field_details_list, path, items)
+        if reading is None:
+            raise RuntimeError("serialized nodes where the selection is not plain values")
+        object_type, fields = reading
+        selected = tuple(
+            (response_name, (object_type.name,) if plan is None else plan[0])
+            for response_name, _name, plan in fields
+        )
+        if selected != items.fields:
+            raise RuntimeError(f"nodes serialized as {items.fields}, selected as {selected}")
+        return [orjson.Fragment(text) for text in items]
 
     def _object_list_reading(
         self,

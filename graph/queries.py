@@ -15,6 +15,7 @@ from db.rules.ingestion import MAX_EVENT_ID_LENGTH
 from graph.backfills.resolvers import backfill, backfills
 from graph.backfills.types import Backfill
 from graph.context import Info
+from graph.serialized import serialized_node_fields
 from graph.types.business import Business
 from graph.types.connection import Connection
 from graph.types.customer import Customer
@@ -93,10 +94,15 @@ class Query:
         context = info.context
         event_filter = filter.to_domain() if filter is not None else EventFilter()
         request = context.page_request(first, after, last, before)
+        node_fields = serialized_node_fields(info, Event, "Event")
         async with context.reading() as session:
-            page = await EventListing(session, context.business.id).page(
-                event_filter, order_by, request, context.settings
-            )
+            listing = EventListing(session, context.business.id)
+            if node_fields is not None:
+                texts = await listing.json_page(
+                    event_filter, order_by, request, context.settings, node_fields
+                )
+                return Connection.from_serialized(texts, node_fields, context.locked)
+            page = await listing.page(event_filter, order_by, request, context.settings)
         return Connection.from_page(page, Event.from_record, context.locked)
 
     @strawberry.field

@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar
 import strawberry
 
 from db.pagination import Page
+from graph.serialized import NodeFields, SerializedNodes
 
 Node = TypeVar("Node")
 Item = TypeVar("Item")
@@ -62,9 +63,13 @@ class Connection(Generic[Node]):
     page: strawberry.Private[Page[Any]]
     to_node: strawberry.Private[Callable[[Any], Any]]
     locked: strawberry.Private[Locked]
+    # The page's items are its nodes' JSON texts with these fields (graph.serialized).
+    node_fields: strawberry.Private[NodeFields | None] = None
 
     @strawberry.field
     def edges(self) -> list[Edge[Node]]:
+        if self.node_fields is not None:
+            raise RuntimeError("a page of serialized nodes has no edges to give")
         return [
             Edge(page=self.page, index=index, item=self.to_node(item))
             for index, item in enumerate(self.page.items)
@@ -76,6 +81,8 @@ class Connection(Generic[Node]):
 
     @strawberry.field
     def nodes(self) -> list[Node]:
+        if self.node_fields is not None:
+            return SerializedNodes(self.page.items, self.node_fields)  # type: ignore[return-value]
         return [self.to_node(item) for item in self.page.items]
 
     @strawberry.field(description="The size of the whole filtered set; counted only when asked.")
@@ -87,3 +94,14 @@ class Connection(Generic[Node]):
         cls, page: Page[Item], to_node: Callable[[Item], Node], locked: Locked
     ) -> "Connection[Node]":
         return cls(page=page, to_node=to_node, locked=locked)
+
+    @classmethod
+    def from_serialized(
+        cls, page: Page[str], node_fields: NodeFields, locked: Locked
+    ) -> "Connection[Node]":
+        """A connection whose nodes PostgreSQL wrote as JSON texts (graph.serialized)."""
+        return cls(page=page, to_node=_no_node, locked=locked, node_fields=node_fields)
+
+
+def _no_node(text: str) -> Any:
+    raise RuntimeError("a serialized node is placed as it is, never turned into an object")

@@ -24,6 +24,7 @@ from db.repositories.event_listing import EventListing
 from db.repositories.meters import MeterRepository
 from db.rules.meters import AggregationType, MeterDraft
 from db.settings import Settings
+from db.tables import customers as customers_table
 from db.tables import events
 from tests.support import Tenant, make_tenant, now_utc
 
@@ -41,6 +42,20 @@ async def seeded(database: Database) -> dict[str, Any]:
     async with database.unit_of_work() as session:
         customers = CustomerRepository(session, tenant.business_id)
         acme = await customers.create(external_id="acme", name=None, email=None, now=now)
+        # Enough customers that their table is read by its index, as a real one is (a
+        # customer filter reads the customer's externalId within the page's statement).
+        await session.execute(
+            sa.insert(customers_table),
+            [
+                {
+                    "id": f"cus_{index:026d}",
+                    "business_id": tenant.business_id,
+                    "external_id": f"c{index}",
+                    "created_at": now,
+                }
+                for index in range(2000)
+            ],
+        )
         await session.execute(
             sa.insert(events),
             [

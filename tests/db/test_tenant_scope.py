@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeGuard
 
+import orjson
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
@@ -535,6 +536,44 @@ async def events_page(b: AsB, a: BusinessA, settings: Settings) -> None:
         page = await b.call(event_filter, order, b.request(), settings)
         return {event.event_id for _, event in page.edges}
 
+    await walk_event_listing(b, a, settings, listed)
+
+
+# What json_page is asked to write: the ids of each event, which must all be B's.
+JSON_ID_FIELDS = (
+    ("eventId", "event_id"),
+    ("id", "id"),
+    ("businessId", "business_id"),
+    ("customerId", "customer_id"),
+)
+
+
+@walks(EventListing, "json_page")
+async def events_json_page(b: AsB, a: BusinessA, settings: Settings) -> None:
+    if b.database.dialect_name != "postgresql":
+        with pytest.raises(ValueError, match="PostgreSQL only"):
+            await b.call(EventFilter(), EventOrder.TIMESTAMP_DESC, b.request(), settings, ())
+        return
+
+    async def listed(event_filter: EventFilter, order: EventOrder) -> set[str]:
+        page = await b.call(event_filter, order, b.request(), settings, JSON_ID_FIELDS)
+        nodes = [orjson.loads(text) for text in page.items]
+        assert_nothing_of_a(nodes, b.seeded)
+        assert {node["businessId"] for node in nodes} <= {b.seeded.b_business_id}
+        return {node["eventId"] for node in nodes}
+
+    await walk_event_listing(b, a, settings, listed, JSON_ID_FIELDS)
+
+
+async def walk_event_listing(
+    b: AsB,
+    a: BusinessA,
+    settings: Settings,
+    listed: Callable[[EventFilter, EventOrder], Awaitable[set[str]]],
+    *more: Any,
+) -> None:
+    """B lists its own events, whatever filter names A's customers, events, meters,
+    backfills or cursors; `more`: the listing method's arguments after the settings."""
     every_event_id = {"shared-event", "b-by-id", "b-of-acme"}
     for order in EventOrder:
         assert await listed(EventFilter(include_deprecated=True), order) == every_event_id
@@ -550,6 +589,7 @@ async def events_page(b: AsB, a: BusinessA, settings: Settings) -> None:
                 order,
                 b.request(),
                 settings,
+                *more,
             )
         for backfill_id in a.backfill_ids:
             await b.refused(
@@ -558,11 +598,14 @@ async def events_page(b: AsB, a: BusinessA, settings: Settings) -> None:
                 order,
                 b.request(),
                 settings,
+                *more,
             )
             replaced = EventFilter(replaced_by_backfill_id=backfill_id, include_deprecated=True)
             assert await listed(replaced, order) == set()
         for request in b.requests_with_cursor_of_a(a.cursors["events"]):
-            await b.refused(UserErrorCode.INVALID_CURSOR, EventFilter(), order, request, settings)
+            await b.refused(
+                UserErrorCode.INVALID_CURSOR, EventFilter(), order, request, settings, *more
+            )
 
 
 @walks(MeterRepository, "create")
