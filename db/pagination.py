@@ -23,6 +23,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.driver_reads import driver_rows, row_value
 from db.errors import BadUserInput, UserErrorCode
 from db.settings import Settings
 
@@ -59,7 +60,7 @@ class Keyset:
     descending: bool = False
 
     def position_of(self, row: Any) -> Position:
-        return tuple(getattr(row, column.key) for column in self.columns)
+        return tuple(row_value(row, column.key) for column in self.columns)
 
     def is_beyond(self, position: Position) -> sa.ColumnElement[bool]:
         """Rows that come after `position` in the connection's order."""
@@ -236,6 +237,7 @@ async def fetch_page(
     settings: Settings,
     to_item: Callable[[Any], Item],
     branches: Sequence[sa.ColumnElement[bool]] = (),
+    by_driver: bool = False,
 ) -> Page[Item]:
     """One page of `query` (already filtered and scoped) in the keyset's order.
 
@@ -246,6 +248,9 @@ async def fetch_page(
     `branches` are disjoint conditions of which a row must meet one (an OR). Each branch
     is paged on its own index and the pages are merged, because an OR in one query
     cannot be read from an index in order and would sort every matching row.
+
+    `by_driver`: the page's rows are read by asyncpg itself where they can be
+    (db.driver_reads), for columns that need no conversion by SQLAlchemy's types.
     """
     size = page_size(request, settings)
     backward = request.last is not None
@@ -284,7 +289,11 @@ async def fetch_page(
         page_query = sa.select(merged).order_by(*merged_order).limit(size + 1)
     else:
         page_query = narrowed.order_by(*order).limit(size + 1)
-    rows: Sequence[Any] = (await session.execute(page_query)).all()
+    rows: Sequence[Any] = (
+        await driver_rows(session, page_query)
+        if by_driver
+        else (await session.execute(page_query)).all()
+    )
     has_more = len(rows) > size
     rows = list(rows[:size])
     if backward:

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from db.database import undone_after
+from db.driver_reads import row_value
 from db.errors import BadUserInput, UserErrorCode, shown
 from db.event_filter import EventFilter, EventOrder
 from db.event_json import JsonFields, event_json
@@ -73,8 +74,9 @@ class EventListing(BusinessScopedRepository):
         if self.dialect_name != "postgresql":
             raise ValueError("events are written as JSON by PostgreSQL only")
         node = event_json(fields).label("node")
+        # Timestamps, sequences and text need no conversion: asyncpg reads the rows.
         return await self._page(
-            event_filter, order, request, settings, (*KEYSET_COLUMNS, node), _json_text
+            event_filter, order, request, settings, (*KEYSET_COLUMNS, node), _json_text, True
         )
 
     async def _page(
@@ -85,6 +87,7 @@ class EventListing(BusinessScopedRepository):
         settings: Settings,
         columns: Sequence[sa.ColumnElement[Any]],
         to_item: Callable[[Any], Item],
+        by_driver: bool = False,
     ) -> Page[Item]:
         where = await self._conditions(event_filter)
         # A list of eventIds is found through the unique (business_id, eventId) index; the
@@ -94,7 +97,13 @@ class EventListing(BusinessScopedRepository):
         keyset = NEWEST_FIRST if order is EventOrder.TIMESTAMP_DESC else OLDEST_FIRST
         async with self._ordered_index_scans(enforce=where.filters_metadata):
             return await self.page_of(
-                query, keyset, request, settings, to_item, branches=where.branches
+                query,
+                keyset,
+                request,
+                settings,
+                to_item,
+                branches=where.branches,
+                by_driver=by_driver,
             )
 
     @asynccontextmanager
@@ -216,7 +225,7 @@ class EventListing(BusinessScopedRepository):
 
 
 def _json_text(row: Any) -> str:
-    text: str = row.node
+    text: str = row_value(row, "node")
     return text
 
 

@@ -224,6 +224,7 @@ class BusinessScopedRepository:
         settings: Settings,
         to_item: Callable[[Any], Item],
         branches: Sequence[sa.ColumnElement[bool]] = (),
+        by_driver: bool = False,
     ) -> Page[Item]:
         """A page of `query` (from `readable`), with cursors valid for this business only."""
         return await fetch_page(
@@ -235,6 +236,7 @@ class BusinessScopedRepository:
             settings=settings,
             to_item=to_item,
             branches=branches,
+            by_driver=by_driver,
         )
 
 

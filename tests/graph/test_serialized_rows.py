@@ -3,7 +3,8 @@
 Every test asks the same document twice: over HTTP, where a page of plain nodes comes as
 PostgreSQL's JSON text on PostgreSQL, and through `schema.execute` without it, where
 every value goes through Python and GraphQL's serializers. Both must give the same JSON
-values. On SQLite both are the usual path; the statements sent tell which path was taken.
+values. On SQLite both are the usual path; the spacing of PostgreSQL's JSON in the body
+tells which path was taken.
 """
 
 import json
@@ -117,7 +118,6 @@ async def both_ways(
     database: Database,
     settings: Settings,
     api: GraphQLClient,
-    statements: list[str],
     query: str,
     variables: dict[str, Any] | None = None,
     *,
@@ -125,12 +125,19 @@ async def both_ways(
 ) -> Any:
     """The data of `query` over HTTP, checked equal to the usual path's; `serialized`:
     whether PostgreSQL is expected to write the nodes (never on SQLite)."""
-    statements.clear()
-    over_http = await api.data(query, variables)
-    written_by_postgresql = any("json_build_object" in sql for sql in statements)
-    assert written_by_postgresql == (serialized and database.dialect_name == "postgresql")
-    assert over_http == await usual_path(database, settings, api, query, variables)
-    return over_http
+    response = await api.post(query, variables)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert "errors" not in body, body["errors"]
+    # PostgreSQL's JSON puts a space around each colon of an object; orjson never does.
+    # (An empty page holds no node to tell by.)
+    written_by_postgresql = b'" : ' in response.content
+    any_nodes = bool(body["data"]["events"].get("nodes"))
+    assert written_by_postgresql == (
+        serialized and any_nodes and database.dialect_name == "postgresql"
+    )
+    assert body["data"] == await usual_path(database, settings, api, query, variables)
+    return body["data"]
 
 
 async def seed_events(api: GraphQLClient) -> list[str]:
@@ -167,7 +174,7 @@ async def seed_events(api: GraphQLClient) -> list[str]:
 
 
 async def test_every_plain_field_reads_the_same_as_the_usual_path(
-    api: GraphQLClient, database: Database, settings: Settings, statements: list[str]
+    api: GraphQLClient, database: Database, settings: Settings
 ) -> None:
     # Given events with metadata that tells JSON writers apart, amended and deprecated
     await seed_events(api)
@@ -176,7 +183,6 @@ async def test_every_plain_field_reads_the_same_as_the_usual_path(
         database,
         settings,
         api,
-        statements,
         EVERY_FIELD,
         {"first": 100, "filter": {"includeDeprecated": True}},
         serialized=True,
@@ -197,7 +203,7 @@ async def test_every_plain_field_reads_the_same_as_the_usual_path(
 
 
 async def test_pages_cursors_and_filters_read_the_same(
-    api: GraphQLClient, database: Database, settings: Settings, statements: list[str]
+    api: GraphQLClient, database: Database, settings: Settings
 ) -> None:
     # Given the events and their customer (sent by id and by externalId)
     [customer_id] = await seed_events(api)
@@ -212,18 +218,14 @@ async def test_pages_cursors_and_filters_read_the_same(
     ]
     for variables in arguments:
         # When a page is read, then the pages after and before its ends
-        page = await both_ways(
-            database, settings, api, statements, EVERY_FIELD, variables, serialized=True
-        )
+        page = await both_ways(database, settings, api, EVERY_FIELD, variables, serialized=True)
         info = page["events"]["pageInfo"]
         assert page["events"]["nodes"], variables
         onward = {**variables, "first": 4, "last": None, "after": info["endCursor"]}
         back = {**variables, "first": None, "last": 4, "before": info["startCursor"]}
         for following in (onward, back):
             # Then both paths agree on nodes, cursors, hasNext/PreviousPage and totalCount
-            await both_ways(
-                database, settings, api, statements, EVERY_FIELD, following, serialized=True
-            )
+            await both_ways(database, settings, api, EVERY_FIELD, following, serialized=True)
 
 
 @pytest.mark.parametrize(
@@ -242,7 +244,6 @@ async def test_selections_beyond_plain_values_take_the_usual_path(
     api: GraphQLClient,
     database: Database,
     settings: Settings,
-    statements: list[str],
     selection: str,
 ) -> None:
     # Given events
@@ -251,14 +252,13 @@ async def test_selections_beyond_plain_values_take_the_usual_path(
     query = f"query {{ events(first: 5) {{ {selection} }} }} {fragment}"
     # When a selection is asked that PostgreSQL does not write, then it is answered the
     # usual way, with the same data
-    data = await both_ways(database, settings, api, statements, query, serialized=False)
+    data = await both_ways(database, settings, api, query, serialized=False)
     assert data["events"]
 
 
 async def test_a_page_serialized_for_another_selection_fails_loudly(
     api: GraphQLClient,
     database: Database,
-    statements: list[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given events, and a resolver that would write nodes other than those selected

@@ -1,0 +1,98 @@
+"""A statement that SQLAlchemy builds and compiles, sent by asyncpg itself.
+
+A page of events is one statement; SQLAlchemy's execution of it — the execution context,
+the cursor adapter, the Result and its Row objects — cost more than asyncpg's own
+reading of the hundred rows (issue 14's profiles). For a statement whose rows need no
+conversion by SQLAlchemy's result types (plain text, integers, UTC instants), this
+compiles the statement through SQLAlchemy's own compiled cache, binds its parameters as
+SQLAlchemy would, and reads the rows with asyncpg on the session's connection: the same
+SQL and the same values, asyncpg Records instead of Rows.
+
+This is the one module that reaches into SQLAlchemy beyond its public API
+(`_compile_w_cache`, `construct_params`' collected parameters, `_bind_processors`, the
+engine's `_compiled_cache`), pinned by the lock file; tests/db/test_driver_reads.py
+compares its rows with SQLAlchemy's for every kind of parameter the service binds, so
+an upgrade that moves any of it fails there.
+"""
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.compiler import WARN_LINTING, SQLCompiler
+
+
+async def driver_rows(session: AsyncSession, statement: sa.Executable) -> Sequence[Any]:
+    """The rows of `statement`: asyncpg Records on PostgreSQL where the statement allows
+    (see `_driver_form`), else SQLAlchemy's Rows. Either is read by position or by
+    column name through `row_value`."""
+    connection = await session.connection()
+    sync_connection = connection.sync_connection
+    assert sync_connection is not None
+    form = (
+        _driver_form(statement, sync_connection)
+        if connection.dialect.name == "postgresql"
+        else None
+    )
+    if form is None:
+        return (await session.execute(statement)).all()
+    sql, parameters = form
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    try:
+        rows: Sequence[Any] = await driver.fetch(sql, *parameters)
+    except TimeoutError:
+        # asyncpg's command_timeout fired: the server is not answering this connection.
+        # As db.database's error hook does for SQLAlchemy's statements: aborted and
+        # invalidated, never handed to another request to wait again.
+        driver.terminate()
+        await connection.invalidate()
+        raise
+    return rows
+
+
+def row_value(row: Any, key: str) -> Any:
+    """The column `key` of a row of either kind `driver_rows` gives."""
+    mapping = getattr(row, "_mapping", row)  # a Row's mapping view; a Record is one itself
+    return mapping[key]
+
+
+def _driver_form(
+    statement: sa.Executable, connection: sa.Connection
+) -> tuple[str, list[Any]] | None:
+    """The SQL and positional parameters SQLAlchemy itself would send, or None where it
+    would rewrite the statement at execution (expanding IN lists, literal parameters, a
+    schema map): those go the usual way."""
+    dialect = connection.dialect
+    if not isinstance(statement, sa.ClauseElement):
+        return None
+    compiled, extracted, collected, _cache_hit = statement._compile_w_cache(
+        dialect=dialect,
+        compiled_cache=connection.engine._compiled_cache,
+        column_keys=[],
+        for_executemany=False,
+        schema_translate_map=None,
+        linting=dialect.compiler_linting | WARN_LINTING,
+    )
+    if (
+        not isinstance(compiled, SQLCompiler)
+        or not compiled.positional
+        or compiled.literal_execute_params
+        or compiled.post_compile_params
+        or compiled.schema_translate_map
+    ):
+        return None
+    values = compiled.construct_params(
+        extracted_parameters=extracted, escape_names=False, _collected_params=collected
+    )
+    # Without expanding parameters (refused above) each processor is one function.
+    processors: Mapping[str, Callable[[Any], Any]] = compiled._bind_processors  # type: ignore[assignment]
+    assert compiled.positiontup is not None
+    assert values is not None
+    parameters = [
+        processors[name](values[name]) if name in processors else values[name]
+        for name in compiled.positiontup
+    ]
+    return compiled.string, parameters
