@@ -3,10 +3,12 @@
 A page of events is one statement; SQLAlchemy's execution of it — the execution context,
 the cursor adapter, the Result and its Row objects — cost more than asyncpg's own
 reading of the hundred rows (issue 14's profiles). For a statement whose rows need no
-conversion by SQLAlchemy's result types (plain text, integers, UTC instants), this
-compiles the statement through SQLAlchemy's own compiled cache, binds its parameters as
+conversion by SQLAlchemy's result types (plain text, integers, UTC instants) or are
+converted by their reader (db.repositories.events.driver_event_record), this compiles
+the statement through SQLAlchemy's own compiled cache, binds its parameters as
 SQLAlchemy would, and reads the rows with asyncpg on the session's connection: the same
-SQL and the same values, asyncpg Records instead of Rows.
+SQL and the same values, asyncpg Records instead of Rows. SQLite, and an engine whose
+statements someone observes through SQLAlchemy's cursor events, go the usual way.
 
 This is the one module that reaches into SQLAlchemy beyond its public API
 (`_compile_w_cache`, `construct_params`' collected parameters, `_bind_processors`, the
@@ -23,26 +25,35 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.compiler import WARN_LINTING, SQLCompiler
 
 
-async def driver_rows(session: AsyncSession, statement: sa.Executable) -> Sequence[Any]:
-    """The rows of `statement`: asyncpg Records on PostgreSQL where the statement allows
-    (see `_driver_form`), else SQLAlchemy's Rows. Either is read by position or by
-    column name through `row_value`."""
+async def driver_rows(
+    session: AsyncSession,
+    statement: sa.Executable,
+    parameters: Mapping[str, Any] | None = None,
+) -> Sequence[Any]:
+    """The rows of `statement` (with the values of its bound `parameters`, if any):
+    asyncpg Records on PostgreSQL where the statement allows (see `_driver_form`), else
+    SQLAlchemy's Rows. Either is read by position or by column name (`row_value`)."""
     connection = await session.connection()
     sync_connection = connection.sync_connection
     assert sync_connection is not None
+    # An engine whose statements are observed (SQL logging, tracing, a test capturing
+    # them) hears of each through SQLAlchemy's cursor events, which asyncpg alone would
+    # not fire: its statements go the usual way.
+    events = sync_connection.dispatch
+    observed = bool(events.before_cursor_execute or events.after_cursor_execute)
     form = (
-        _driver_form(statement, sync_connection)
-        if connection.dialect.name == "postgresql"
+        _driver_form(statement, parameters, sync_connection)
+        if connection.dialect.name == "postgresql" and not observed
         else None
     )
     if form is None:
-        return (await session.execute(statement)).all()
-    sql, parameters = form
+        return (await session.execute(statement, parameters)).all()
+    sql, bound = form
     raw = await connection.get_raw_connection()
     driver = raw.driver_connection
     assert driver is not None
     try:
-        rows: Sequence[Any] = await driver.fetch(sql, *parameters)
+        rows: Sequence[Any] = await driver.fetch(sql, *bound)
     except TimeoutError:
         # asyncpg's command_timeout fired: the server is not answering this connection.
         # As db.database's error hook does for SQLAlchemy's statements: aborted and
@@ -60,7 +71,7 @@ def row_value(row: Any, key: str) -> Any:
 
 
 def _driver_form(
-    statement: sa.Executable, connection: sa.Connection
+    statement: sa.Executable, parameters: Mapping[str, Any] | None, connection: sa.Connection
 ) -> tuple[str, list[Any]] | None:
     """The SQL and positional parameters SQLAlchemy itself would send, or None where it
     would rewrite the statement at execution (expanding IN lists, literal parameters, a
@@ -71,7 +82,7 @@ def _driver_form(
     compiled, extracted, collected, _cache_hit = statement._compile_w_cache(
         dialect=dialect,
         compiled_cache=connection.engine._compiled_cache,
-        column_keys=[],
+        column_keys=sorted(parameters) if parameters else [],
         for_executemany=False,
         schema_translate_map=None,
         linting=dialect.compiler_linting | WARN_LINTING,
@@ -85,14 +96,17 @@ def _driver_form(
     ):
         return None
     values = compiled.construct_params(
-        extracted_parameters=extracted, escape_names=False, _collected_params=collected
+        dict(parameters) if parameters else None,
+        extracted_parameters=extracted,
+        escape_names=False,
+        _collected_params=collected,
     )
     # Without expanding parameters (refused above) each processor is one function.
     processors: Mapping[str, Callable[[Any], Any]] = compiled._bind_processors  # type: ignore[assignment]
     assert compiled.positiontup is not None
     assert values is not None
-    parameters = [
+    bound = [
         processors[name](values[name]) if name in processors else values[name]
         for name in compiled.positiontup
     ]
-    return compiled.string, parameters
+    return compiled.string, bound

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import lookups
 from db.database import dialect_of
+from db.driver_reads import driver_rows
 from db.pagination import Keyset, Page, PageRequest, fetch_page
 from db.settings import Settings
 from db.tables import businesses, event_revisions, events
@@ -93,13 +94,19 @@ class BusinessScopedRepository:
             self.owns(parent.table, lookup=lookup)
         )
 
-    async def row_by_key(self, table: sa.Table, key: sa.Column[Any], value: Any) -> Any | None:
+    async def row_by_key(
+        self, table: sa.Table, key: sa.Column[Any], value: Any, *, by_driver: bool = False
+    ) -> Any | None:
         """The business's row of `table` whose unique `key` is `value` (a lookup: see
         `readable(lookup=True)`), or None. The statement is built once per table and key,
         the business and the value bound at each call: a point read pays for neither
-        building it nor SQLAlchemy's cache key of it again."""
+        building it nor SQLAlchemy's cache key of it again. `by_driver`: read by asyncpg
+        where it can be (db.driver_reads); its values are then as asyncpg reads them."""
         statement = _row_by_key(table, key.key, self.dialect_name)
         parameters = {_BUSINESS_PARAMETER: self.business_id, _KEY_PARAMETER: value}
+        if by_driver:
+            rows = await driver_rows(self.session, statement, parameters)
+            return rows[0] if rows else None
         return (await self.session.execute(statement, parameters)).first()
 
     def update_of(self, table: sa.Table, *, lookup: bool = False) -> sa.Update:

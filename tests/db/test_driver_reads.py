@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from db.database import Database
 from db.driver_reads import driver_rows, row_value
 from db.event_json import event_json
+from db.repositories.events import EventRepository, event_record
 from db.tables import customers, events
 from tests.support import Tenant, now_utc
 
@@ -161,3 +162,58 @@ async def insert_events(database: Database, tenant: Tenant) -> None:
                 for index in range(20)
             ],
         )
+
+
+async def test_bound_parameters_and_point_reads_equal_sqlalchemys(
+    database: Database, tenant: Tenant
+) -> None:
+    await insert_events(database, tenant)
+    wanted = sa.bindparam("wanted", type_=events.c.event_id.type)
+    statement = sa.select(events.c.event_id, events.c.timestamp).where(
+        events.c.business_id == tenant.business_id, events.c.event_id == wanted
+    )
+    async with database.session() as session:
+        # A statement built once, its values bound at each read
+        for event_id in ("e4", "e5", "missing"):
+            expected = (await session.execute(statement, {"wanted": event_id})).all()
+            rows = await driver_rows(session, statement, {"wanted": event_id})
+            assert [tuple(row) for row in rows] == [tuple(row) for row in expected]
+        # A point read by the driver gives the record SQLAlchemy's row gives, metadata
+        # decoded and instants in UTC
+        repository = EventRepository(session, tenant.business_id)
+        for event_id in ("e0", "e7"):
+            by_driver = await repository.get_by_event_id(event_id)
+            row = (
+                await session.execute(
+                    sa.select(events).where(
+                        events.c.business_id == tenant.business_id, events.c.event_id == event_id
+                    )
+                )
+            ).one()
+            assert by_driver == event_record(row)
+            assert by_driver is not None
+            assert by_driver.metadata == {"n": int(event_id[1:])}
+            assert await repository.get(by_driver.id) == by_driver
+
+
+async def test_an_observed_engine_hears_of_every_statement(
+    database: Database, tenant: Tenant
+) -> None:
+    # Given an engine whose statements someone listens to (SQL logging, tracing)
+    await insert_events(database, tenant)
+    heard: list[str] = []
+
+    def listen(*arguments: Any) -> None:
+        heard.append(str(arguments[2]))
+
+    statement = sa.select(events.c.event_id).where(events.c.business_id == tenant.business_id)
+    sa.event.listen(database.engine.sync_engine, "before_cursor_execute", listen)
+    try:
+        async with database.session() as session:
+            rows = await driver_rows(session, statement)
+    finally:
+        sa.event.remove(database.engine.sync_engine, "before_cursor_execute", listen)
+    # Then the statement went the usual way, and the listener heard it
+    assert len(rows) == 20
+    assert not any(isinstance(row, asyncpg.Record) for row in rows)
+    assert any("FROM events" in sql for sql in heard)

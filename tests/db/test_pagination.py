@@ -387,12 +387,14 @@ def test_q3_ascending_keyset_seeks_above_the_cursor() -> None:
 def test_q3_position_of_a_row_reads_the_keyset_columns() -> None:
     moment = datetime(2026, 1, 31, tzinfo=UTC)
 
-    class FakeRow:  # stands in for a result row: attributes named after the columns
-        timestamp = moment
-        sequence = 3
-        other = "ignored"
+    columns = {"other": "ignored", "sequence": 3, "timestamp": moment}
 
+    class FakeRow:  # stands in for SQLAlchemy's Row: its mapping view by column name
+        _mapping = columns
+
+    # asyncpg's Record (db.driver_reads) is read by column name itself, as a mapping is
     assert TIMELINE.position_of(FakeRow()) == (moment, 3)
+    assert TIMELINE.position_of(columns) == (moment, 3)
 
 
 # Page size
