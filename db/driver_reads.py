@@ -3,12 +3,14 @@
 A page of events is one statement; SQLAlchemy's execution of it — the execution context,
 the cursor adapter, the Result and its Row objects — cost more than asyncpg's own
 reading of the hundred rows (issue 14's profiles). For a statement whose rows need no
-conversion by SQLAlchemy's result types (plain text, integers, UTC instants) or are
-converted by their reader (db.repositories.events.driver_event_record), this compiles
+conversion by SQLAlchemy's result types — plain text, integers, UTC instants, and jsonb,
+which the codec SQLAlchemy's asyncpg dialect installs on every connection decodes with
+the engine's json_deserializer — this compiles
 the statement through SQLAlchemy's own compiled cache, binds its parameters as
 SQLAlchemy would, and reads the rows with asyncpg on the session's connection: the same
-SQL and the same values, asyncpg Records instead of Rows. SQLite, and an engine whose
-statements someone observes through SQLAlchemy's cursor events, go the usual way.
+SQL and the same values, asyncpg Records instead of Rows. SQLite, a session in a
+transaction, and an engine whose statements someone observes through SQLAlchemy's cursor
+events go the usual way.
 
 This is the one module that reaches into SQLAlchemy beyond its public API
 (`_compile_w_cache`, `construct_params`' collected parameters, `_bind_processors`, the
@@ -17,12 +19,16 @@ compares its rows with SQLAlchemy's for every kind of parameter the service bind
 an upgrade that moves any of it fails there.
 """
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.compiler import WARN_LINTING, SQLCompiler
+
+from db.database import in_autocommit
 
 
 async def driver_rows(
@@ -38,12 +44,13 @@ async def driver_rows(
     assert sync_connection is not None
     # An engine whose statements are observed (SQL logging, tracing, a test capturing
     # them) hears of each through SQLAlchemy's cursor events, which asyncpg alone would
-    # not fire: its statements go the usual way.
+    # not fire; and in a transaction SQLAlchemy sends its BEGIN lazily, before its own
+    # first statement: both go the usual way.
     events = sync_connection.dispatch
     observed = bool(events.before_cursor_execute or events.after_cursor_execute)
     form = (
         _driver_form(statement, parameters, sync_connection)
-        if connection.dialect.name == "postgresql" and not observed
+        if connection.dialect.name == "postgresql" and not observed and await in_autocommit(session)
         else None
     )
     if form is None:
@@ -54,14 +61,25 @@ async def driver_rows(
     assert driver is not None
     try:
         rows: Sequence[Any] = await driver.fetch(sql, *bound)
-    except TimeoutError:
-        # asyncpg's command_timeout fired: the server is not answering this connection.
-        # As db.database's error hook does for SQLAlchemy's statements: aborted and
-        # invalidated, never handed to another request to wait again.
-        driver.terminate()
-        await connection.invalidate()
+    except BaseException as error:
+        if _leaves_connection_unknown(error):
+            # As SQLAlchemy does for its own statements (and db.database's error hook for
+            # a timeout): a connection whose statement was cut off, timed out or lost is
+            # aborted and invalidated, never handed to another request as it is. The
+            # error raised is the statement's own.
+            driver.terminate()
+            with contextlib.suppress(Exception):
+                await connection.invalidate()
         raise
     return rows
+
+
+def _leaves_connection_unknown(error: BaseException) -> bool:
+    """A statement cancelled (client gone, a deadline), timed out, or a connection lost;
+    not an error the server reported on a connection that goes on working."""
+    return not isinstance(error, Exception) or isinstance(
+        error, TimeoutError | OSError | asyncpg.InterfaceError | asyncpg.ConnectionDoesNotExistError
+    )
 
 
 def row_value(row: Any, key: str) -> Any:

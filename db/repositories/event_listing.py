@@ -208,18 +208,21 @@ class EventListing(BusinessScopedRepository):
     def _add_customer(self, customer_id: str, where: EventConditions) -> None:
         """Q4: events sent with the customer's id, and those sent with its externalId.
 
-        The externalId is read by the page's own statement (a subquery run once), not by
-        a lookup of its own: one round trip fewer. For another business's customer, or
-        none at all, both branches match nothing: no events (T2), not an error. (An event
-        holds only a customer id of its own business: I4, and the foreign key.)
+        Both are read by the page's own statement (subqueries of this business's
+        customers, run once), not by a lookup of their own: one round trip fewer. For
+        another business's customer, or none at all, both subqueries are NULL and match
+        no events (T2), not an error.
         """
+        customer = self.readable(customers, customers.c.id, lookup=True).where(
+            customers.c.id == customer_id
+        )
         external_id = (
             self.readable(customers, customers.c.external_id, lookup=True)
             .where(customers.c.id == customer_id)
             .scalar_subquery()
         )
         where.branches += [
-            events.c.customer_id == customer_id,
+            events.c.customer_id == customer.scalar_subquery(),
             events.c.external_customer_id == external_id,
         ]
 

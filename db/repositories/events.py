@@ -6,8 +6,6 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from db import ids
 from db.errors import RuleViolations
 from db.records import (
@@ -52,21 +50,6 @@ def event_record(row: Any) -> EventRecord:
     if len(row) != len(EVENT_COLUMNS):
         raise ValueError(f"a row of every events column expected, not {len(row)} columns")
     return EventRecord(*row)
-
-
-_METADATA = EVENT_COLUMNS.index("metadata")
-
-
-def driver_event_record(row: Any) -> EventRecord:
-    """The record of a row of `select(events)` read by db.driver_reads: asyncpg hands
-    over the jsonb metadata as its text, which is decoded as SQLAlchemy's JSON type
-    would (the engine's json_deserializer); SQLAlchemy's rows have it decoded already."""
-    if len(row) != len(EVENT_COLUMNS):
-        raise ValueError(f"a row of every events column expected, not {len(row)} columns")
-    values = list(row)
-    if isinstance(values[_METADATA], str):
-        values[_METADATA] = orjson.loads(values[_METADATA])
-    return EventRecord(*values)
 
 
 def _revision_record(row: Any) -> EventRevisionRecord:
@@ -212,13 +195,13 @@ class EventRepository(BusinessScopedRepository):
         if len(event_id) > MAX_EVENT_ID_LENGTH:
             return None
         row = await self.row_by_key(events, events.c.event_id, event_id, by_driver=True)
-        return driver_event_record(row) if row else None
+        return event_record(row) if row else None
 
     async def get(self, event_server_id: str) -> EventRecord | None:
         if len(event_server_id) > MAX_SERVER_ID_LENGTH:
             return None
         row = await self.row_by_key(events, events.c.id, event_server_id, by_driver=True)
-        return driver_event_record(row) if row else None
+        return event_record(row) if row else None
 
     async def revisions_by_sequence(
         self, sequences: Collection[int]
