@@ -12,9 +12,9 @@ run stops.
 Per query and server: wrk (1 thread, 8 connections) for `--duration` seconds: requests/s,
 p50, p99, and the CPU time of the server's processes (utime + stime of the process and
 its descendants, /proc/<pid>/stat) per request; then 1 connection: p50. The floor runs the
-SQL of the service's main statement by hand through a plain asyncpg pool (8 connections,
-8 tasks): statements/s and this process's CPU per statement. PostgreSQL's own CPU is in
-none of the figures.
+service's page (its filter and order, every column) or point read by hand through a
+plain asyncpg pool (8 connections, 8 tasks): statements/s and this process's CPU per
+statement. PostgreSQL's own CPU is in none of the figures.
 """
 
 import asyncio
