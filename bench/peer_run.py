@@ -45,13 +45,13 @@ from bench.databases import BenchDatabase, postgres_database, postgres_reachable
 from bench.report import machine
 from bench.seed import Seeded, SeededBusiness, seed
 from bench.servers import (
-    READY_TIMEOUT_SECONDS,
     Server,
     free_port,
     start_server,
     stop_server,
     usage_events_command,
     wait_ready,
+    wait_until,
 )
 from bench.workload import EVENT_NAMES, iso
 from bench.wrk import WrkResult, run_wrk, wrk_executable
@@ -291,20 +291,12 @@ def start_postgraphile(database: BenchDatabase, log_directory: Path) -> Server:
 
 def wait_graphql(server: Server) -> None:
     """Until `{ __typename }` is answered (PostGraphile has no /healthz)."""
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(
-                f"{server.name} exited with {server.process.returncode}:\n{server.log_tail()}"
-            )
-        try:
-            response = httpx.post(server.url + GRAPHQL_PATH, json={"query": TYPENAME}, timeout=2)
-            if response.status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{server.name} did not become ready:\n{server.log_tail()}")
+
+    def answered() -> bool:
+        response = httpx.post(server.url + GRAPHQL_PATH, json={"query": TYPENAME}, timeout=2)
+        return response.status_code == 200
+
+    wait_until(server, answered, pause=0.2)
 
 
 # ---------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,8 +85,10 @@ def start_server(
     return Server(name, port, process, log_path)
 
 
-def wait_ready(server: Server, workers: int = 1) -> None:
-    """Until /healthz answers (and, with several workers, each worker has started)."""
+def wait_until(server: Server, answered: Callable[[], bool], pause: float = 0.1) -> None:
+    """Until `answered()` says the server is ready; a server that exits, or is not ready
+    within READY_TIMEOUT_SECONDS, fails with the tail of its log. A transport error (not
+    listening yet) counts as not ready."""
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
@@ -94,19 +96,30 @@ def wait_ready(server: Server, workers: int = 1) -> None:
                 f"{server.name} exited with {server.process.returncode}:\n{server.log_tail()}"
             )
         try:
-            if httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200 and (
-                workers == 1 or len(descendants(server.process.pid)) >= workers
-            ):
-                if workers > 1:
-                    # Every worker must have its app loaded, not merely be forked.
-                    log = server.log_path.read_text(errors="replace")
-                    if log.count("Application startup complete") < workers:
-                        raise httpx.TransportError("workers still starting")
+            if answered():
                 return
         except httpx.TransportError:
             pass
-        time.sleep(0.1)
+        time.sleep(pause)
     raise RuntimeError(f"{server.name} did not become ready:\n{server.log_tail()}")
+
+
+def wait_ready(server: Server, workers: int = 1) -> None:
+    """Until /healthz answers (and, with several workers, each worker has started)."""
+
+    def answered() -> bool:
+        if httpx.get(f"{server.url}/healthz", timeout=2).status_code != 200:
+            return False
+        if workers == 1:
+            return True
+        # Every worker must have its app loaded, not merely be forked.
+        log = server.log_path.read_text(errors="replace")
+        return (
+            len(descendants(server.process.pid)) >= workers
+            and log.count("Application startup complete") >= workers
+        )
+
+    wait_until(server, answered)
 
 
 def stop_server(server: Server) -> None:

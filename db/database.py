@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 
 from db import sqlite_decimals
 from db.api_key_cache import ApiKeyCache, listen_for_key_changes, listener_dsn
@@ -51,7 +51,11 @@ AUTOCOMMIT = "AUTOCOMMIT"
 
 async def in_autocommit(session: AsyncSession) -> bool:
     """Whether each statement of `session` is a transaction of its own (no BEGIN sent)."""
-    connection = await session.connection()
+    return is_autocommit(await session.connection())
+
+
+def is_autocommit(connection: AsyncConnection) -> bool:
+    """Whether each statement on `connection` is a transaction of its own."""
     options = (
         connection.sync_connection.get_execution_options() if connection.sync_connection else {}
     )

@@ -5,10 +5,10 @@ the cursor adapter, the Result and its Row objects — cost more than asyncpg's 
 reading of the hundred rows (issue 14's profiles). For a statement whose rows need no
 conversion by SQLAlchemy's result types — plain text, integers, UTC instants, and jsonb,
 which the codec SQLAlchemy's asyncpg dialect installs on every connection decodes with
-the engine's json_deserializer — this compiles
-the statement through SQLAlchemy's own compiled cache, binds its parameters as
-SQLAlchemy would, and reads the rows with asyncpg on the session's connection: the same
-SQL and the same values, asyncpg Records instead of Rows. SQLite, a session in a
+the engine's json_deserializer — this compiles the statement through SQLAlchemy's own
+compiled cache, binds its parameters as SQLAlchemy would, and reads the rows with
+asyncpg on the session's connection: the same SQL and the same values, asyncpg Records
+instead of Rows. SQLite, a session in a
 transaction, and an engine whose statements someone observes through SQLAlchemy's cursor
 events go the usual way.
 
@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.compiler import WARN_LINTING, SQLCompiler
 
-from db.database import in_autocommit
+from db.database import is_autocommit
 
 
 async def driver_rows(
@@ -50,7 +50,7 @@ async def driver_rows(
     observed = bool(events.before_cursor_execute or events.after_cursor_execute)
     form = (
         _driver_form(statement, parameters, sync_connection)
-        if connection.dialect.name == "postgresql" and not observed and await in_autocommit(session)
+        if connection.dialect.name == "postgresql" and not observed and is_autocommit(connection)
         else None
     )
     if form is None:

@@ -94,7 +94,7 @@ class Query:
         context = info.context
         event_filter = filter.to_domain() if filter is not None else EventFilter()
         request = context.page_request(first, after, last, before)
-        node_fields = serialized_node_fields(info, Event, "Event")
+        node_fields = serialized_node_fields(info, Event)
         async with context.reading() as session:
             listing = EventListing(session, context.business.id)
             if node_fields is not None:

@@ -39,7 +39,7 @@ class SerializedNodes(list[str]):
         self.fields = fields
 
 
-def serialized_node_fields(info: Info, object_type: type, type_name: str) -> NodeFields | None:
+def serialized_node_fields(info: Info, object_type: type) -> NodeFields | None:
     """What each node's JSON object holds, when the connection field being resolved
     selects its nodes with nothing but plain values of `object_type`; else None."""
     if not info.context.serialized_rows:
@@ -57,7 +57,7 @@ def serialized_node_fields(info: Info, object_type: type, type_name: str) -> Nod
             return None
     if nodes is None:
         return None
-    attributes = _json_attributes(object_type, info.schema.config.name_converter)
+    type_name, attributes = _json_attributes(object_type, info.schema.config.name_converter)
     fields: dict[str, str | Constant] = {}
     for leaf in nodes.selections:
         if (
@@ -79,11 +79,12 @@ def serialized_node_fields(info: Info, object_type: type, type_name: str) -> Nod
 
 
 @functools.cache
-def _json_attributes(object_type: type, name_converter: Any) -> dict[str, str]:
-    """GraphQL field name → attribute, for the fields of `object_type` that are plain
-    attributes PostgreSQL can write (db.event_json)."""
+def _json_attributes(object_type: type, name_converter: Any) -> tuple[str, dict[str, str]]:
+    """The GraphQL name of `object_type` (its `__typename`), and GraphQL field name →
+    attribute for its fields that are plain attributes PostgreSQL can write
+    (db.event_json)."""
     definition = get_object_definition(object_type, strict=True)
-    return {
+    return definition.name, {
         name_converter.get_graphql_name(field): field.python_name
         for field in definition.fields
         if field.is_basic_field and field.python_name in EVENT_JSON_VALUES
