@@ -13,7 +13,7 @@ something else. No OFFSET anywhere: every page is an index range scan that stops
 import base64
 import binascii
 import struct
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -62,15 +62,32 @@ class Keyset:
     def position_of(self, row: Any) -> Position:
         return tuple(row_value(row, column.key) for column in self.columns)
 
-    def is_beyond(self, position: Position) -> sa.ColumnElement[bool]:
-        """Rows that come after `position` in the connection's order."""
-        columns, values = sa.tuple_(*self.columns), sa.tuple_(*position)
+    def is_beyond(self, position: str) -> sa.ColumnElement[bool]:
+        """Rows that come after the position bound as `position` (see `bound`) in the
+        connection's order."""
+        columns, values = sa.tuple_(*self.columns), self._parameters(position)
         return columns < values if self.descending else columns > values
 
-    def is_before(self, position: Position) -> sa.ColumnElement[bool]:
-        """Rows that come before `position` in the connection's order."""
-        columns, values = sa.tuple_(*self.columns), sa.tuple_(*position)
+    def is_before(self, position: str) -> sa.ColumnElement[bool]:
+        """Rows that come before the position bound as `position` in the connection's order."""
+        columns, values = sa.tuple_(*self.columns), self._parameters(position)
         return columns > values if self.descending else columns < values
+
+    def bound(self, position_name: str, position: Position) -> dict[str, Any]:
+        """The parameters that bind `position` where `is_beyond`/`is_before` name it."""
+        return {
+            _position_parameter(position_name, column): value
+            for column, value in zip(self.columns, position, strict=True)
+        }
+
+    def _parameters(self, position_name: str) -> sa.Tuple:
+        # Typed as their columns, as values compared with the columns would be.
+        return sa.tuple_(
+            *(
+                sa.bindparam(_position_parameter(position_name, column), type_=column.type)
+                for column in self.columns
+            )
+        )
 
     def order(self, *, reverse: bool = False, columns: Any = None) -> list[sa.UnaryExpression[Any]]:
         """ORDER BY terms; `columns` (a subquery's `.c`) stands in for the table's columns."""
@@ -227,6 +244,36 @@ def page_size(request: PageRequest, settings: Settings) -> int:
     return size
 
 
+# The names under which a page binds its cursors' positions and its row limit.
+AFTER = "page_after"
+BEFORE = "page_before"
+LIMIT = "page_limit"
+# Page statements kept for templates (see fetch_page): a few per filter shape in use.
+MAX_KEPT_PAGE_STATEMENTS = 512
+
+
+def _position_parameter(position_name: str, column: sa.Column[Any]) -> str:
+    return f"{position_name}_{column.key}"
+
+
+@dataclass(frozen=True, slots=True)
+class PageShape:
+    """What a page statement's SQL depends on besides its query: its order, which cursors
+    narrow it, its direction, and the database it is written for."""
+
+    template: Hashable
+    # The keyset by its kind and direction (comparing columns would build SQL).
+    keyset: tuple[str, bool]
+    after: bool
+    before: bool
+    backward: bool
+    dialect: str
+
+
+# Insertion-ordered: the oldest is dropped first once MAX_KEPT_PAGE_STATEMENTS are kept.
+_page_statements: dict[PageShape, sa.Select[Any] | sa.CompoundSelect[Any]] = {}
+
+
 async def fetch_page(
     session: AsyncSession,
     query: sa.Select[Any],
@@ -238,6 +285,8 @@ async def fetch_page(
     to_item: Callable[[Any], Item],
     branches: Sequence[sa.ColumnElement[bool]] = (),
     by_driver: bool = False,
+    parameters: Mapping[str, Any] | None = None,
+    template: Hashable | None = None,
 ) -> Page[Item]:
     """One page of `query` (already filtered and scoped) in the keyset's order.
 
@@ -249,6 +298,14 @@ async def fetch_page(
     is paged on its own index and the pages are merged, because an OR in one query
     cannot be read from an index in order and would sort every matching row.
 
+    `parameters`: the values of the parameters `query` and `branches` bind. The page's
+    own values (the cursors' positions, the row limit) are bound parameters too, so a
+    page statement depends only on its shape: with `template`, a key that stands for
+    `query` and `branches` as they are built each time (from bound parameters only, never
+    a value), the page statement is built once per shape and kept, and a request pays for
+    neither building it nor SQLAlchemy's cache key of it (issue 14's profiles: a third of
+    SQLAlchemy's share of a page).
+
     `by_driver`: the page's rows are read by asyncpg itself where they can be
     (db.driver_reads), for columns that need no conversion by SQLAlchemy's types.
     """
@@ -257,67 +314,61 @@ async def fetch_page(
     cursors = Cursors(scope, request.cursor_key)
     after = cursors.decode(keyset, request.after) if request.after is not None else None
     before = cursors.decode(keyset, request.before) if request.before is not None else None
-    matching = query.where(sa.or_(*branches)) if branches else query
-
-    narrowed = query
+    bound = {**(parameters or {}), LIMIT: size + 1}
     if after is not None:
-        narrowed = narrowed.where(keyset.is_beyond(after))
+        bound |= keyset.bound(AFTER, after)
     if before is not None:
-        narrowed = narrowed.where(keyset.is_before(before))
-    order = keyset.order(reverse=backward)
-    if branches and session.get_bind().dialect.name == "postgresql":
-        # (… LIMIT n) UNION ALL (… LIMIT n) ORDER BY … LIMIT n: no subqueries, whose
-        # column proxies SQLAlchemy would build afresh for every request.
-        by_name: dict[str, sa.ColumnElement[Any]] = {
-            column.key: sa.literal_column(column.key) for column in keyset.columns
-        }
-        page_query: sa.Select[Any] | sa.CompoundSelect[Any] = (
-            sa.union_all(
-                *(narrowed.where(branch).order_by(*order).limit(size + 1) for branch in branches)
-            )
-            .order_by(*keyset.order(reverse=backward, columns=by_name))
-            .limit(size + 1)
-        )
-    elif branches:
-        # SQLite allows ORDER BY and LIMIT only at the end of a compound SELECT.
-        parts = [
-            sa.select(narrowed.where(branch).order_by(*order).limit(size + 1).subquery())
-            for branch in branches
-        ]
-        merged = sa.union_all(*parts).subquery()
-        merged_order = keyset.order(reverse=backward, columns=merged.c)
-        page_query = sa.select(merged).order_by(*merged_order).limit(size + 1)
-    else:
-        page_query = narrowed.order_by(*order).limit(size + 1)
+        bound |= keyset.bound(BEFORE, before)
+    dialect = session.get_bind().dialect.name
+    shape = PageShape(
+        template,
+        (keyset.kind, keyset.descending),
+        after is not None,
+        before is not None,
+        backward,
+        dialect,
+    )
+    page_query = _page_statements.get(shape) if template is not None else None
+    if page_query is None:
+        page_query = _page_statement(query, keyset, branches, shape)
+        if template is not None:
+            if len(_page_statements) >= MAX_KEPT_PAGE_STATEMENTS:
+                del _page_statements[next(iter(_page_statements))]
+            _page_statements[shape] = page_query
     rows: Sequence[Any] = (
-        await driver_rows(session, page_query)
+        await driver_rows(session, page_query, bound)
         if by_driver
-        else (await session.execute(page_query)).all()
+        else (await session.execute(page_query, bound)).all()
     )
     has_more = len(rows) > size
     rows = list(rows[:size])
     if backward:
         rows.reverse()
 
+    def matching() -> sa.Select[Any]:
+        return query.where(sa.or_(*branches)) if branches else query
+
     async def exists(condition: sa.ColumnElement[bool]) -> bool:
-        probe = sa.select(sa.literal(1)).select_from(matching.where(condition).subquery()).limit(1)
-        return (await session.execute(probe)).first() is not None
+        probe = (
+            sa.select(sa.literal(1)).select_from(matching().where(condition).subquery()).limit(1)
+        )
+        return (await session.execute(probe, bound)).first() is not None
 
     # Beyond the page's own end, one row more told; beyond a cursor given, a query tells,
     # run only if the client asks for that field.
     async def has_next_page() -> bool:
         if not backward and has_more:
             return True
-        return before is not None and await exists(sa.not_(keyset.is_before(before)))
+        return before is not None and await exists(sa.not_(keyset.is_before(BEFORE)))
 
     async def has_previous_page() -> bool:
         if backward and has_more:
             return True
-        return after is not None and await exists(sa.not_(keyset.is_beyond(after)))
+        return after is not None and await exists(sa.not_(keyset.is_beyond(AFTER)))
 
     async def count_total() -> int:
-        counted = sa.select(sa.func.count()).select_from(matching.order_by(None).subquery())
-        return int((await session.execute(counted)).scalar_one())
+        counted = sa.select(sa.func.count()).select_from(matching().order_by(None).subquery())
+        return int((await session.execute(counted, bound)).scalar_one())
 
     return Page(
         [to_item(row) for row in rows],
@@ -328,3 +379,42 @@ async def fetch_page(
         has_previous_page,
         count_total,
     )
+
+
+def _page_statement(
+    query: sa.Select[Any],
+    keyset: Keyset,
+    branches: Sequence[sa.ColumnElement[bool]],
+    shape: PageShape,
+) -> sa.Select[Any] | sa.CompoundSelect[Any]:
+    """The statement of a page of `shape`: its positions and limit bound, never values."""
+    narrowed = query
+    if shape.after:
+        narrowed = narrowed.where(keyset.is_beyond(AFTER))
+    if shape.before:
+        narrowed = narrowed.where(keyset.is_before(BEFORE))
+    order = keyset.order(reverse=shape.backward)
+    limit = sa.bindparam(LIMIT, type_=sa.Integer())
+    if branches and shape.dialect == "postgresql":
+        # (… LIMIT n) UNION ALL (… LIMIT n) ORDER BY … LIMIT n: no subqueries, whose
+        # column proxies SQLAlchemy would build afresh for every request.
+        by_name: dict[str, sa.ColumnElement[Any]] = {
+            column.key: sa.literal_column(column.key) for column in keyset.columns
+        }
+        return (
+            sa.union_all(
+                *(narrowed.where(branch).order_by(*order).limit(limit) for branch in branches)
+            )
+            .order_by(*keyset.order(reverse=shape.backward, columns=by_name))
+            .limit(limit)
+        )
+    if branches:
+        # SQLite allows ORDER BY and LIMIT only at the end of a compound SELECT.
+        parts = [
+            sa.select(narrowed.where(branch).order_by(*order).limit(limit).subquery())
+            for branch in branches
+        ]
+        merged = sa.union_all(*parts).subquery()
+        merged_order = keyset.order(reverse=shape.backward, columns=merged.c)
+        return sa.select(merged).order_by(*merged_order).limit(limit)
+    return narrowed.order_by(*order).limit(limit)

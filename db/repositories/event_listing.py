@@ -1,6 +1,6 @@
 """The events connection (SPEC §4, Q2–Q7): every filter, ordering and count in SQL."""
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -51,6 +51,53 @@ class EventConditions:
     filters_metadata: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class ListingShape:
+    """What the statement of a listing without lookups depends on: which of the filter's
+    plain values are given (their values are bound parameters), and what it selects."""
+
+    dialect: str
+    # Each event's JSON object of these fields (db.event_json), or every column.
+    json_fields: JsonFields | None
+    include_deprecated: bool
+    given: frozenset[str]
+
+
+# The filter's plain values, bound as parameters of these names (see _filter_parameters).
+PLAIN_VALUES = ("start", "end", "external_customer_id", "event_name", "customer_id")
+# Listing statements kept by shape; the oldest is dropped first beyond this many.
+MAX_KEPT_LISTINGS = 256
+_kept_listings: dict[ListingShape, tuple[sa.Select[Any], list[sa.ColumnElement[bool]]]] = {}
+
+
+def _parameter(name: str, column: sa.Column[Any]) -> sa.BindParameter[Any]:
+    return sa.bindparam(f"filter_{name}", type_=column.type)
+
+
+def _filter_parameters(event_filter: EventFilter, event_name: str | None) -> dict[str, Any]:
+    """The bound values of the filter's plain values; `event_name` may be a meter's."""
+    values = {name: getattr(event_filter, name) for name in PLAIN_VALUES}
+    values["event_name"] = event_name
+    return {f"filter_{name}": value for name, value in values.items() if value is not None}
+
+
+def _listing_shape(
+    event_filter: EventFilter, dialect: str, json_fields: JsonFields | None
+) -> ListingShape | None:
+    """The shape of a listing whose statement can be kept, or None: one that looks up a
+    meter or backfill first, or whose SQL holds values (metadata filters, eventIds)."""
+    if (
+        event_filter.meter_id is not None
+        or event_filter.metadata is not None
+        or event_filter.event_ids is not None
+        or event_filter.backfill_id is not None
+        or event_filter.replaced_by_backfill_id is not None
+    ):
+        return None
+    given = frozenset(name for name in PLAIN_VALUES if getattr(event_filter, name) is not None)
+    return ListingShape(dialect, json_fields, event_filter.include_deprecated, given)
+
+
 class EventListing(BusinessScopedRepository):
     async def page(
         self,
@@ -59,7 +106,7 @@ class EventListing(BusinessScopedRepository):
         request: PageRequest,
         settings: Settings,
     ) -> Page[EventRecord]:
-        return await self._page(event_filter, order, request, settings, (), event_record)
+        return await self._page(event_filter, order, request, settings, None, event_record)
 
     async def json_page(
         self,
@@ -73,11 +120,8 @@ class EventListing(BusinessScopedRepository):
         (db.event_json), written by PostgreSQL."""
         if self.dialect_name != "postgresql":
             raise ValueError("events are written as JSON by PostgreSQL only")
-        node = event_json(fields).label("node")
         # Timestamps, sequences and text need no conversion: asyncpg reads the rows.
-        return await self._page(
-            event_filter, order, request, settings, (*KEYSET_COLUMNS, node), _json_text, True
-        )
+        return await self._page(event_filter, order, request, settings, fields, _json_text, True)
 
     async def _page(
         self,
@@ -85,25 +129,41 @@ class EventListing(BusinessScopedRepository):
         order: EventOrder,
         request: PageRequest,
         settings: Settings,
-        columns: Sequence[sa.ColumnElement[Any]],
+        json_fields: JsonFields | None,
         to_item: Callable[[Any], Item],
         by_driver: bool = False,
     ) -> Page[Item]:
-        where = await self._conditions(event_filter)
-        # A list of eventIds is found through the unique (business_id, eventId) index; the
-        # business must not look tiny to the planner then (see db.lookups).
-        lookup = event_filter.event_ids is not None
-        query = self.readable(events, *columns, lookup=lookup).where(*where.conditions)
+        _check_filter(event_filter)
+        shape = _listing_shape(event_filter, self.dialect_name, json_fields)
+        kept = _kept_listings.get(shape) if shape is not None else None
+        if kept is not None:
+            query, branches = kept
+            parameters = _filter_parameters(event_filter, event_filter.event_name)
+            filters_metadata = False
+        else:
+            where, parameters = await self._conditions(event_filter)
+            # A list of eventIds is found through the unique (business_id, eventId) index;
+            # the business must not look tiny to the planner then (see db.lookups).
+            lookup = event_filter.event_ids is not None
+            query = self.readable_by_parameter(events, *_columns(json_fields), lookup=lookup)
+            query, branches = query.where(*where.conditions), where.branches
+            filters_metadata = where.filters_metadata
+            if shape is not None:
+                if len(_kept_listings) >= MAX_KEPT_LISTINGS:
+                    del _kept_listings[next(iter(_kept_listings))]
+                _kept_listings[shape] = (query, branches)
         keyset = NEWEST_FIRST if order is EventOrder.TIMESTAMP_DESC else OLDEST_FIRST
-        async with self._ordered_index_scans(enforce=where.filters_metadata):
+        async with self._ordered_index_scans(enforce=filters_metadata):
             return await self.page_of(
                 query,
                 keyset,
                 request,
                 settings,
                 to_item,
-                branches=where.branches,
+                branches=branches,
                 by_driver=by_driver,
+                parameters=parameters,
+                template=shape,
             )
 
     @asynccontextmanager
@@ -126,26 +186,22 @@ class EventListing(BusinessScopedRepository):
         async with undone_after(self.session, "RESET enable_sort"):
             yield
 
-    async def _conditions(self, event_filter: EventFilter) -> EventConditions:
-        """Q4 as SQL; raises BadUserInput for a bad filter, an unknown meter, a mismatch."""
-        _check_lengths(event_filter)
-        _check_time_range(event_filter)
-        if event_filter.customer_id is not None and not is_customer_id(event_filter.customer_id):
-            raise BadUserInput(
-                UserErrorCode.CUSTOMER_NOT_FOUND, NOT_A_CUSTOMER_ID, ("filter", "customerId")
-            )
+    async def _conditions(
+        self, event_filter: EventFilter
+    ) -> tuple[EventConditions, dict[str, Any]]:
+        """Q4 as SQL, and the values of the parameters it binds; raises BadUserInput for
+        an unknown meter or backfill, or an eventName the meter does not count."""
         where = EventConditions()
         if not event_filter.include_deprecated:
             where.conditions.append(events.c.deprecated_at.is_(None))
         await self._add_backfill(event_filter, where)
         if event_filter.start is not None:
-            where.conditions.append(events.c.timestamp >= event_filter.start)
+            where.conditions.append(events.c.timestamp >= _parameter("start", events.c.timestamp))
         if event_filter.end is not None:
-            where.conditions.append(events.c.timestamp < event_filter.end)
+            where.conditions.append(events.c.timestamp < _parameter("end", events.c.timestamp))
         if event_filter.external_customer_id is not None:
-            where.conditions.append(
-                events.c.external_customer_id == event_filter.external_customer_id
-            )
+            column = events.c.external_customer_id
+            where.conditions.append(column == _parameter("external_customer_id", column))
         if event_filter.event_ids is not None:
             event_ids = _checked_event_ids(event_filter)
             where.conditions.append(self.one_of(events.c.event_id, event_ids))
@@ -171,7 +227,8 @@ class EventListing(BusinessScopedRepository):
             if meter.filter is not None:
                 metadata_filters.append(Filter.from_document(meter.filter))
         if event_name is not None:
-            where.conditions.append(events.c.event_name == event_name)
+            column = events.c.event_name
+            where.conditions.append(column == _parameter("event_name", column))
         if event_filter.metadata is not None:
             metadata_filters.append(
                 parse_filter_argument(event_filter.metadata, ("filter", "metadata"))
@@ -183,8 +240,8 @@ class EventListing(BusinessScopedRepository):
         ]
 
         if event_filter.customer_id is not None:
-            self._add_customer(event_filter.customer_id, where)
-        return where
+            self._add_customer(where)
+        return where, _filter_parameters(event_filter, event_name)
 
     async def _add_backfill(self, event_filter: EventFilter, where: EventConditions) -> None:
         """B3: events of a backfill not reflected are listed only when it is asked for."""
@@ -205,7 +262,7 @@ class EventListing(BusinessScopedRepository):
         if replaced_by is not None:
             where.conditions.append(repository.replacement_of(replaced_by))
 
-    def _add_customer(self, customer_id: str, where: EventConditions) -> None:
+    def _add_customer(self, where: EventConditions) -> None:
         """Q4: events sent with the customer's id, and those sent with its externalId.
 
         Both are read by the page's own statement (subqueries of this business's
@@ -213,11 +270,12 @@ class EventListing(BusinessScopedRepository):
         another business's customer, or none at all, both subqueries are NULL and match
         no events (T2), not an error.
         """
-        customer = self.readable(customers, customers.c.id, lookup=True).where(
+        customer_id = _parameter("customer_id", customers.c.id)
+        customer = self.readable_by_parameter(customers, customers.c.id, lookup=True).where(
             customers.c.id == customer_id
         )
         external_id = (
-            self.readable(customers, customers.c.external_id, lookup=True)
+            self.readable_by_parameter(customers, customers.c.external_id, lookup=True)
             .where(customers.c.id == customer_id)
             .scalar_subquery()
         )
@@ -225,6 +283,23 @@ class EventListing(BusinessScopedRepository):
             events.c.customer_id == customer.scalar_subquery(),
             events.c.external_customer_id == external_id,
         ]
+
+
+def _columns(json_fields: JsonFields | None) -> tuple[sa.ColumnElement[Any], ...]:
+    """What a listing selects: the keyset and each event's JSON object, or every column."""
+    if json_fields is None:
+        return ()
+    return (*KEYSET_COLUMNS, event_json(json_fields).label("node"))
+
+
+def _check_filter(event_filter: EventFilter) -> None:
+    """The checks of Q4 that need no lookup, before any statement."""
+    _check_lengths(event_filter)
+    _check_time_range(event_filter)
+    if event_filter.customer_id is not None and not is_customer_id(event_filter.customer_id):
+        raise BadUserInput(
+            UserErrorCode.CUSTOMER_NOT_FOUND, NOT_A_CUSTOMER_ID, ("filter", "customerId")
+        )
 
 
 def _json_text(row: Any) -> str:

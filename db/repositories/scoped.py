@@ -15,7 +15,7 @@ lookups however much the business grew since the last ANALYZE.
 """
 
 import functools
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -58,12 +58,17 @@ class BusinessScopedRepository:
 
     def owns(self, table: sa.Table, *, lookup: bool = False) -> sa.ColumnElement[bool]:
         """The condition that a row of `table`, which has a business id, is this business's."""
+        return self._owned_by(table, self.business_id, lookup=lookup)
+
+    def _owned_by(
+        self, table: sa.Table, business: "str | sa.BindParameter[str]", *, lookup: bool
+    ) -> sa.ColumnElement[bool]:
         if BUSINESS_COLUMN not in table.c:
             raise TypeError(f"{table.name} has no business id; reach it through its parent")
         column = table.c[BUSINESS_COLUMN]
         if lookup:
-            return lookups.same_business(column, self.business_id, self.dialect_name)
-        return column == self.business_id
+            return lookups.same_business(column, business, self.dialect_name)
+        return column == business
 
     async def lock_business(self, *, exclusive: bool) -> None:
         """On PostgreSQL, lock this business's row: FOR KEY SHARE, as every writer of its
@@ -85,13 +90,33 @@ class BusinessScopedRepository:
 
     def readable(self, table: sa.Table, *columns: Any, lookup: bool = False) -> sa.Select[Any]:
         """SELECT `columns` (every column of `table` if none) of this business's rows."""
+        return self._readable(table, columns, self.business_id, lookup=lookup)
+
+    def readable_by_parameter(
+        self, table: sa.Table, *columns: Any, lookup: bool = False
+    ) -> sa.Select[Any]:
+        """`readable`, with the business a bound parameter rather than this business's id:
+        a statement that may be built once and kept for every business, whose pages
+        `page_of(…, template=…)` reads with this business bound (the SQL is the same, the
+        id having been sent as a bound parameter anyway)."""
+        business = sa.bindparam(_BUSINESS_PARAMETER, type_=sa.String())
+        return self._readable(table, columns, business, lookup=lookup)
+
+    def _readable(
+        self,
+        table: sa.Table,
+        columns: Sequence[Any],
+        business: "str | sa.BindParameter[str]",
+        *,
+        lookup: bool,
+    ) -> sa.Select[Any]:
         query = sa.select(*columns) if columns else sa.select(table)
         query = query.select_from(table)
         parent = PARENTS.get(table)
         if parent is None:
-            return query.where(self.owns(table, lookup=lookup))
+            return query.where(self._owned_by(table, business, lookup=lookup))
         return query.join(parent.table, parent.key == parent.link).where(
-            self.owns(parent.table, lookup=lookup)
+            self._owned_by(parent.table, business, lookup=lookup)
         )
 
     async def row_by_key(
@@ -232,8 +257,14 @@ class BusinessScopedRepository:
         to_item: Callable[[Any], Item],
         branches: Sequence[sa.ColumnElement[bool]] = (),
         by_driver: bool = False,
+        parameters: Mapping[str, Any] | None = None,
+        template: Hashable | None = None,
     ) -> Page[Item]:
-        """A page of `query` (from `readable`), with cursors valid for this business only."""
+        """A page of `query` (from `readable`, or `readable_by_parameter` with `parameters`
+        and, to keep its page statements, a `template` key: see db.pagination.fetch_page),
+        with cursors valid for this business only."""
+        if parameters and _BUSINESS_PARAMETER in parameters:
+            raise ValueError("the business of a scoped statement is the repository's own")
         return await fetch_page(
             self.session,
             query,
@@ -244,6 +275,8 @@ class BusinessScopedRepository:
             to_item=to_item,
             branches=branches,
             by_driver=by_driver,
+            parameters={**(parameters or {}), _BUSINESS_PARAMETER: self.business_id},
+            template=template,
         )
 
 

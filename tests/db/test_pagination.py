@@ -356,18 +356,19 @@ def test_q3_page_request_keeps_its_key_out_of_its_repr() -> None:
 # Keyset order
 
 
-def dialect_sql(expression: Any) -> str:
-    compiled = expression.compile(
-        dialect=sa.dialects.sqlite.dialect(),
-        compile_kwargs={"literal_binds": True},
-    )
+def dialect_sql(expression: Any, parameters: set[str] | None = None) -> str:
+    """The SQL of `expression`, whose bound parameters must be `parameters` if given."""
+    compiled = expression.compile(dialect=sa.dialects.sqlite.dialect(paramstyle="named"))
+    if parameters is not None:
+        assert parameters <= set(compiled.params)
     return str(compiled)
 
 
 def test_q3_descending_keyset_seeks_below_the_cursor_and_reverses_for_last() -> None:
-    position = (datetime(2026, 1, 31, tzinfo=UTC), 5)
-    assert " < " in dialect_sql(TIMELINE.is_beyond(position))
-    assert " > " in dialect_sql(TIMELINE.is_before(position))
+    assert dialect_sql(TIMELINE.is_beyond("after"), {"after_timestamp", "after_sequence"}) == (
+        "(rows.timestamp, rows.sequence) < (:after_timestamp, :after_sequence)"
+    )
+    assert " > " in dialect_sql(TIMELINE.is_before("before"), {"before_timestamp"})
     assert [dialect_sql(term) for term in TIMELINE.order()] == [
         "rows.timestamp DESC",
         "rows.sequence DESC",
@@ -379,8 +380,18 @@ def test_q3_descending_keyset_seeks_below_the_cursor_and_reverses_for_last() -> 
 
 
 def test_q3_ascending_keyset_seeks_above_the_cursor() -> None:
-    assert " > " in dialect_sql(CUSTOMER_KEYSET.is_beyond(("cus_1",)))
-    assert " < " in dialect_sql(CUSTOMER_KEYSET.is_before(("cus_1",)))
+    assert dialect_sql(CUSTOMER_KEYSET.is_beyond("after")) == "(customers.id) > (:after_id)"
+    assert " < " in dialect_sql(CUSTOMER_KEYSET.is_before("before"))
+
+
+def test_q3_a_position_is_bound_under_the_names_its_conditions_read() -> None:
+    moment = datetime(2026, 1, 31, tzinfo=UTC)
+    bound = TIMELINE.bound("after", (moment, 5))
+    assert bound == {"after_timestamp": moment, "after_sequence": 5}
+    compiled = TIMELINE.is_beyond("after").compile(dialect=sa.dialects.sqlite.dialect())
+    assert set(compiled.params) == set(bound)
+    with pytest.raises(ValueError):
+        TIMELINE.bound("after", (moment,))
     assert [dialect_sql(term) for term in CUSTOMER_KEYSET.order()] == ["customers.id ASC"]
 
 
