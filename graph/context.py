@@ -4,7 +4,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info as StrawberryInfo
@@ -15,6 +15,9 @@ from db.pagination import PageRequest
 from db.records import BusinessRecord
 from db.settings import Settings
 from graph.dataloaders import Loaders
+
+if TYPE_CHECKING:
+    from graph.prepared import AcceptedQuery
 
 Result = TypeVar("Result")
 
@@ -27,6 +30,8 @@ class RequestContext:
     # Whether a page's plain nodes may come as JSON text (graph.serialized): for the HTTP
     # endpoint on PostgreSQL, which writes the result with orjson.
     serialized_rows: bool = False
+    # The query whose execution Strawberry began (graph.prepared), for the endpoint to keep.
+    accepted_query: "AcceptedQuery | None" = field(default=None, init=False)
     loaders: Loaders = field(init=False)
     _session: AsyncSession | None = field(default=None, init=False)
     # Sibling fields resolve concurrently, and a session serves one statement at a time.

@@ -15,7 +15,8 @@ MAX_CACHED_QUERY_LENGTH = 16 * 1024
 CACHED_DOCUMENTS = 256
 
 
-def _small(query: str | None) -> bool:
+def is_small(query: str | None) -> bool:
+    """Whether a document is small enough to be kept (parsed, validated, prepared)."""
     return query is not None and len(query) <= MAX_CACHED_QUERY_LENGTH
 
 
@@ -24,7 +25,7 @@ class SmallDocumentParserCache(ParserCache):
         super().__init__(maxsize=CACHED_DOCUMENTS)
 
     def on_parse(self) -> Iterator[None]:
-        if _small(self.execution_context.query):
+        if is_small(self.execution_context.query):
             yield from super().on_parse()
         else:
             yield
@@ -37,7 +38,7 @@ class SmallDocumentValidationCache(ValidationCache):
     def on_validate(self) -> Iterator[None]:
         # A document refused before validation (graph.document_bounds) keeps that answer.
         refused = self.execution_context.pre_execution_errors is not None
-        if _small(self.execution_context.query) and not refused:
+        if is_small(self.execution_context.query) and not refused:
             yield from super().on_validate()
         else:
             yield

@@ -15,10 +15,12 @@ from typing import Any
 
 import orjson
 import strawberry
+from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import GraphQLError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from db.database import Database
@@ -41,6 +43,8 @@ from graph.errors import (
 )
 from graph.graphiql import graphiql_response
 from graph.input_guards import body_may_hold_nul, nul_location, variables_refusal
+from graph.internals import extensions_hook_resolution
+from graph.prepared import PreparedQueries
 from graph.request_log import RequestRecord, request_record
 
 logger = logging.getLogger("usage_events.http")
@@ -73,6 +77,11 @@ class GraphQLEndpoint:
         self.database = database
         self.settings = settings
         self.admission = Admission(settings)
+        # Queries Strawberry accepted, run by graphql-core directly from then on; not
+        # with a schema whose extensions hook resolution, which only Strawberry runs.
+        self.prepared = (
+            None if extensions_hook_resolution(schema) else PreparedQueries(schema, settings)
+        )
 
     async def handle(self, request: Request) -> Response:
         media_type = _response_media_type(request)
@@ -172,14 +181,27 @@ class GraphQLEndpoint:
             # orjson writes the result: a page's nodes may come as JSON text from PostgreSQL.
             serialized_rows=self.database.dialect_name == "postgresql",
         )
+        prepared = self.prepared
+        accepted = (
+            prepared.runnable(query, operation_name, variables)
+            if prepared is not None and OperationType.QUERY in allowed
+            else None
+        )
         try:
-            result = await self.schema.execute(
-                query,
-                variable_values=variables,
-                context_value=context,
-                operation_name=operation_name,
-                allowed_operation_types=allowed,
-            )
+            if prepared is not None and accepted is not None:
+                result: ExecutionResult | GraphQLExecutionResult = await prepared.execute(
+                    accepted, context, variables, operation_name
+                )
+            else:
+                result = await self.schema.execute(
+                    query,
+                    variable_values=variables,
+                    context_value=context,
+                    operation_name=operation_name,
+                    allowed_operation_types=allowed,
+                )
+                if prepared is not None and context.accepted_query is not None:
+                    prepared.remember(query, operation_name, context.accepted_query)
         except InvalidOperationTypeError as error:
             if error.operation_type == OperationType.MUTATION:
                 raise HTTPError(

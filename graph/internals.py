@@ -8,13 +8,17 @@ graphql-core's middleware manager). Everything else in graph/ uses names the lib
 document or export.
 """
 
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
 import orjson
+import strawberry
 from graphql import (
+    DocumentNode,
+    ExecutionResult,
     GraphQLError,
     GraphQLField,
     GraphQLNonNull,
@@ -22,11 +26,14 @@ from graphql import (
     GraphQLOutputType,
     GraphQLResolveInfo,
     GraphQLSchema,
+    execute,
 )
 from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
 from graphql.pyutils import AwaitableOrValue, Path, Undefined
 from graphql.validation.rules import overlapping_fields_can_be_merged
 from graphql.validation.validate import ValidationAbortedError
+from strawberry.execution.is_awaitable import optimized_is_awaitable
+from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types import ExecutionContext, get_object_definition
@@ -59,6 +66,47 @@ def graphql_core_schema(context: ExecutionContext) -> GraphQLSchema:
     """The graphql-core schema Strawberry built, as its own validation cache reads it."""
     schema: GraphQLSchema = context.schema._schema
     return schema
+
+
+def graphql_core_schema_of(schema: strawberry.Schema) -> GraphQLSchema:
+    """The graphql-core schema Strawberry built for `schema`."""
+    built: GraphQLSchema = schema._schema
+    return built
+
+
+def extensions_hook_resolution(schema: strawberry.Schema) -> bool:
+    """Whether any of the schema's extensions overrides `resolve` (resolve middleware)."""
+    # The schema holds extension classes and factories; their classes show once made.
+    return any(
+        type(extension).resolve is not SchemaExtension.resolve
+        for extension in schema.get_extensions()
+    )
+
+
+async def execute_accepted(
+    schema: strawberry.Schema,
+    document: DocumentNode,
+    context: Any,
+    variables: dict[str, Any] | None,
+    operation_name: str | None,
+) -> ExecutionResult:
+    """graphql-core's execution of an accepted document (graph.prepared), with the
+    arguments Strawberry's `Schema.execute` passes it for a schema whose extensions hook
+    no resolution: no middleware, the schema's execution context class, and Strawberry's
+    own awaitable check (`optimized_is_awaitable`, a module Strawberry does not export).
+    """
+    result = execute(
+        graphql_core_schema_of(schema),
+        document,
+        context_value=context,
+        variable_values=variables,
+        operation_name=operation_name,
+        executor_class=schema.execution_context_class,
+        is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
+    )
+    if inspect.isawaitable(result):
+        return await result
+    return result
 
 
 def is_field_merge_abort(error: GraphQLError) -> bool:

@@ -22,6 +22,7 @@ from graph.errors import TagRequestErrors
 from graph.execution import LeafFastPathExecutionContext
 from graph.mutations.root import Mutation
 from graph.operation_choice import RequireOperationName
+from graph.prepared import NoteAcceptedDocument
 from graph.queries import Query
 from graph.scalars import DateTime, ExactDecimal
 from graph.types.business import Business
@@ -56,6 +57,8 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         SmallDocumentValidationCache,
         # After the validation cache, whose hook would overwrite the error it sets.
         RequireOperationName,
+        # Last: execution begins once every extension before it has let the query pass.
+        NoteAcceptedDocument,
     ]
     return UsageEventsSchema(
         query=Query,

@@ -8,6 +8,7 @@ import inspect
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
+import pytest
 import strawberry
 from graphql import FieldNode, GraphQLObjectType
 from strawberry.extensions import SchemaExtension
@@ -253,6 +254,84 @@ def test_strawberry_hands_its_graphql_core_schema_to_extensions() -> None:
     )
     assert found.query_type is not None
     assert found.query_type.name == "Query"
+
+
+def test_the_graphql_core_schema_of_a_schema_is_the_one_its_extensions_see() -> None:
+    from graph.internals import graphql_core_schema, graphql_core_schema_of
+
+    seen: list[object] = []
+
+    class Looking(SchemaExtension):
+        def on_validate(self) -> Iterator[None]:
+            seen.append(graphql_core_schema(self.execution_context))
+            yield
+
+    schema = strawberry.Schema(query=Query, extensions=[Looking])
+    schema.execute_sync("{ pairs { left } }")
+    assert seen == [graphql_core_schema_of(schema)], (
+        "Strawberry's Schema no longer keeps the graphql-core schema it executes as "
+        f"`_schema`, which graph/prepared.py executes accepted queries over: {UPGRADE}"
+    )
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_strawberry_gives_graphql_core_the_arguments_accepted_queries_get(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """graph.internals.execute_accepted passes graphql-core's `execute` what Strawberry's
+    `Schema.execute` passes it; if Strawberry passed anything more, or other values, the
+    prepared way (graph/prepared.py) would run queries differently."""
+    import graphql
+    import strawberry.schema.schema as strawberry_schema
+    from strawberry.execution.is_awaitable import optimized_is_awaitable
+
+    from graph.internals import execute_accepted
+
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+    original = graphql.execute
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append((args, kwargs))
+        return original(*args, **kwargs)
+
+    schema = strawberry.Schema(query=Query, execution_context_class=LeafReadingExecutionContext)
+    context = object()
+    # Strawberry's schema module calls the `execute` it imported from graphql-core.
+    monkeypatch.setattr(strawberry_schema, "execute", spy)
+    variables = {"unused": 1}
+    through_strawberry = await schema.execute(
+        "query P { pairs { left } }",
+        variable_values=variables,
+        context_value=context,
+        operation_name="P",
+    )
+    monkeypatch.undo()
+    [(args, kwargs)] = calls
+    middleware = kwargs.pop("middleware")
+    assert (len(args), sorted(kwargs)) == (
+        2,
+        [
+            "context_value",
+            "executor_class",
+            "is_awaitable",
+            "operation_extensions",
+            "operation_name",
+            "root_value",
+            "variable_values",
+        ],
+    ), f"Strawberry now executes with {sorted(kwargs)}: {UPGRADE}"
+    assert kwargs["executor_class"] is LeafReadingExecutionContext, UPGRADE
+    assert kwargs["is_awaitable"] is optimized_is_awaitable, UPGRADE
+    assert kwargs["root_value"] is None, UPGRADE
+    assert kwargs["operation_extensions"] is None, UPGRADE
+    assert kwargs["context_value"] is context, UPGRADE
+    assert kwargs["variable_values"] is variables, UPGRADE
+    assert kwargs["operation_name"] == "P", UPGRADE
+    assert not middleware.middlewares, UPGRADE
+
+    prepared = await execute_accepted(schema, args[1], context, variables, "P")
+    assert (prepared.data, prepared.errors) == (through_strawberry.data, through_strawberry.errors)
+    assert prepared.data == {"pairs": [{"left": "l1"}, {"left": "l2"}]}
 
 
 def test_complete_iterable_value_keeps_the_signature_it_is_overridden_with() -> None:

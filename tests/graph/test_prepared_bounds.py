@@ -1,0 +1,45 @@
+"""What graph.prepared keeps, and when it keeps nothing (no database needed)."""
+
+from typing import Any
+
+import strawberry
+from graphql import parse
+from strawberry.extensions import SchemaExtension
+
+from db.settings import Settings
+from graph.http import GraphQLEndpoint
+from graph.internals import extensions_hook_resolution
+from graph.prepared import AcceptedQuery, PreparedQueries
+from graph.schema import build_schema
+
+
+def test_the_oldest_query_is_dropped_beyond_the_bound() -> None:
+    schema = build_schema()
+    prepared = PreparedQueries(schema, Settings(), size=2)
+    accepted = {name: AcceptedQuery(parse(f"query {name} {{ __typename }}")) for name in "abc"}
+    for name in "abc":
+        prepared.remember(f"query {name} {{ __typename }}", None, accepted[name])
+    assert prepared.runnable("query a { __typename }", None, None) is None
+    assert prepared.runnable("query b { __typename }", None, None) is accepted["b"]
+    assert prepared.runnable("query c { __typename }", None, None) is accepted["c"]
+    # Large documents are not kept, as the parse and validation caches keep none.
+    large = "query d { __typename }" + " " * 20_000
+    prepared.remember(large, None, accepted["a"])
+    assert prepared.runnable(large, None, None) is None
+
+
+def test_a_schema_whose_extensions_hook_resolution_runs_everything_through_strawberry() -> None:
+    class Hooking(SchemaExtension):
+        def resolve(self, _next: Any, root: Any, info: Any, *args: Any, **kwargs: Any) -> Any:
+            return _next(root, info, *args, **kwargs)
+
+    @strawberry.type
+    class Query:
+        hello: str = "world"
+
+    hooked = strawberry.Schema(query=Query, extensions=[Hooking])
+    assert extensions_hook_resolution(hooked)
+    assert not extensions_hook_resolution(build_schema())
+    assert not extensions_hook_resolution(strawberry.Schema(query=Query))
+    endpoint = GraphQLEndpoint(hooked, None, Settings())  # type: ignore[arg-type]
+    assert endpoint.prepared is None
