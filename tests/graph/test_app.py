@@ -8,6 +8,7 @@ import pytest
 
 from db.settings import Settings
 from graph.app import create_app
+from tests.support import GraphQLClient
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -28,3 +29,20 @@ async def test_start_up_freezes_the_long_lived_objects(settings: Settings, unfro
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             assert (await client.get("/readyz")).json() == {"status": "ready"}
+
+
+async def test_graphql_under_other_methods_is_answered_by_starlette_as_before(
+    client: httpx.AsyncClient, api: GraphQLClient
+) -> None:
+    # GET and POST /graphql go straight to the endpoint (graph.app.UsageEventsApp)...
+    posted = await api.post("{ __typename }")
+    assert posted.json() == {"data": {"__typename": "Query"}}
+    # ...with the same middleware: a request id and the security headers.
+    assert posted.headers["x-request-id"]
+    assert posted.headers["x-content-type-options"] == "nosniff"
+    # Other methods, and paths beside it, still meet Starlette's routing.
+    put = await client.put("/graphql", headers=api.tenant.headers)
+    assert put.status_code == 405
+    assert set(put.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
+    assert put.headers["x-request-id"]
+    assert (await client.get("/graphql/nothing")).status_code == 404
