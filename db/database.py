@@ -49,9 +49,22 @@ SERVER_STATEMENT_TIMEOUT_LEAD_SECONDS = 1.0
 AUTOCOMMIT = "AUTOCOMMIT"
 
 
-async def in_autocommit(session: AsyncSession) -> bool:
+# What repositories read (and write) through: an ORM session (Database.session, a unit of
+# work), or a bare connection of the read engine (Database.read_connection), which costs
+# a request less: no Session, no session transaction around its one statement.
+Reading = AsyncSession | AsyncConnection
+
+
+async def connection_of(reading: Reading) -> AsyncConnection:
+    """The connection `reading` runs its statements on (a session's, taken on first use)."""
+    if isinstance(reading, AsyncConnection):
+        return reading
+    return await reading.connection()
+
+
+async def in_autocommit(session: Reading) -> bool:
     """Whether each statement of `session` is a transaction of its own (no BEGIN sent)."""
-    return is_autocommit(await session.connection())
+    return is_autocommit(await connection_of(session))
 
 
 def is_autocommit(connection: AsyncConnection) -> bool:
@@ -62,8 +75,10 @@ def is_autocommit(connection: AsyncConnection) -> bool:
     return bool(options.get("isolation_level") == AUTOCOMMIT)
 
 
-def dialect_of(session: AsyncSession) -> str:
+def dialect_of(session: Reading) -> str:
     """ "sqlite" or "postgresql": the few statements that differ ask this."""
+    if isinstance(session, AsyncConnection):
+        return session.dialect.name
     assert session.bind is not None, "sessions are always bound to the engine"
     return session.bind.dialect.name
 
@@ -234,6 +249,13 @@ class Database:
         query; on PostgreSQL each statement sees it as of its own start (autocommit)."""
         return AsyncSession(self.read_engine, expire_on_commit=False)
 
+    async def read_connection(self) -> AsyncConnection:
+        """A connection for reads, as `session` reads, without an ORM session around it;
+        the caller closes it. Used for the reads of a request (graph.context)."""
+        connection = self.read_engine.connect()
+        await connection.start()
+        return connection
+
     @asynccontextmanager
     async def unit_of_work(self, *, long_running: bool = False) -> AsyncIterator[AsyncSession]:
         """One write transaction: committed when the block ends, rolled back if it raises.
@@ -387,7 +409,7 @@ STREAM_CHUNK_ROWS = 2000
 
 
 @asynccontextmanager
-async def streamed_rows(session: AsyncSession, statement: Any) -> AsyncIterator[AsyncIterator[Any]]:
+async def streamed_rows(session: Reading, statement: Any) -> AsyncIterator[AsyncIterator[Any]]:
     """The rows of `statement`, read from the database a chunk at a time, while the block
     runs: a reader that stops early (an error, a bound met) still ends the cursor and
     its transaction there and then.
@@ -410,10 +432,10 @@ async def _rows_of(result: Any) -> AsyncIterator[Any]:
 
 
 @asynccontextmanager
-async def _transaction_for_cursor(session: AsyncSession) -> AsyncIterator[None]:
+async def _transaction_for_cursor(session: Reading) -> AsyncIterator[None]:
     """A transaction around a server-side cursor, which PostgreSQL opens only in one.
 
-    A read session runs in autocommit (Database.read_engine), where SQLAlchemy sends no
+    Reads run in autocommit on PostgreSQL (Database.read_engine), where SQLAlchemy sends no
     BEGIN: this one is sent by hand and ended by hand. A connection whose transaction
     could not be ended is discarded rather than handed, mid-transaction, to another.
     """
@@ -426,7 +448,7 @@ async def _transaction_for_cursor(session: AsyncSession) -> AsyncIterator[None]:
 
 
 @asynccontextmanager
-async def undone_after(session: AsyncSession, undo: str) -> AsyncIterator[None]:
+async def undone_after(session: Reading, undo: str) -> AsyncIterator[None]:
     """Run the block, then the SQL `undo` (ROLLBACK, RESET …) on the same connection.
 
     If the block raised, its error is what the caller sees: an undo that fails then (the
@@ -449,9 +471,9 @@ async def undone_after(session: AsyncSession, undo: str) -> AsyncIterator[None]:
         raise
 
 
-async def _discard_connection(session: AsyncSession) -> None:
+async def _discard_connection(session: Reading) -> None:
     """Invalidate the session's connection, if SQLAlchemy has not already."""
     with contextlib.suppress(Exception):
-        connection = await session.connection()
+        connection = await connection_of(session)
         if not connection.invalidated:
             await connection.invalidate()

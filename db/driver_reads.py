@@ -25,21 +25,20 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.compiler import WARN_LINTING, SQLCompiler
 
-from db.database import is_autocommit
+from db.database import Reading, connection_of, is_autocommit
 
 
 async def driver_rows(
-    session: AsyncSession,
+    session: Reading,
     statement: sa.Executable,
     parameters: Mapping[str, Any] | None = None,
 ) -> Sequence[Any]:
     """The rows of `statement` (with the values of its bound `parameters`, if any):
     asyncpg Records on PostgreSQL where the statement allows (see `_driver_form`), else
     SQLAlchemy's Rows. Either is read by position or by column name (`row_value`)."""
-    connection = await session.connection()
+    connection = await connection_of(session)
     sync_connection = connection.sync_connection
     assert sync_connection is not None
     # An engine whose statements are observed (SQL logging, tracing, a test capturing

@@ -21,8 +21,8 @@ from typing import Any, Generic, TypeVar
 import sqlalchemy as sa
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.database import Reading, dialect_of
 from db.driver_reads import driver_rows, row_value
 from db.errors import BadUserInput, UserErrorCode
 from db.settings import Settings
@@ -275,7 +275,7 @@ _page_statements: dict[PageShape, sa.Select[Any] | sa.CompoundSelect[Any]] = {}
 
 
 async def fetch_page(
-    session: AsyncSession,
+    session: Reading,
     query: sa.Select[Any],
     keyset: Keyset,
     request: PageRequest,
@@ -319,7 +319,7 @@ async def fetch_page(
         bound |= keyset.bound(AFTER, after)
     if before is not None:
         bound |= keyset.bound(BEFORE, before)
-    dialect = session.get_bind().dialect.name
+    dialect = dialect_of(session)
     shape = PageShape(
         template,
         (keyset.kind, keyset.descending),

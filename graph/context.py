@@ -6,10 +6,10 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from strawberry.types import Info as StrawberryInfo
 
-from db.database import Database
+from db.database import Database, Reading
 from db.faults import is_database_unavailable
 from db.pagination import PageRequest
 from db.records import BusinessRecord
@@ -33,7 +33,8 @@ class RequestContext:
     # The query whose execution Strawberry began (graph.prepared), for the endpoint to keep.
     accepted_query: "AcceptedQuery | None" = field(default=None, init=False)
     loaders: Loaders = field(init=False)
-    _session: AsyncSession | None = field(default=None, init=False)
+    # The request's reads share one connection of the read engine, taken on first use.
+    _connection: AsyncConnection | None = field(default=None, init=False)
     # Sibling fields resolve concurrently, and a session serves one statement at a time.
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
     # A database outage met by one field: the fields after it fail with it at once, rather
@@ -44,19 +45,21 @@ class RequestContext:
         self.loaders = Loaders(self)
 
     @asynccontextmanager
-    async def reading(self) -> AsyncIterator[AsyncSession]:
-        """The request's read session, opened on first use and held by one resolver at a time."""
+    async def reading(self) -> AsyncIterator[Reading]:
+        """The request's read connection, taken on first use and held by one resolver at a
+        time: a bare connection (Database.read_connection) rather than an ORM session,
+        which would cost every request its Session and session transaction."""
         async with self._lock:
             with self._noting_outage():
-                if self._session is None:
-                    self._session = self.database.session()
-                yield self._session
+                if self._connection is None:
+                    self._connection = await self.database.read_connection()
+                yield self._connection
 
     @asynccontextmanager
     async def writing(self, *, long_running: bool = False) -> AsyncIterator[AsyncSession]:
         """One write transaction (a mutation field): committed on success, rolled back on raise.
 
-        Afterwards the read session starts afresh and the loaders forget what they cached,
+        Afterwards the read connection starts afresh and the loaders forget what they cached,
         so the rest of the response sees what the mutation wrote. `long_running`: see
         Database.unit_of_work.
         """
@@ -66,7 +69,7 @@ class RequestContext:
                     async with self.database.unit_of_work(long_running=long_running) as session:
                         yield session
             finally:
-                await self._close_read_session()
+                await self._close_read_connection()
                 self.loaders = Loaders(self)
 
     @contextmanager
@@ -93,7 +96,7 @@ class RequestContext:
         )
 
     def locked(self, read: Callable[[], Awaitable[Result]]) -> Callable[[], Awaitable[Result]]:
-        """`read` (which uses the read session) wrapped to run while holding it."""
+        """`read` (which uses the read connection) wrapped to run while holding it."""
 
         async def run() -> Result:
             async with self.reading():
@@ -103,12 +106,12 @@ class RequestContext:
 
     async def close(self) -> None:
         async with self._lock:
-            await self._close_read_session()
+            await self._close_read_connection()
 
-    async def _close_read_session(self) -> None:
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
+    async def _close_read_connection(self) -> None:
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            await connection.close()
 
 
 Info = StrawberryInfo[RequestContext, None]

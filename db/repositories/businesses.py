@@ -4,9 +4,9 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import ids
+from db.database import Reading
 from db.records import ApiKeyRecord, BusinessRecord
 from db.rules.ingestion import utc_now
 from db.tables import api_keys, businesses
@@ -20,7 +20,7 @@ class BusinessRepository:
     customers, events or meters.
     """
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: Reading) -> None:
         self.session = session
 
     async def create(self, name: str) -> BusinessRecord:

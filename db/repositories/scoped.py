@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import lookups
-from db.database import dialect_of
+from db.database import Reading, dialect_of
 from db.driver_reads import driver_rows
 from db.pagination import Keyset, Page, PageRequest, fetch_page
 from db.settings import Settings
@@ -51,7 +50,7 @@ PARENTS: dict[sa.Table, Parent] = {
 
 
 class BusinessScopedRepository:
-    def __init__(self, session: AsyncSession, business_id: str) -> None:
+    def __init__(self, session: Reading, business_id: str) -> None:
         self.session = session
         self.business_id = business_id
         self.dialect_name = dialect_of(session)

@@ -1,0 +1,47 @@
+"""A request's reads go through one bare connection of the read engine, not an ORM session
+(graph.context.RequestContext.reading): a Session and its transaction would cost every
+request more than its statement. Mutations still write in a unit of work's session."""
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from tests.support import GraphQLClient, event_input, ingest
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest.fixture
+def orm_statements() -> Iterator[list[str]]:
+    """Statements run through any ORM session while the test runs."""
+    seen: list[str] = []
+
+    def record(state: Any) -> None:
+        seen.append(str(state.statement))
+
+    sa.event.listen(Session, "do_orm_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(Session, "do_orm_execute", record)
+
+
+async def test_a_query_reads_without_an_orm_session(
+    api: GraphQLClient, orm_statements: list[str]
+) -> None:
+    payload = await ingest(api, [event_input("evt-1", external_customer_id="c-1")])
+    assert payload["ingestedCount"] == 1
+    # The mutation wrote through a session: the listener hears sessions.
+    assert orm_statements
+
+    orm_statements.clear()
+    data = await api.data(
+        "query { events(first: 5) { totalCount nodes { eventId customer { id } revisions"
+        ' { revision } } } event(eventId: "evt-1") { eventId } }'
+    )
+    assert data["events"]["totalCount"] == 1
+    assert data["event"] == {"eventId": "evt-1"}
+    assert orm_statements == []
