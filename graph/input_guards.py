@@ -24,7 +24,8 @@ def body_may_hold_nul(raw: bytes) -> bool:
 
 def nul_location(payload: Any, query: str) -> str | None:
     """Where a NUL character stands in the request, as a dotted path, or None."""
-    if "\x00" in query or _GRAPHQL_ESCAPED_NUL.search(query):
+    # The substring search first: far cheaper than the regex, and most queries stop there.
+    if "\x00" in query or ("\\u" in query and _GRAPHQL_ESCAPED_NUL.search(query)):
         return "query"
     stack: list[tuple[str, Any]] = [("", payload)]
     while stack:
