@@ -248,7 +248,8 @@ def page_size(request: PageRequest, settings: Settings) -> int:
 AFTER = "page_after"
 BEFORE = "page_before"
 LIMIT = "page_limit"
-# Page statements kept for templates (see fetch_page): a few per filter shape in use.
+# Page statements kept for templates (see fetch_page): up to 16 per listing shape (the
+# order's two directions, cursors given or not, `first` or `last`), the oldest dropped.
 MAX_KEPT_PAGE_STATEMENTS = 512
 
 
@@ -301,8 +302,9 @@ async def fetch_page(
     `parameters`: the values of the parameters `query` and `branches` bind. The page's
     own values (the cursors' positions, the row limit) are bound parameters too, so a
     page statement depends only on its shape: with `template`, a key that stands for
-    `query` and `branches` as they are built each time (from bound parameters only, never
-    a value), the page statement is built once per shape and kept, and a request pays for
+    `query` and `branches` as they are built each time (every value in them bound, and
+    the same for every request of that key: a request's own values come in `parameters`),
+    the page statement is built once per shape and kept, and a request pays for
     neither building it nor SQLAlchemy's cache key of it (issue 14's profiles: a third of
     SQLAlchemy's share of a page).
 

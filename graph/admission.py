@@ -175,7 +175,7 @@ class FailedKeyLimiter:
     def wait_for(self, address: str) -> int | None:
         """Seconds until `address` may try a key again; None if it may now."""
         if not self.failures:
-            return None  # No address failed lately: nothing to parse the address for.
+            return None  # No address has failed a check (that is remembered): nothing to parse.
         failures = self.failures.get(client_of(address))
         if failures is None or len(failures) < self.limit:
             return None

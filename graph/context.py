@@ -1,6 +1,7 @@
-"""What every resolver of one request shares: the caller's business, its session, loaders."""
+"""What every resolver of one request shares: the caller's business, its reads, loaders."""
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -35,10 +36,10 @@ class RequestContext:
     loaders: Loaders = field(init=False)
     # The request's reads share one connection of the read engine, taken on first use.
     _connection: AsyncConnection | None = field(default=None, init=False)
-    # Sibling fields resolve concurrently, and a session serves one statement at a time.
+    # Sibling fields resolve concurrently, and a connection serves one statement at a time.
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
     # A database outage met by one field: the fields after it fail with it at once, rather
-    # than each wait out the database again (or meet the session it left unusable).
+    # than each wait out the database again (or meet the connection it left unusable).
     _outage: Exception | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -59,9 +60,11 @@ class RequestContext:
     async def writing(self, *, long_running: bool = False) -> AsyncIterator[AsyncSession]:
         """One write transaction (a mutation field): committed on success, rolled back on raise.
 
-        Afterwards the read connection starts afresh and the loaders forget what they cached,
-        so the rest of the response sees what the mutation wrote. `long_running`: see
-        Database.unit_of_work.
+        Afterwards the read connection's transaction (SQLite's; PostgreSQL reads have none)
+        ends and the loaders forget what they cached, so the rest of the response sees what
+        the mutation wrote. The connection itself stays the request's: a page read before
+        the write may still be asked for its totalCount or hasNextPage, and reads with it.
+        `long_running`: see Database.unit_of_work.
         """
         async with self._lock:
             try:
@@ -69,7 +72,7 @@ class RequestContext:
                     async with self.database.unit_of_work(long_running=long_running) as session:
                         yield session
             finally:
-                await self._close_read_connection()
+                await self._end_read_transaction()
                 self.loaders = Loaders(self)
 
     @contextmanager
@@ -107,6 +110,20 @@ class RequestContext:
     async def close(self) -> None:
         async with self._lock:
             await self._close_read_connection()
+
+    async def _end_read_transaction(self) -> None:
+        connection = self._connection
+        if connection is None or not connection.in_transaction():
+            return
+        try:
+            await connection.rollback()
+        except Exception:
+            # Lost in an outage, say: given up; the next read meets the outage itself.
+            self._connection = None
+            with contextlib.suppress(Exception):
+                await connection.invalidate()
+            with contextlib.suppress(Exception):
+                await connection.close()
 
     async def _close_read_connection(self) -> None:
         if self._connection is not None:

@@ -1,9 +1,10 @@
 """GraphQL over HTTP (SPEC §9): POST and GET /graphql, GraphiQL, auth, bounds.
 
-A small endpoint of our own around `schema.execute` rather than Strawberry's view: it
-refuses oversized bodies before reading them, answers 401 before any GraphQL work,
-speaks `application/graphql-response+json` with its status codes, and closes the
-request's session when the response is ready.
+A small endpoint of our own around `schema.execute` (and graph.prepared for queries it
+has run before) rather than Strawberry's view: it refuses oversized bodies before
+reading them, answers 401 before any GraphQL work, speaks
+`application/graphql-response+json` with its status codes, and closes the request's
+read connection when the response is ready.
 """
 
 import asyncio
@@ -94,7 +95,7 @@ class GraphQLEndpoint:
             body = {"errors": [{"message": refusal.message, "extensions": {"code": refusal.code}}]}
             return _json_response(body, refusal.status_code, media_type, refusal.headers)
         except Exception as error:
-            # An outage met outside execution: the key lookup, or closing the session.
+            # An outage met outside execution: the key lookup, or closing the connection.
             if is_database_unavailable(error):
                 logger.warning("database unavailable: %s", describe_fault(error))
                 _note_code(request, DATABASE_UNAVAILABLE)

@@ -60,7 +60,7 @@ class NoteAcceptedDocument(SchemaExtension):
 
 
 class PreparedQueries:
-    """The accepted queries of one schema, the most recently accepted kept."""
+    """The accepted queries of one schema, the most recently used kept."""
 
     def __init__(
         self, schema: strawberry.Schema, settings: Settings, size: int = CACHED_DOCUMENTS
@@ -69,7 +69,7 @@ class PreparedQueries:
         self.graphql_schema = graphql_core_schema_of(schema)
         self.settings = settings
         self.size = size
-        # Insertion-ordered: the oldest is dropped first.
+        # In order of last use: the least recently used is dropped first.
         self._kept: dict[DocumentKey, AcceptedQuery] = {}
 
     def remember(self, query: str, operation_name: str | None, accepted: AcceptedQuery) -> None:
@@ -86,9 +86,13 @@ class PreparedQueries:
     ) -> AcceptedQuery | None:
         """The kept query, if these variables keep its answer within the response-cost
         bound; None sends the request Strawberry's way."""
-        accepted = self._kept.get((query, operation_name))
+        if not is_small(query):
+            return None  # Never kept: not worth hashing.
+        key = (query, operation_name)
+        accepted = self._kept.pop(key, None)
         if accepted is None:
             return None
+        self._kept[key] = accepted  # Now the most recently used.
         refusal = response_cost_refusal(
             self.graphql_schema, accepted.document, operation_name, variables, self.settings
         )

@@ -17,7 +17,7 @@ from graph.serialized import NodeFields, SerializedNodes
 Node = TypeVar("Node")
 Item = TypeVar("Item")
 Result = TypeVar("Result")
-# Context.locked: runs a read of the request's session while holding it.
+# Context.locked: runs a read of the request's read connection while holding it.
 Locked = Callable[[Callable[[], Awaitable[Any]]], Callable[[], Awaitable[Any]]]
 
 

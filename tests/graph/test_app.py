@@ -2,9 +2,11 @@
 
 import gc
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
+from starlette.routing import Router
 
 from db.settings import Settings
 from graph.app import create_app
@@ -32,10 +34,23 @@ async def test_start_up_freezes_the_long_lived_objects(settings: Settings, unfro
 
 
 async def test_graphql_under_other_methods_is_answered_by_starlette_as_before(
-    client: httpx.AsyncClient, api: GraphQLClient
+    client: httpx.AsyncClient, api: GraphQLClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    routed: list[str] = []
+    route = Router.__call__
+
+    async def spy(self: Router, scope: Any, receive: Any, send: Any) -> None:
+        routed.append(f"{scope['method']} {scope['path']}")
+        await route(self, scope, receive, send)
+
+    monkeypatch.setattr(Router, "__call__", spy)
     # GET and POST /graphql go straight to the endpoint (graph.app.UsageEventsApp)...
     posted = await api.post("{ __typename }")
+    got = await client.get(
+        "/graphql", params={"query": "{ __typename }"}, headers=api.tenant.headers
+    )
+    assert got.json() == {"data": {"__typename": "Query"}}
+    assert routed == []
     assert posted.json() == {"data": {"__typename": "Query"}}
     # ...with the same middleware: a request id and the security headers.
     assert posted.headers["x-request-id"]
@@ -46,3 +61,4 @@ async def test_graphql_under_other_methods_is_answered_by_starlette_as_before(
     assert set(put.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
     assert put.headers["x-request-id"]
     assert (await client.get("/graphql/nothing")).status_code == 404
+    assert routed == ["PUT /graphql", "GET /graphql/nothing"]

@@ -2,14 +2,16 @@
 (graph.context.RequestContext.reading): a Session and its transaction would cost every
 request more than its statement. Mutations still write in a unit of work's session."""
 
+import asyncio
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from tests.support import GraphQLClient, event_input, ingest
+from tests.support import GraphQLClient, event_input, ingest, iso
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -48,3 +50,34 @@ async def test_a_query_reads_without_an_orm_session(
     # (not started here, without the app's lifespan) makes once per key.
     assert [statement for statement in orm_statements if "api_keys" not in statement] == []
     assert len(orm_statements) <= 1
+
+
+async def test_a_page_read_before_a_write_in_the_same_query_still_answers(
+    api: GraphQLClient,
+) -> None:
+    # A backfill due to close: listing backfills closes it first (a write, in its own
+    # unit of work) while `events` has read its page already; that page's totalCount is
+    # counted after the write, on the request's read connection.
+    await ingest(api, [event_input(f"evt-{index}", minutes_ago=index) for index in range(3)])
+    now = datetime.now(UTC)
+    created = await api.data(
+        "mutation($input: CreateBackfillInput!) { createBackfill(input: $input)"
+        " { backfill { id } userErrors { code } } }",
+        {
+            "input": {
+                "timeframeStart": iso(now - timedelta(days=3)),
+                "timeframeEnd": iso(now - timedelta(days=2)),
+                "replaceExistingEvents": False,
+                "closeTime": iso(now + timedelta(seconds=1)),
+            }
+        },
+    )
+    backfill = created["createBackfill"]["backfill"]
+    await asyncio.sleep(1.2)
+    data = await api.data(
+        "{ backfills { nodes { id status } }"
+        " events(first: 2) { totalCount pageInfo { hasNextPage } nodes { eventId } } }"
+    )
+    assert data["backfills"]["nodes"] == [{"id": backfill["id"], "status": "REFLECTED"}]
+    assert data["events"]["totalCount"] == 3
+    assert [node["eventId"] for node in data["events"]["nodes"]] == ["evt-0", "evt-1"]
