@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from db.database import Reading, dialect_of
 from db.driver_reads import driver_rows, row_value
 from db.errors import BadUserInput, UserErrorCode
+from db.kept import Kept
 from db.settings import Settings
 
 Item = TypeVar("Item")
@@ -249,7 +250,7 @@ AFTER = "page_after"
 BEFORE = "page_before"
 LIMIT = "page_limit"
 # Page statements kept for templates (see fetch_page): up to 16 per listing shape (the
-# order's two directions, cursors given or not, `first` or `last`), the oldest dropped.
+# order's two directions, cursors given or not, `first` or `last`).
 MAX_KEPT_PAGE_STATEMENTS = 512
 
 
@@ -271,8 +272,9 @@ class PageShape:
     dialect: str
 
 
-# Insertion-ordered: the oldest is dropped first once MAX_KEPT_PAGE_STATEMENTS are kept.
-_page_statements: dict[PageShape, sa.Select[Any] | sa.CompoundSelect[Any]] = {}
+_page_statements: Kept[PageShape, sa.Select[Any] | sa.CompoundSelect[Any]] = Kept(
+    MAX_KEPT_PAGE_STATEMENTS
+)
 
 
 async def fetch_page(
@@ -334,9 +336,7 @@ async def fetch_page(
     if page_query is None:
         page_query = _page_statement(query, keyset, branches, shape)
         if template is not None:
-            if len(_page_statements) >= MAX_KEPT_PAGE_STATEMENTS:
-                del _page_statements[next(iter(_page_statements))]
-            _page_statements[shape] = page_query
+            _page_statements.keep(shape, page_query)
     rows: Sequence[Any] = (
         await driver_rows(session, page_query, bound)
         if by_driver

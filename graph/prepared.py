@@ -25,6 +25,7 @@ from graphql import DocumentNode, ExecutionResult, GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
+from db.kept import Kept
 from db.settings import Settings
 from graph.document_caches import CACHED_DOCUMENTS, is_small
 from graph.internals import execute_accepted, graphql_core_schema_of
@@ -68,18 +69,13 @@ class PreparedQueries:
         self.schema = schema
         self.graphql_schema = graphql_core_schema_of(schema)
         self.settings = settings
-        self.size = size
-        # In order of last use: the least recently used is dropped first.
-        self._kept: dict[DocumentKey, AcceptedQuery] = {}
+        self._kept: Kept[DocumentKey, AcceptedQuery] = Kept(size)
 
     def remember(self, query: str, operation_name: str | None, accepted: AcceptedQuery) -> None:
         # Large documents are not kept, as the parse and validation caches keep none.
         if not is_small(query):
             return
-        key = (query, operation_name)
-        if key not in self._kept and len(self._kept) >= self.size:
-            del self._kept[next(iter(self._kept))]
-        self._kept[key] = accepted
+        self._kept.keep((query, operation_name), accepted)
 
     def runnable(
         self, query: str, operation_name: str | None, variables: Mapping[str, Any] | None
@@ -88,11 +84,9 @@ class PreparedQueries:
         bound; None sends the request Strawberry's way."""
         if not is_small(query):
             return None  # Never kept: not worth hashing.
-        key = (query, operation_name)
-        accepted = self._kept.pop(key, None)
+        accepted = self._kept.get((query, operation_name))
         if accepted is None:
             return None
-        self._kept[key] = accepted  # Now the most recently used.
         refusal = response_cost_refusal(
             self.graphql_schema, accepted.document, operation_name, variables, self.settings
         )

@@ -14,6 +14,7 @@ from db.errors import BadUserInput, UserErrorCode, shown
 from db.event_filter import EventFilter, EventOrder
 from db.event_json import JsonFields, event_json
 from db.filters import Filter, parse_filter_argument
+from db.kept import Kept
 from db.pagination import Keyset, Page, PageRequest
 from db.records import CustomerRecord, EventRecord
 from db.repositories.backfills import BackfillRepository
@@ -65,9 +66,11 @@ class ListingShape:
 
 # The filter's plain values, bound as parameters of these names (see _filter_parameters).
 PLAIN_VALUES = ("start", "end", "external_customer_id", "event_name", "customer_id")
-# Listing statements kept by shape; the oldest is dropped first beyond this many.
+# Listing statements kept by shape (db.kept), at most this many.
 MAX_KEPT_LISTINGS = 256
-_kept_listings: dict[ListingShape, tuple[sa.Select[Any], list[sa.ColumnElement[bool]]]] = {}
+_kept_listings: Kept[ListingShape, tuple[sa.Select[Any], list[sa.ColumnElement[bool]]]] = Kept(
+    MAX_KEPT_LISTINGS
+)
 
 
 def _parameter(name: str, column: sa.Column[Any]) -> sa.BindParameter[Any]:
@@ -149,9 +152,7 @@ class EventListing(BusinessScopedRepository):
             query, branches = query.where(*where.conditions), where.branches
             filters_metadata = where.filters_metadata
             if shape is not None:
-                if len(_kept_listings) >= MAX_KEPT_LISTINGS:
-                    del _kept_listings[next(iter(_kept_listings))]
-                _kept_listings[shape] = (query, branches)
+                _kept_listings.keep(shape, (query, branches))
         keyset = NEWEST_FIRST if order is EventOrder.TIMESTAMP_DESC else OLDEST_FIRST
         async with self._ordered_index_scans(enforce=filters_metadata):
             return await self.page_of(

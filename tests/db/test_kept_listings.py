@@ -1,4 +1,6 @@
-"""Listing statements kept per filter shape read what freshly built ones read.
+"""Listing statements kept per filter shape read what freshly built ones read (Q2–Q7 of
+the events connection, and T2: a statement kept for one business serves another
+only with that other business bound).
 
 A listing without lookups keeps its statement by shape (db.repositories.event_listing)
 and its page statement by page shape (db.pagination): the values are bound parameters.
