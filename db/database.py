@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 
-from db import sqlite_decimals
+from db import connection_checks, sqlite_decimals
 from db.api_key_cache import ApiKeyCache, listen_for_key_changes, listener_dsn
 from db.json_text import dump_json
 from db.settings import Settings
@@ -30,9 +30,10 @@ CONNECT_TIMEOUT_SECONDS = 10
 # A SQLite writer waits this long for the write lock before giving up with "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
-# A pooled PostgreSQL connection is asked whether it still answers before a request gets
-# it (see _configure_postgresql), and waits at most this long (or the connect timeout, if
-# shorter) for the answer: a round trip takes milliseconds, a frozen server never answers.
+# A pooled PostgreSQL connection not used for a moment is asked whether it still answers
+# before a request gets it (see _configure_postgresql), which waits at most this long (or
+# the connect timeout, if shorter) for the answer: a round trip takes milliseconds, a
+# frozen server never answers.
 PING_TIMEOUT_SECONDS = 1.0
 
 # Connections for long-running work (backfill closes, meter builds) per process: they
@@ -285,9 +286,28 @@ class Database:
         )
 
     async def is_reachable(self) -> bool:
+        """Whether the database answers a statement within `reachable_within` (readiness)."""
         try:
-            async with asyncio.timeout(self.reachable_within), self.engine.connect() as connection:
-                await connection.execute(sa.text("SELECT 1"))
+            async with (
+                asyncio.timeout(self.reachable_within),
+                self.read_engine.connect() as connection,
+            ):
+                if connection.dialect.name != "postgresql":
+                    await connection.exec_driver_sql("SELECT 1")
+                    return True
+                # On asyncpg itself, outside a transaction: the pool may hand out a
+                # connection it trusts unpinged (db.connection_checks), and one that does
+                # not answer is aborted here, not closed politely through SQLAlchemy,
+                # which would wait for the frozen server once more.
+                raw = await connection.get_raw_connection()
+                driver = raw.driver_connection
+                assert driver is not None
+                try:
+                    await driver.execute("SELECT 1")
+                except BaseException:
+                    driver.terminate()
+                    await connection.invalidate()
+                    raise
         except Exception:
             return False
         return True
@@ -330,26 +350,35 @@ def _postgresql_connect_args(settings: Settings, statement_timeout: float) -> di
 
 
 def _configure_postgresql(engine: AsyncEngine, *, ping_timeout: float) -> None:
-    """Pre-ping with a short timeout, and a connection whose statement timed out dropped.
+    """Pre-ping with a short timeout where needed, and a connection whose statement timed
+    out dropped.
 
-    SQLAlchemy's own pool_pre_ping is off on purpose: asyncpg's ping waits the connection's
-    command_timeout (the statement timeout), so against a frozen server every checkout
-    would hang that long. This pings with `ping_timeout` instead: a connection that does
-    not answer is closed at once and the pool opens a new one (bound by the connect
-    timeout), so the first request after PostgreSQL restarted succeeds rather than fails.
+    SQLAlchemy's own pool_pre_ping is off on purpose: it pings every checkout, and asyncpg's
+    ping waits the connection's command_timeout (the statement timeout), so against a
+    frozen server every checkout would hang that long. This pings only a connection that
+    db.connection_checks does not trust (idle for a while, or news on its socket), with
+    `ping_timeout`: a connection that does not answer is closed at once and the pool opens
+    a new one (bound by the connect timeout), so the first request after PostgreSQL
+    restarted succeeds rather than fails.
     """
 
     @event.listens_for(engine.sync_engine, "connect")
-    def on_connect(_dbapi_connection: Any, record: Any) -> None:
-        # It has just answered: no ping on its first checkout.
-        record.info["fresh"] = True
+    def on_connect(dbapi_connection: Any, record: Any) -> None:
+        connection_checks.note_opened(dbapi_connection.driver_connection, record.info)
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def on_checkin(dbapi_connection: Any, record: Any) -> None:
+        if dbapi_connection is not None:  # None: it was invalidated while checked out.
+            connection_checks.note_returned(record.info)
 
     @event.listens_for(engine.sync_engine, "checkout")
     def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-        # Every other checkout is pinged, however recently the connection was used: a
-        # server restarted (or a backend terminated) a moment ago would otherwise fail the
-        # next request. It costs a round trip per checkout (issue 14 may revisit it).
-        if record.info.pop("fresh", False):
+        driver_connection = dbapi_connection.driver_connection
+        if driver_connection.is_closed():
+            # asyncpg has seen the socket close: the server ended it (a restart, a
+            # terminated backend). The pool opens a new one.
+            raise sa.exc.DisconnectionError("the server closed the connection")
+        if not connection_checks.needs_ping(record.info):
             return
         try:
             dbapi_connection.run_async(
@@ -358,7 +387,7 @@ def _configure_postgresql(engine: AsyncEngine, *, ping_timeout: float) -> None:
         except BaseException as error:
             # Aborted rather than closed: a polite close would wait for the server again,
             # also after a cancelled ping (/readyz's deadline).
-            dbapi_connection.driver_connection.terminate()
+            driver_connection.terminate()
             if not isinstance(error, Exception):
                 raise
             raise sa.exc.DisconnectionError(

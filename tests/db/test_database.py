@@ -1,12 +1,14 @@
 """The engine of a process: a database that cannot be used is refused at start-up, clearly."""
 
 import asyncio
+import os
 import socket
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
@@ -15,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import database as database_module
+from db.connection_checks import TRUSTED_FOR_SECONDS, socket_of
 from db.database import (
     MINIMUM_SQLITE_VERSION,
     Database,
@@ -191,13 +194,22 @@ def proxy(postgres_database_url: str) -> Iterator[TcpProxy]:
 @pytest_asyncio.fixture
 async def proxied(postgres_database_url: str, proxy: TcpProxy) -> AsyncIterator[Database]:
     """PostgreSQL through `proxy`, which the test freezes, drops and restores."""
-    url = sa.make_url(postgres_database_url).set(host="127.0.0.1", port=proxy.port)
-    database = Database.from_settings(faults_settings(url.render_as_string(hide_password=False)))
+    database = proxied_database(postgres_database_url, proxy, statement_timeout=STATEMENT_TIMEOUT)
     try:
         yield database
     finally:
         proxy.restore()
         await database.dispose()
+
+
+def proxied_database(url: str, proxy: TcpProxy, *, statement_timeout: float) -> Database:
+    proxied_url = sa.make_url(url).set(host="127.0.0.1", port=proxy.port)
+    settings = faults_settings(proxied_url.render_as_string(hide_password=False))
+    return Database.from_settings(
+        settings.model_copy(
+            update={"database_statement_timeout": timedelta(seconds=statement_timeout)}
+        )
+    )
 
 
 async def select_one(database: Database) -> int:
@@ -297,18 +309,92 @@ async def test_long_running_work_has_its_own_longer_statement_timeout(
 @pytest.mark.postgres
 @pytest.mark.asyncio(loop_scope="session")
 async def test_a_frozen_server_fails_a_checkout_within_ping_and_connect_timeouts(
+    postgres_database_url: str, proxy: TcpProxy
+) -> None:
+    # A statement timeout far beyond the bound: only the checkout's ping can fail in time.
+    database = proxied_database(postgres_database_url, proxy, statement_timeout=30.0)
+    try:
+        assert await select_one(database) == 1  # One pooled connection, which the freeze strands.
+        await asyncio.sleep(TRUSTED_FOR_SECONDS + 0.1)  # Past the window: it is pinged.
+        proxy.freeze()
+
+        error = await failure_within(1.0 + CONNECT_TIMEOUT + MARGIN, select_one(database))
+        reachable = await database.is_reachable()
+        proxy.restore()
+
+        assert is_database_unavailable(error)
+        assert not reachable
+        assert await select_one(database) == 1
+    finally:
+        proxy.restore()
+        await database.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_server_that_froze_within_the_trust_window_fails_at_the_statement_timeout(
     proxied: Database, proxy: TcpProxy
 ) -> None:
-    assert await select_one(proxied) == 1  # One pooled connection, which the freeze strands.
+    # The connection answered a moment ago, so it is handed out unpinged (the price of no
+    # round trip per checkout): the request waits as one in flight at the freeze does.
+    assert await select_one(proxied) == 1
     proxy.freeze()
 
-    error = await failure_within(1.0 + CONNECT_TIMEOUT + MARGIN, select_one(proxied))
-    reachable = await proxied.is_reachable()
+    error = await failure_within(STATEMENT_TIMEOUT + MARGIN, select_one(proxied))
     proxy.restore()
 
+    assert isinstance(error, TimeoutError)
     assert is_database_unavailable(error)
-    assert not reachable
     assert await select_one(proxied) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_connection_that_answered_moments_ago_is_handed_out_without_a_ping(
+    postgres_database: Database,
+) -> None:
+    pings: list[str] = []
+
+    def note(record: Any) -> None:
+        if record.query == "SELECT 1":
+            pings.append(record.query)
+
+    async with postgres_database.read_engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        driver: Any = raw.driver_connection
+        driver.add_query_logger(note)
+    try:
+        for _ in range(5):
+            async with postgres_database.read_engine.connect() as connection:
+                got = await connection.get_raw_connection()
+                assert got.driver_connection is driver  # The same pooled connection.
+                await connection.execute(sa.text("SELECT 2"))
+        unpinged = len(pings)
+
+        await asyncio.sleep(TRUSTED_FOR_SECONDS + 0.1)
+        async with postgres_database.read_engine.connect() as connection:
+            await connection.execute(sa.text("SELECT 2"))
+    finally:
+        driver.remove_query_logger(note)
+
+    assert unpinged == 0
+    assert pings == ["SELECT 1"]  # Idle past the window: asked once before use.
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio(loop_scope="session")
+async def test_the_socket_of_a_pooled_connection_is_found(postgres_database: Database) -> None:
+    """db.connection_checks reads asyncpg's private `_transport`: an upgrade that moves it
+    would silently ping every checkout again (or trust a socket it cannot watch)."""
+    async with postgres_database.read_engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        driver = raw.driver_connection
+        descriptor = socket_of(driver)
+        assert descriptor is not None
+        with socket.socket(fileno=os.dup(descriptor)) as watched:
+            server_port = watched.getpeername()[1]
+
+    assert server_port == sa.make_url(str(postgres_database.engine.url)).port
 
 
 @pytest.mark.postgres
