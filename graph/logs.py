@@ -34,6 +34,23 @@ def install_request_ids() -> None:
 
     factory.adds_request_ids = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(factory)
+    skip_unlogged_record_fields()
+
+
+def skip_unlogged_record_fields() -> None:
+    """Spare every log record the fields no line of ours shows (see JSON_FORMAT).
+
+    The switches of the logging HOWTO's "Optimization" section: where the call was made
+    from (a walk up the stack), the thread, the process and its multiprocessing name (and,
+    from Python 3.12, the asyncio task). The access line of every request cost a quarter
+    less with them off (issue 14).
+    """
+    logging._srcfile = None  # The HOWTO's own advice; it has no public setter.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    if hasattr(logging, "logAsyncioTasks"):  # Python 3.12+
+        logging.logAsyncioTasks = False
 
 
 JSON_FORMAT = "%(levelname)s %(name)s %(message)s"

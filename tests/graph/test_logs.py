@@ -41,3 +41,27 @@ def test_log_lines_are_json_objects_with_the_request_id(
     }
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+\+00:00", first["time"])
     assert "request_id" not in second
+
+
+def test_records_skip_the_fields_no_line_shows() -> None:
+    """The logging HOWTO's switches (graph.logs.skip_unlogged_record_fields): no walk up
+    the stack for the caller, no thread or process looked up; the line above is unchanged."""
+    install_request_ids()
+    captured: list[logging.LogRecord] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            captured.append(record)
+
+    logger = logging.getLogger("usage_events.test.records")
+    handler = Capture()
+    logger.addHandler(handler)
+    try:
+        logger.warning("hello")
+    finally:
+        logger.removeHandler(handler)
+
+    (record,) = captured
+    assert record.funcName == "(unknown function)"
+    assert record.threadName is None
+    assert record.processName is None
