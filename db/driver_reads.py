@@ -55,7 +55,13 @@ async def driver_rows(
     if form is None:
         return (await session.execute(statement, parameters)).all()
     sql, bound = form
-    raw = await connection.get_raw_connection()
+    # The pooled connection it already holds, read without a trip through a greenlet
+    # (AsyncConnection.get_raw_connection spawns one for what is then an attribute read);
+    # a connection invalidated or closed meanwhile goes the way that may reconnect.
+    if sync_connection.closed or sync_connection.invalidated:
+        raw = await connection.get_raw_connection()
+    else:
+        raw = sync_connection.connection
     driver = raw.driver_connection
     assert driver is not None
     try:

@@ -143,6 +143,25 @@ async def test_a_statement_cut_off_discards_its_connection(
         assert is_database_unavailable(raised.value)
 
 
+@pytest.mark.postgres
+async def test_a_read_connection_invalidated_meanwhile_reads_on_a_new_one(
+    postgres_database: Database,
+) -> None:
+    # driver_rows takes the connection a request's read connection holds as an attribute;
+    # one invalidated since (an error of an earlier statement) must reconnect instead.
+    statement = sa.select(sa.literal(2).label("two"))
+    connection = await postgres_database.read_connection()
+    try:
+        first = [tuple(row) for row in await driver_rows(connection, statement)]
+        await connection.invalidate()
+
+        again = [tuple(row) for row in await driver_rows(connection, statement)]
+    finally:
+        await connection.close()
+
+    assert first == again == [(2,)]
+
+
 async def test_an_error_the_server_reports_keeps_the_connection(
     database: Database, tenant: Tenant
 ) -> None:
