@@ -10,10 +10,13 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import httpx
 import pytest
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import Message, Receive, Scope, Send
 
 from db.database import Database
 from db.settings import Settings
 from graph.app import create_app
+from graph.cors import ApiCORSMiddleware
 from tests.support import Tenant
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -152,3 +155,72 @@ async def test_get_queries_are_allowed_from_an_allowed_origin(
     assert answer.status_code == 200
     assert response.json() == {"data": {"viewer": {"name": "Acme Analytics"}}}
     assert response.headers["access-control-allow-origin"] == FRONTEND
+
+
+@pytest.mark.parametrize("origins", [[], [FRONTEND], ["*"]])
+async def test_a_request_without_origin_gets_vary_origin_and_nothing_else_of_cors(
+    client_for: ClientFor, origins: list[str]
+) -> None:
+    async with client_for(origins) as client:
+        responses = [
+            await client.post("/graphql", json=VIEWER),
+            await client.get("/graphql", headers={"Accept": "text/html"}),
+            await client.get("/healthz"),
+        ]
+
+    for response in responses:
+        assert response.headers.get_list("vary")[-1].endswith("Origin"), response.headers
+        assert not [name for name in response.headers if name.startswith("access-control-")]
+
+
+# Responses as an endpoint may start them: no Vary, one, several, among other headers.
+RESPONSE_HEADERS = [
+    [],
+    [(b"content-type", b"application/json")],
+    [(b"vary", b"Accept"), (b"content-type", b"text/html")],
+    [(b"vary", b"Accept"), (b"x-one", b"1"), (b"vary", b"Accept-Encoding"), (b"x-two", b"2")],
+]
+
+
+@pytest.mark.parametrize("response_headers", RESPONSE_HEADERS)
+@pytest.mark.parametrize("origins", [[], [FRONTEND], ["*"]])
+@pytest.mark.parametrize("origin", [None, FRONTEND, ELSEWHERE])
+async def test_the_short_way_sends_the_headers_starlettes_middleware_sends(
+    response_headers: list[tuple[bytes, bytes]], origins: list[str], origin: str | None
+) -> None:
+    """graph.cors answers requests without an Origin itself: the same start message as
+    Starlette's CORSMiddleware, for every kind of response headers (and, with an Origin,
+    Starlette's middleware itself)."""
+
+    async def endpoint(_scope: Scope, _receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": list(response_headers)}
+        )
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def sent_by(middleware: type[CORSMiddleware]) -> list[Message]:
+        app = middleware(
+            endpoint,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+        headers = [(b"host", b"testserver"), (b"content-type", b"application/json")]
+        if origin is not None:
+            headers.append((b"origin", origin.encode()))
+        scope = {"type": "http", "method": "POST", "path": "/graphql", "headers": headers}
+        messages: list[Message] = []
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Message) -> None:
+            messages.append(message)
+
+        await app(scope, receive, send)
+        return messages
+
+    ours, starlettes = await sent_by(ApiCORSMiddleware), await sent_by(CORSMiddleware)
+
+    assert ours == starlettes
+    assert [name for name, _ in ours[0]["headers"]].count(b"vary") == 1
