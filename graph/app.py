@@ -19,7 +19,7 @@ from graph.backfills.closer import run_backfill_closer
 from graph.cors import ApiCORSMiddleware
 from graph.graphiql import ASSET_MOUNT, graphiql_assets_app
 from graph.http import GraphQLEndpoint
-from graph.logs import install_request_ids
+from graph.logs import install_request_ids, skip_unlogged_record_fields
 from graph.request_log import RequestLogMiddleware
 from graph.schema import build_schema
 
@@ -37,6 +37,13 @@ def freeze_long_lived_objects() -> None:
 
 
 GRAPHQL_PATH = "/graphql"
+
+
+def create_served_app() -> "UsageEventsApp":
+    """The application as `usage-events serve` runs it in each server process: create_app,
+    with log records spared the fields no line of the service shows (process-wide)."""
+    skip_unlogged_record_fields()
+    return create_app()
 
 
 def create_app(

@@ -189,7 +189,7 @@ def _serve(host: str, port: int, workers: int) -> None:
     console.print(f"GraphiQL: [bold]{graphiql_link(host, port, None)}[/bold]")
     console.print("Send your API key as the header  Authorization: Bearer uek_…")
     uvicorn.run(
-        "graph.app:create_app",
+        "graph.app:create_served_app",
         factory=True,
         host=host,
         port=port,

@@ -34,7 +34,6 @@ def install_request_ids() -> None:
 
     factory.adds_request_ids = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(factory)
-    skip_unlogged_record_fields()
 
 
 def skip_unlogged_record_fields() -> None:
@@ -43,7 +42,9 @@ def skip_unlogged_record_fields() -> None:
     The switches of the logging HOWTO's "Optimization" section: where the call was made
     from (a walk up the stack), the thread, the process and its multiprocessing name (and,
     from Python 3.12, the asyncio task). The access line of every request cost a quarter
-    less with them off (issue 14).
+    less with them off (issue 14). They apply to every logger of the process, so only
+    `usage-events serve` sets them (graph.app.create_served_app), not an application
+    that embeds the service's app and may log callers' line numbers.
     """
     logging._srcfile = None  # The HOWTO's own advice; it has no public setter.
     logging.logThreads = False

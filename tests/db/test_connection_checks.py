@@ -9,17 +9,23 @@ from db.connection_checks import TRUSTED_FOR_SECONDS, needs_ping, note_opened, n
 
 
 class Driver:
-    """What note_opened reads of an asyncpg connection: its transport's socket."""
+    """What note_opened reads of an asyncpg connection: its transport."""
 
     def __init__(self, sock: socket.socket | None) -> None:
-        self._transport = Transport(sock)
+        self._transport = Transport(sock) if sock is not None else None
 
 
 class Transport:
-    def __init__(self, sock: socket.socket | None) -> None:
-        self.sock = sock
+    """An asyncio transport as the checks use it: whether it is closing, and its socket."""
 
-    def get_extra_info(self, name: str) -> socket.socket | None:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.closing = False
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_extra_info(self, name: str) -> socket.socket:
         assert name == "socket"
         return self.sock
 
@@ -87,7 +93,34 @@ def test_news_on_the_socket_of_a_trusted_connection_has_it_pinged(
     assert ours.recv(1, socket.MSG_PEEK) in (b"E", b"")  # Left for the driver to read.
 
 
-def test_a_connection_whose_socket_is_unknown_is_always_pinged() -> None:
+def test_a_trusted_connection_whose_transport_is_closing_is_pinged(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    # Over TLS asyncio closes the socket a turn before asyncpg hears of it, and its number
+    # may be another connection's by then: the transport is what knows at once.
+    driver = Driver(pair[0])
+    info: dict[str, object] = {}
+    note_opened(driver, info)
+    assert not needs_ping(info)
+
+    assert driver._transport is not None
+    driver._transport.closing = True
+
+    assert needs_ping(info)
+
+
+def test_a_trusted_connection_whose_socket_was_closed_is_pinged(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    info = opened_at(pair[0], 100.0)
+    assert not needs_ping(info, now=100.0)
+
+    pair[0].close()  # Its number is freed (-1 from then on), whoever takes it next.
+
+    assert needs_ping(info, now=100.0)
+
+
+def test_a_connection_whose_transport_is_unknown_is_always_pinged() -> None:
     info = opened_at(None, 100.0)
 
     assert needs_ping(info, now=100.0)

@@ -4,6 +4,7 @@ import asyncio
 import os
 import socket
 import sqlite3
+import stat
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from datetime import timedelta
@@ -17,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import database as database_module
-from db.connection_checks import TRUSTED_FOR_SECONDS, socket_of
+from db.connection_checks import TRUSTED_FOR_SECONDS, transport_of
 from db.database import (
     MINIMUM_SQLITE_VERSION,
     Database,
@@ -383,18 +384,24 @@ async def test_a_connection_that_answered_moments_ago_is_handed_out_without_a_pi
 
 @pytest.mark.postgres
 @pytest.mark.asyncio(loop_scope="session")
-async def test_the_socket_of_a_pooled_connection_is_found(postgres_database: Database) -> None:
+async def test_the_transport_of_a_pooled_connection_is_found(
+    postgres_database: Database,
+) -> None:
     """db.connection_checks reads asyncpg's private `_transport`: an upgrade that moves it
     would silently ping every checkout again (or trust a socket it cannot watch)."""
     async with postgres_database.read_engine.connect() as connection:
         raw = await connection.get_raw_connection()
-        driver = raw.driver_connection
-        descriptor = socket_of(driver)
-        assert descriptor is not None
-        with socket.socket(fileno=os.dup(descriptor)) as watched:
-            server_port = watched.getpeername()[1]
+        transport = transport_of(raw.driver_connection)
+        assert transport is not None
+        assert not transport.is_closing()
+        sock = transport.get_extra_info("socket")
+        mode = os.fstat(sock.fileno()).st_mode
+        peer = sock.getpeername()
+        server_port = (await connection.execute(sa.text("SELECT inet_server_port()"))).scalar()
 
-    assert server_port == sa.make_url(str(postgres_database.engine.url)).port
+    assert stat.S_ISSOCK(mode)
+    if isinstance(peer, tuple):  # TCP; over a Unix socket the server has no port.
+        assert peer[1] == server_port
 
 
 @pytest.mark.postgres

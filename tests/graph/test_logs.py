@@ -4,10 +4,16 @@ import json
 import logging
 import logging.config
 import re
+from collections.abc import Iterator
 
 import pytest
 
-from graph.logs import current_request_id, install_request_ids, logging_config
+from graph.logs import (
+    current_request_id,
+    install_request_ids,
+    logging_config,
+    skip_unlogged_record_fields,
+)
 
 
 def test_log_lines_are_json_objects_with_the_request_id(
@@ -43,10 +49,20 @@ def test_log_lines_are_json_objects_with_the_request_id(
     assert "request_id" not in second
 
 
-def test_records_skip_the_fields_no_line_shows() -> None:
-    """The logging HOWTO's switches (graph.logs.skip_unlogged_record_fields): no walk up
-    the stack for the caller, no thread or process looked up; the line above is unchanged."""
-    install_request_ids()
+@pytest.fixture
+def switches_restored() -> Iterator[None]:
+    """The logging module's process-wide switches, as they were before the test."""
+    names = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing", "logAsyncioTasks")
+    before = {name: getattr(logging, name) for name in names if hasattr(logging, name)}
+    yield
+    for name, value in before.items():
+        setattr(logging, name, value)
+
+
+def test_records_skip_the_fields_no_line_shows(switches_restored: None) -> None:
+    """The logging HOWTO's switches (graph.logs.skip_unlogged_record_fields, set by the
+    factory `serve` runs): no walk up the stack for the caller, no thread or process
+    looked up; the line above shows none of them."""
     captured: list[logging.LogRecord] = []
 
     class Capture(logging.Handler):
@@ -57,11 +73,16 @@ def test_records_skip_the_fields_no_line_shows() -> None:
     handler = Capture()
     logger.addHandler(handler)
     try:
-        logger.warning("hello")
+        logger.warning("before")
+        skip_unlogged_record_fields()
+        logger.warning("after")
     finally:
         logger.removeHandler(handler)
 
-    (record,) = captured
-    assert record.funcName == "(unknown function)"
-    assert record.threadName is None
-    assert record.processName is None
+    before, after = captured
+    assert before.funcName == "test_records_skip_the_fields_no_line_shows"
+    assert before.process is not None
+    assert after.funcName == "(unknown function)"
+    assert after.threadName is None
+    assert after.process is None
+    assert after.processName is None
