@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -82,6 +83,32 @@ def dialect_of(session: Reading) -> str:
         return session.dialect.name
     assert session.bind is not None, "sessions are always bound to the engine"
     return session.bind.dialect.name
+
+
+@asynccontextmanager
+async def aborted_if_cut_off(connection: AsyncConnection, driver: Any) -> AsyncIterator[None]:
+    """Statements sent on asyncpg itself (`driver`, the connection `connection` holds): one
+    cut off, timed out or whose connection was lost leaves the connection aborted and
+    invalidated, as SQLAlchemy does for its own statements (and _configure_postgresql's
+    error hook for a timeout), never handed to another request as it is and never closed
+    politely, which would wait for a frozen server once more. The error raised is the
+    statement's own."""
+    try:
+        yield
+    except BaseException as error:
+        if leaves_connection_unknown(error):
+            driver.terminate()
+            with contextlib.suppress(Exception):
+                await connection.invalidate()
+        raise
+
+
+def leaves_connection_unknown(error: BaseException) -> bool:
+    """A statement cancelled (client gone, a deadline), timed out, or a connection lost;
+    not an error the server reported on a connection that goes on working."""
+    return not isinstance(error, Exception) or isinstance(
+        error, TimeoutError | OSError | asyncpg.InterfaceError | asyncpg.ConnectionDoesNotExistError
+    )
 
 
 class UnsupportedDatabaseError(Exception):
@@ -297,17 +324,12 @@ class Database:
                     return True
                 # On asyncpg itself, outside a transaction: the pool may hand out a
                 # connection it trusts unpinged (db.connection_checks), and one that does
-                # not answer is aborted here, not closed politely through SQLAlchemy,
-                # which would wait for the frozen server once more.
+                # not answer within the deadline is aborted.
                 raw = await connection.get_raw_connection()
                 driver = raw.driver_connection
                 assert driver is not None
-                try:
+                async with aborted_if_cut_off(connection, driver):
                     await driver.execute("SELECT 1")
-                except BaseException:
-                    driver.terminate()
-                    await connection.invalidate()
-                    raise
         except Exception:
             return False
         return True

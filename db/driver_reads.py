@@ -19,15 +19,13 @@ compares its rows with SQLAlchemy's for every kind of parameter the service bind
 an upgrade that moves any of it fails there.
 """
 
-import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy as sa
 from sqlalchemy.sql.compiler import WARN_LINTING, SQLCompiler
 
-from db.database import Reading, connection_of, is_autocommit
+from db.database import Reading, aborted_if_cut_off, connection_of, is_autocommit
 
 
 async def driver_rows(
@@ -64,27 +62,9 @@ async def driver_rows(
         raw = sync_connection.connection
     driver = raw.driver_connection
     assert driver is not None
-    try:
+    async with aborted_if_cut_off(connection, driver):
         rows: Sequence[Any] = await driver.fetch(sql, *bound)
-    except BaseException as error:
-        if _leaves_connection_unknown(error):
-            # As SQLAlchemy does for its own statements (and db.database's error hook for
-            # a timeout): a connection whose statement was cut off, timed out or lost is
-            # aborted and invalidated, never handed to another request as it is. The
-            # error raised is the statement's own.
-            driver.terminate()
-            with contextlib.suppress(Exception):
-                await connection.invalidate()
-        raise
     return rows
-
-
-def _leaves_connection_unknown(error: BaseException) -> bool:
-    """A statement cancelled (client gone, a deadline), timed out, or a connection lost;
-    not an error the server reported on a connection that goes on working."""
-    return not isinstance(error, Exception) or isinstance(
-        error, TimeoutError | OSError | asyncpg.InterfaceError | asyncpg.ConnectionDoesNotExistError
-    )
 
 
 def row_value(row: Any, key: str) -> Any:
