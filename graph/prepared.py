@@ -11,13 +11,14 @@ So a query that Strawberry has run once — it passed parsing, validation and ev
 and its execution began — is kept with its syntax tree, per (query, operationName). Its
 next requests check the response-cost bound with their own variables and are executed
 by graphql-core's `execute` with the very arguments Strawberry gives it (graph.internals
-holds the two names that takes). Anything else — a new or large document, a mutation, a
+holds the two names that takes), or, for the hottest shape, by a plan of its own
+(graph.plans). Anything else — a new or large document, a mutation, a
 response the bound refuses, an operation the request's method may not run — goes
 Strawberry's way and gets its answer there, errors included.
 """
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import strawberry
@@ -29,6 +30,7 @@ from db.kept import Kept
 from db.settings import Settings
 from graph.document_caches import CACHED_DOCUMENTS, is_small
 from graph.internals import execute_accepted, graphql_core_schema_of
+from graph.plans import EventPlan, query_plan
 from graph.response_cost import response_cost_refusal
 
 DocumentKey = tuple[str, str | None]
@@ -39,6 +41,9 @@ class AcceptedQuery:
     """A query document Strawberry parsed, validated, bounded and began to execute."""
 
     document: DocumentNode
+    # What each request of it runs instead of graphql-core's execution (graph.plans),
+    # worked out once the query is kept; None: graphql-core's execution.
+    plan: EventPlan | None = None
 
 
 class NoteAcceptedDocument(SchemaExtension):
@@ -75,7 +80,8 @@ class PreparedQueries:
         # Large documents are not kept, as the parse and validation caches keep none.
         if not is_small(query):
             return
-        self._kept.keep((query, operation_name), accepted)
+        plan = query_plan(self.schema, accepted.document, operation_name)
+        self._kept.keep((query, operation_name), replace(accepted, plan=plan))
 
     def runnable(
         self, query: str, operation_name: str | None, variables: Mapping[str, Any] | None
@@ -99,6 +105,10 @@ class PreparedQueries:
         variables: dict[str, Any] | None,
         operation_name: str | None,
     ) -> ExecutionResult:
+        if accepted.plan is not None:
+            planned = await accepted.plan.run(context, variables)
+            if planned is not None:
+                return planned
         try:
             return await execute_accepted(
                 self.schema, accepted.document, context, variables, operation_name

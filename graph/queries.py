@@ -28,6 +28,11 @@ from graph.usage.resolvers import event_volume, meter_usage
 from graph.usage.types import EventVolume, MeterUsage
 
 
+def refuse_long_event_id(event_id: str) -> None:
+    """`event`'s argument within its bound (also checked by graph.plans)."""
+    refuse(too_long(event_id, MAX_EVENT_ID_LENGTH, ("eventId",), UserErrorCode.EVENT_ID_INVALID))
+
+
 @strawberry.type
 class Query:
     meter_usage: MeterUsage = strawberry.field(
@@ -72,9 +77,7 @@ class Query:
 
     @strawberry.field(description="An event by its eventId; null if your business has none.")
     async def event(self, info: Info, event_id: str) -> Event | None:
-        refuse(
-            too_long(event_id, MAX_EVENT_ID_LENGTH, ("eventId",), UserErrorCode.EVENT_ID_INVALID)
-        )
+        refuse_long_event_id(event_id)
         context = info.context
         async with context.reading() as session:
             record = await EventRepository(session, context.business.id).get_by_event_id(event_id)

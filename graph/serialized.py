@@ -57,7 +57,7 @@ def serialized_node_fields(info: Info, object_type: type) -> NodeFields | None:
             return None
     if nodes is None:
         return None
-    type_name, attributes = _json_attributes(object_type, info.schema.config.name_converter)
+    type_name, attributes = json_attributes(object_type, info.schema.config.name_converter)
     fields: dict[str, str | Constant] = {}
     for leaf in nodes.selections:
         if (
@@ -79,7 +79,7 @@ def serialized_node_fields(info: Info, object_type: type) -> NodeFields | None:
 
 
 @functools.cache
-def _json_attributes(object_type: type, name_converter: Any) -> tuple[str, dict[str, str]]:
+def json_attributes(object_type: type, name_converter: Any) -> tuple[str, dict[str, str]]:
     """The GraphQL name of `object_type` (its `__typename`), and GraphQL field name →
     attribute for its fields that are plain attributes PostgreSQL can write
     (db.event_json)."""

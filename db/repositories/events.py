@@ -8,6 +8,7 @@ from typing import Any
 
 from db import ids
 from db.errors import RuleViolations
+from db.event_json import JsonFields, event_json
 from db.records import (
     BackfillRecord,
     EventDraft,
@@ -196,6 +197,18 @@ class EventRepository(BusinessScopedRepository):
             return None
         row = await self.row_by_key(events, events.c.event_id, event_id, by_driver=True)
         return event_record(row) if row else None
+
+    async def json_by_event_id(self, event_id: str, fields: JsonFields) -> str | None:
+        """`get_by_event_id`'s event as the JSON text of its object of `fields`
+        (db.event_json), written by PostgreSQL; None if the business has no such event."""
+        if self.dialect_name != "postgresql":
+            raise ValueError("events are written as JSON by PostgreSQL only")
+        if len(event_id) > MAX_EVENT_ID_LENGTH:
+            return None
+        text: str | None = await self.value_by_key(
+            events, events.c.event_id, event_id, event_json(fields)
+        )
+        return text
 
     async def get(self, event_server_id: str) -> EventRecord | None:
         if len(event_server_id) > MAX_SERVER_ID_LENGTH:

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from db import lookups
 from db.database import Reading, dialect_of
-from db.driver_reads import driver_rows
+from db.driver_reads import driver_rows, row_value
 from db.pagination import Keyset, Page, PageRequest, fetch_page
 from db.settings import Settings
 from db.tables import businesses, event_revisions, events
@@ -132,6 +132,17 @@ class BusinessScopedRepository:
             rows = await driver_rows(self.session, statement, parameters)
             return rows[0] if rows else None
         return (await self.session.execute(statement, parameters)).first()
+
+    async def value_by_key(
+        self, table: sa.Table, key: sa.Column[Any], value: Any, column: sa.ColumnElement[Any]
+    ) -> Any | None:
+        """`column` (an expression over `table`) of the business's row of `table` whose
+        unique `key` is `value`, read by asyncpg where it can be (db.driver_reads); None
+        when there is no such row. The statement is built once per (table, key, column)."""
+        statement = _value_by_key(table, key.key, self.dialect_name, column)
+        parameters = {_BUSINESS_PARAMETER: self.business_id, _KEY_PARAMETER: value}
+        rows = await driver_rows(self.session, statement, parameters)
+        return row_value(rows[0], _VALUE_LABEL) if rows else None
 
     def update_of(self, table: sa.Table, *, lookup: bool = False) -> sa.Update:
         """UPDATE of this business's rows of `table`; the caller narrows it further."""
@@ -281,14 +292,28 @@ class BusinessScopedRepository:
 
 _BUSINESS_PARAMETER = "scoped_business_id"
 _KEY_PARAMETER = "scoped_key"
+_VALUE_LABEL = "value"
 
 
 @functools.cache
 def _row_by_key(table: sa.Table, key: str, dialect_name: str) -> sa.Select[Any]:
     """SELECT every column of `table` WHERE it is the bound business's and `key` is the
     bound value; one object per (table, key, dialect), so its cache key is computed once."""
+    return _by_key(sa.select(table), table, key, dialect_name)
+
+
+# Bounded: the columns asked for are expressions made per selection (db.event_json).
+@functools.lru_cache(maxsize=256)
+def _value_by_key(
+    table: sa.Table, key: str, dialect_name: str, column: sa.ColumnElement[Any]
+) -> sa.Select[Any]:
+    """`_row_by_key`, selecting `column` alone, labelled _VALUE_LABEL."""
+    return _by_key(sa.select(column.label(_VALUE_LABEL)), table, key, dialect_name)
+
+
+def _by_key(query: sa.Select[Any], table: sa.Table, key: str, dialect_name: str) -> sa.Select[Any]:
     business = sa.bindparam(_BUSINESS_PARAMETER, type_=sa.String())
-    return sa.select(table).where(
+    return query.select_from(table).where(
         lookups.same_business(table.c[BUSINESS_COLUMN], business, dialect_name),
         table.c[key] == sa.bindparam(_KEY_PARAMETER, type_=table.c[key].type),
     )

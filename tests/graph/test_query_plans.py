@@ -1,0 +1,220 @@
+"""A kept point read runs its plan (graph.plans) and answers what graphql-core's way does.
+
+The shape is decided on the document alone (the first tests); over HTTP, each document
+is sent more than once: the first request goes Strawberry's way and is kept, the next
+ones run the plan where it applies (on PostgreSQL; a spy counts the requests it
+answered) and must answer exactly what the first did, and what `schema.execute` answers
+with every value through Python.
+"""
+
+from typing import Any
+
+import orjson
+import pytest
+from graphql import parse
+
+from db.database import Database
+from db.repositories.events import EventRepository
+from db.settings import Settings
+from graph.plans import EventPlan, query_plan
+from graph.schema import build_schema
+from tests.graph.test_prepared_queries import shown
+from tests.graph.test_serialized_rows import ADVERSARIAL_METADATA, seed_events, usual_path
+from tests.support import GraphQLClient
+
+# The shape tests are plain functions; the HTTP ones run on the session's loop.
+on_session_loop = pytest.mark.asyncio(loop_scope="session")
+
+PLAIN_FIELDS = (
+    "id eventId businessId customerId externalCustomerId eventName timestamp metadata"
+    " ingestedAt deprecated deprecatedAt deprecationReason revision __typename"
+)
+EVERY_FIELD = f"""
+query One($eventId: String!) {{
+  found: event(eventId: $eventId) {{ revision when: timestamp {PLAIN_FIELDS} data: metadata
+    eventId kind: __typename }}
+}}
+"""
+OTHER_VARIABLE = "query One($id: String!) { event(eventId: $id) { eventId metadata } }"
+LITERAL = 'query One { event(eventId: "evt-002") { eventName eventId } }'
+
+PLANNED = {
+    "variable": EVERY_FIELD,
+    "another variable": OTHER_VARIABLE,
+    "literal": LITERAL,
+    "anonymous": '{ event(eventId: "x") { eventId } }',
+    "one of two operations": 'query A { __typename } query B { event(eventId: "x") { id } }',
+}
+NOT_PLANNED = {
+    "two root fields": '{ event(eventId: "x") { eventId } viewer { id } }',
+    "a field with its own resolver": '{ event(eventId: "x") { eventId revisions { revision } } }',
+    "an object field": '{ event(eventId: "x") { customer { id } } }',
+    "a fragment spread": '{ event(eventId: "x") { ...F } } fragment F on Event { eventId }',
+    "an inline fragment": '{ event(eventId: "x") { ... on Event { eventId } } }',
+    "a root fragment": '{ ... on Query { event(eventId: "x") { eventId } } }',
+    "a directive on a leaf": '{ event(eventId: "x") { eventId @include(if: true) } }',
+    "a directive on the field": '{ event(eventId: "x") @skip(if: false) { eventId } }',
+    "an unused variable": 'query Q($n: Int) { event(eventId: "x") { eventId } }',
+    "a default value": 'query Q($e: String! = "x") { event(eventId: $e) { eventId } }',
+    "a variable of another type": "query Q($e: ID!) { event(eventId: $e) { eventId } }",
+    "another field": "{ events(first: 1) { nodes { eventId } } }",
+    "a mutation": (
+        'mutation { deprecateEvent(input: {eventId: "x", reason: "y"}) { userErrors { code } } }'
+    ),
+}
+
+
+@pytest.mark.parametrize("name", PLANNED)
+def test_the_point_read_shape_gets_a_plan(name: str) -> None:
+    document = PLANNED[name]
+    operation = "B" if name == "one of two operations" else None
+    assert isinstance(query_plan(build_schema(Settings()), parse(document), operation), EventPlan)
+
+
+@pytest.mark.parametrize("name", NOT_PLANNED)
+def test_any_other_shape_goes_graphql_cores_way(name: str) -> None:
+    assert query_plan(build_schema(Settings()), parse(NOT_PLANNED[name]), None) is None
+
+
+def test_the_plan_keeps_the_keys_in_response_order_once_each() -> None:
+    plan = query_plan(build_schema(Settings()), parse(EVERY_FIELD), None)
+    assert plan is not None
+    assert (plan.response_key, plan.variable, plan.event_id) == ("found", "eventId", None)
+    keys = [key for key, _ in plan.fields]
+    assert keys[:4] == ["revision", "when", "id", "eventId"]
+    assert keys[-3:] == ["__typename", "data", "kind"]
+    assert len(keys) == len(set(keys)) == 17
+    assert dict(plan.fields)["kind"] == ("Event",)
+
+
+@pytest.fixture
+def planned_answers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The response keys of the requests a plan answered."""
+    answered: list[str] = []
+    run = EventPlan.run
+
+    async def spy(self: EventPlan, *args: Any) -> Any:
+        result = await run(self, *args)
+        if result is not None:
+            answered.append(self.response_key)
+        return result
+
+    monkeypatch.setattr(EventPlan, "run", spy)
+    return answered
+
+
+async def answers(
+    api: GraphQLClient, query: str, variables: dict[str, Any] | None, times: int = 3
+) -> tuple[int, str, Any]:
+    """The one answer of `times` requests of `query` (every one the same)."""
+    payload = {"query": query, "variables": variables}
+    seen = []
+    for _ in range(times):
+        response = await api.http.post(
+            "/graphql",
+            json=payload,
+            headers={**api.tenant.headers, "Accept": "application/graphql-response+json"},
+        )
+        seen.append(shown(response))
+    assert all(answer == seen[0] for answer in seen), seen
+    return seen[0]
+
+
+@on_session_loop
+async def test_every_event_reads_the_same_by_its_plan(
+    api: GraphQLClient, database: Database, settings: Settings, planned_answers: list[str]
+) -> None:
+    # Given events with metadata that tells JSON writers apart, amended and deprecated
+    await seed_events(api)
+    event_ids = [f"evt-{index:03d}" for index in range(len(ADVERSARIAL_METADATA) + 40)]
+    for event_id in event_ids:
+        # When each is read three times
+        status, _, body = await answers(api, EVERY_FIELD, {"eventId": event_id})
+        # Then every answer is the one graphql-core gives with every value through Python
+        assert status == 200
+        usual = await usual_path(database, settings, api, EVERY_FIELD, {"eventId": event_id})
+        assert body == orjson.dumps({"data": usual})
+        assert orjson.loads(body)["data"]["found"]["eventId"] == event_id
+    # And on PostgreSQL the plan gave every answer but the first (which kept the query)
+    planned = 3 * len(event_ids) - 1 if database.dialect_name == "postgresql" else 0
+    assert planned_answers == ["found"] * planned
+    first = orjson.loads(body)["data"]["found"]
+    assert first["kind"] == first["__typename"] == "Event"
+
+
+@on_session_loop
+async def test_literals_misses_and_nulls_read_the_same_by_the_plan(
+    api: GraphQLClient, database: Database, planned_answers: list[str]
+) -> None:
+    await seed_events(api)
+    status, _, body = await answers(api, LITERAL, None)
+    assert orjson.loads(body) == {
+        "data": {"event": {"eventName": "llm.tokens", "eventId": "evt-002"}}
+    }
+    status, _, body = await answers(api, OTHER_VARIABLE, {"id": "nobody"})
+    assert (status, orjson.loads(body)) == (200, {"data": {"event": None}})
+    on_postgresql = database.dialect_name == "postgresql"
+    assert planned_answers == ["event"] * (4 if on_postgresql else 0)
+
+
+@on_session_loop
+async def test_another_tenants_event_is_not_found_by_the_plan(
+    api: GraphQLClient, other_api: GraphQLClient, database: Database, planned_answers: list[str]
+) -> None:
+    await seed_events(api)
+    status, _, body = await answers(other_api, EVERY_FIELD, {"eventId": "evt-001"})
+    assert (status, orjson.loads(body)) == (200, {"data": {"found": None}})
+    assert len(planned_answers) == (2 if database.dialect_name == "postgresql" else 0)
+
+
+@on_session_loop
+@pytest.mark.parametrize(
+    "variables",
+    [None, {"eventId": None}, {"eventId": 7}, {"eventId": ["evt-001"]}, {"eventId": {"a": 1}}],
+)
+async def test_variables_that_are_not_strings_are_refused_by_graphql_core(
+    api: GraphQLClient, planned_answers: list[str], variables: dict[str, Any] | None
+) -> None:
+    status, _, body = await answers(api, EVERY_FIELD, variables)
+    assert status == 400
+    assert "$eventId" in orjson.loads(body)["errors"][0]["message"]
+    assert planned_answers == []
+
+
+@on_session_loop
+async def test_an_event_id_too_long_is_refused_at_its_path_by_the_plan(
+    api: GraphQLClient, database: Database, planned_answers: list[str]
+) -> None:
+    status, _, body = await answers(api, EVERY_FIELD, {"eventId": "x" * 10_000})
+    answer = orjson.loads(body)
+    assert status == 200
+    assert answer["data"] == {"found": None}
+    (error,) = answer["errors"]
+    assert error["path"] == ["found"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["extensions"]["reason"] == "EVENT_ID_INVALID"
+    assert len(planned_answers) == (2 if database.dialect_name == "postgresql" else 0)
+
+
+@on_session_loop
+async def test_a_failing_read_is_placed_at_its_path_by_the_plan(
+    api: GraphQLClient,
+    database: Database,
+    planned_answers: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def failing(*_args: Any) -> Any:
+        raise RuntimeError("the read failed")
+
+    monkeypatch.setattr(EventRepository, "get_by_event_id", failing)
+    monkeypatch.setattr(EventRepository, "json_by_event_id", failing)
+    status, _, body = await answers(api, EVERY_FIELD, {"eventId": "evt-001"})
+    answer = orjson.loads(body)
+    assert status == 200
+    assert answer["data"] == {"found": None}
+    (error,) = answer["errors"]
+    assert error["path"] == ["found"]
+    assert error["locations"] == [{"line": 3, "column": 3}]
+    assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    assert "the read failed" not in body.decode()
+    assert len(planned_answers) == (2 if database.dialect_name == "postgresql" else 0)
