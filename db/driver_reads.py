@@ -20,22 +20,30 @@ an upgrade that moves any of it fails there.
 """
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.sql.compiler import WARN_LINTING, SQLCompiler
 
 from db.database import Reading, aborted_if_cut_off, connection_of, is_autocommit
+from db.kept import Kept
 
 
 async def driver_rows(
     session: Reading,
     statement: sa.Executable,
     parameters: Mapping[str, Any] | None = None,
+    *,
+    kept: bool = False,
 ) -> Sequence[Any]:
     """The rows of `statement` (with the values of its bound `parameters`, if any):
     asyncpg Records on PostgreSQL where the statement allows (see `_driver_form`), else
-    SQLAlchemy's Rows. Either is read by position or by column name (`row_value`)."""
+    SQLAlchemy's Rows. Either is read by position or by column name (`row_value`).
+
+    `kept`: the statement is an object built once and sent again and again with only
+    `parameters` changing (a point read's): its SQL and its own values are then worked
+    out once per process, not at each call."""
     connection = await connection_of(session)
     sync_connection = connection.sync_connection
     assert sync_connection is not None
@@ -45,8 +53,9 @@ async def driver_rows(
     # first statement: both go the usual way.
     events = sync_connection.dispatch
     observed = bool(events.before_cursor_execute or events.after_cursor_execute)
+    driver_form = _kept_driver_form if kept else _driver_form
     form = (
-        _driver_form(statement, parameters, sync_connection)
+        driver_form(statement, parameters, sync_connection)
         if connection.dialect.name == "postgresql" and not observed and is_autocommit(connection)
         else None
     )
@@ -73,12 +82,85 @@ def row_value(row: Any, key: str) -> Any:
     return mapping[key]
 
 
+# One positional parameter of a kept statement: the name of a parameter given at each
+# call and its bind processor, or (None, the statement's own value, processed, None).
+_Slot = tuple[str | None, Any, Callable[[Any], Any] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _KeptForm:
+    # Held so that its id, the key, is never another statement's.
+    statement: sa.Executable
+    sql: str
+    slots: tuple[_Slot, ...]
+
+    def bound(self, parameters: Mapping[str, Any]) -> list[Any]:
+        return [
+            value if name is None else process(parameters[name]) if process else parameters[name]
+            for name, value, process in self.slots
+        ]
+
+
+# By (statement id, names of the parameters given, id of the engine's compiled cache).
+_kept_forms: Kept[tuple[int, tuple[str, ...], int], _KeptForm] = Kept(256)
+
+
+def _kept_driver_form(
+    statement: sa.Executable, parameters: Mapping[str, Any] | None, connection: sa.Connection
+) -> tuple[str, list[Any]] | None:
+    """`_driver_form` of a statement sent again with only `parameters` changing."""
+    given = parameters or {}
+    cache = connection.engine._compiled_cache
+    key = (id(statement), tuple(sorted(given)), id(cache))
+    kept = _kept_forms.get(key)
+    if kept is None:
+        found = _compiled_form(statement, given or None, connection)
+        if found is None:
+            return None
+        compiled, values = found
+        processors = _processors(compiled)
+        assert compiled.positiontup is not None
+        slots: list[_Slot] = []
+        for name in compiled.positiontup:
+            process = processors.get(name)
+            if name in given:
+                slots.append((name, None, process))
+            else:
+                slots.append((None, process(values[name]) if process else values[name], None))
+        kept = _KeptForm(statement, compiled.string, tuple(slots))
+        _kept_forms.keep(key, kept)
+    return kept.sql, kept.bound(given)
+
+
 def _driver_form(
     statement: sa.Executable, parameters: Mapping[str, Any] | None, connection: sa.Connection
 ) -> tuple[str, list[Any]] | None:
     """The SQL and positional parameters SQLAlchemy itself would send, or None where it
     would rewrite the statement at execution (expanding IN lists, literal parameters, a
     schema map): those go the usual way."""
+    found = _compiled_form(statement, parameters, connection)
+    if found is None:
+        return None
+    compiled, values = found
+    processors = _processors(compiled)
+    assert compiled.positiontup is not None
+    bound = [
+        processors[name](values[name]) if name in processors else values[name]
+        for name in compiled.positiontup
+    ]
+    return compiled.string, bound
+
+
+def _processors(compiled: SQLCompiler) -> Mapping[str, Callable[[Any], Any]]:
+    # Without expanding parameters (refused by _compiled_form) each is one function.
+    processors: Mapping[str, Callable[[Any], Any]] = compiled._bind_processors  # type: ignore[assignment]
+    return processors
+
+
+def _compiled_form(
+    statement: sa.Executable, parameters: Mapping[str, Any] | None, connection: sa.Connection
+) -> tuple[SQLCompiler, Mapping[str, Any]] | None:
+    """The statement compiled through SQLAlchemy's cache, and its parameters' values."""
     dialect = connection.dialect
     if not isinstance(statement, sa.ClauseElement):
         return None
@@ -104,12 +186,5 @@ def _driver_form(
         escape_names=False,
         _collected_params=collected,
     )
-    # Without expanding parameters (refused above) each processor is one function.
-    processors: Mapping[str, Callable[[Any], Any]] = compiled._bind_processors  # type: ignore[assignment]
-    assert compiled.positiontup is not None
     assert values is not None
-    bound = [
-        processors[name](values[name]) if name in processors else values[name]
-        for name in compiled.positiontup
-    ]
-    return compiled.string, bound
+    return compiled, values

@@ -129,7 +129,7 @@ class BusinessScopedRepository:
         statement = _row_by_key(table, key.key, self.dialect_name)
         parameters = {_BUSINESS_PARAMETER: self.business_id, _KEY_PARAMETER: value}
         if by_driver:
-            rows = await driver_rows(self.session, statement, parameters)
+            rows = await driver_rows(self.session, statement, parameters, kept=True)
             return rows[0] if rows else None
         return (await self.session.execute(statement, parameters)).first()
 
@@ -141,7 +141,7 @@ class BusinessScopedRepository:
         when there is no such row. The statement is built once per (table, key, column)."""
         statement = _value_by_key(table, key.key, self.dialect_name, column)
         parameters = {_BUSINESS_PARAMETER: self.business_id, _KEY_PARAMETER: value}
-        rows = await driver_rows(self.session, statement, parameters)
+        rows = await driver_rows(self.session, statement, parameters, kept=True)
         return row_value(rows[0], _VALUE_LABEL) if rows else None
 
     def update_of(self, table: sa.Table, *, lookup: bool = False) -> sa.Update:

@@ -238,6 +238,23 @@ async def test_bound_parameters_and_point_reads_equal_sqlalchemys(
             expected = (await session.execute(statement, {"wanted": event_id})).all()
             rows = await driver_rows(session, statement, {"wanted": event_id})
             assert [tuple(row) for row in rows] == [tuple(row) for row in expected]
+        # A statement kept (sent again with only the given values changing), with values
+        # of its own besides: its form is worked out once, each read binds what it is given
+        kept = sa.select(events.c.event_id, event_json((("id", "event_id"),))).where(
+            events.c.business_id == tenant.business_id,
+            events.c.event_name != "never sent",
+            events.c.timestamp < sa.bindparam("before", type_=events.c.timestamp.type),
+            events.c.event_id == wanted,
+        )
+        if database.dialect_name != "postgresql":
+            kept = statement  # json_build_object is PostgreSQL's
+        for _ in range(2):
+            for event_id in ("e4", "e5", "missing", "e0"):
+                values = {"wanted": event_id, "before": now_utc()}
+                expected = (await session.execute(kept, values)).all()
+                rows = await driver_rows(session, kept, values, kept=True)
+                assert [tuple(row) for row in rows] == [tuple(row) for row in expected]
+                assert len(rows) == (0 if event_id == "missing" else 1)
         # A point read by the driver gives the record SQLAlchemy's row gives, metadata
         # decoded and instants in UTC
         repository = EventRepository(session, tenant.business_id)
