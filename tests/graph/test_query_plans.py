@@ -19,16 +19,17 @@ from db.settings import Settings
 from graph.plans import EventPlan, query_plan
 from graph.schema import build_schema
 from tests.graph.test_prepared_queries import shown
-from tests.graph.test_serialized_rows import ADVERSARIAL_METADATA, seed_events, usual_path
+from tests.graph.test_serialized_rows import (
+    ADVERSARIAL_METADATA,
+    PLAIN_FIELDS,
+    seed_events,
+    usual_path,
+)
 from tests.support import GraphQLClient
 
 # The shape tests are plain functions; the HTTP ones run on the session's loop.
 on_session_loop = pytest.mark.asyncio(loop_scope="session")
 
-PLAIN_FIELDS = (
-    "id eventId businessId customerId externalCustomerId eventName timestamp metadata"
-    " ingestedAt deprecated deprecatedAt deprecationReason revision __typename"
-)
 EVERY_FIELD = f"""
 query One($eventId: String!) {{
   found: event(eventId: $eventId) {{ revision when: timestamp {PLAIN_FIELDS} data: metadata
