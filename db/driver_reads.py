@@ -43,7 +43,8 @@ async def driver_rows(
 
     `kept`: the statement is an object built once and sent again and again with only
     `parameters` changing (a point read's): its SQL and its own values are then worked
-    out once per process, not at each call."""
+    out once per process, not at each call. So its own values must be constants: no
+    `bindparam(callable_=…)`, no list or other value that may change in place."""
     connection = await connection_of(session)
     sync_connection = connection.sync_connection
     assert sync_connection is not None
@@ -89,8 +90,9 @@ _Slot = tuple[str | None, Any, Callable[[Any], Any] | None]
 
 @dataclass(frozen=True, slots=True)
 class _KeptForm:
-    # Held so that its id, the key, is never another statement's.
+    # Both held so that their ids, in the key, are never another statement's or dialect's.
     statement: sa.Executable
+    dialect: sa.Dialect
     sql: str
     slots: tuple[_Slot, ...]
 
@@ -101,7 +103,8 @@ class _KeptForm:
         ]
 
 
-# By (statement id, names of the parameters given, id of the engine's compiled cache).
+# By (statement id, names of the parameters given, dialect id): each engine has a dialect
+# of its own, and the SQL and bind processors are the dialect's.
 _kept_forms: Kept[tuple[int, tuple[str, ...], int], _KeptForm] = Kept(256)
 
 
@@ -110,8 +113,7 @@ def _kept_driver_form(
 ) -> tuple[str, list[Any]] | None:
     """`_driver_form` of a statement sent again with only `parameters` changing."""
     given = parameters or {}
-    cache = connection.engine._compiled_cache
-    key = (id(statement), tuple(sorted(given)), id(cache))
+    key = (id(statement), tuple(sorted(given)), id(connection.dialect))
     kept = _kept_forms.get(key)
     if kept is None:
         found = _compiled_form(statement, given or None, connection)
@@ -127,7 +129,7 @@ def _kept_driver_form(
                 slots.append((name, None, process))
             else:
                 slots.append((None, process(values[name]) if process else values[name], None))
-        kept = _KeptForm(statement, compiled.string, tuple(slots))
+        kept = _KeptForm(statement, connection.dialect, compiled.string, tuple(slots))
         _kept_forms.keep(key, kept)
     return kept.sql, kept.bound(given)
 

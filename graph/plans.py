@@ -23,9 +23,11 @@ A request still goes graphql-core's way unless its variable is a string: a missi
 or non-string value is the executor's to refuse, in its words. Everything else is
 what `Query.event` does: its bound on the argument, its read, and an error raised in
 either is placed at the field's path with a null, as graphql-core places it. Plans run
-only where pages of events are written by PostgreSQL (RequestContext.serialized_rows)
-and for the service's own Query type; tests/graph/test_query_plans.py checks that each
-answer equals graphql-core's, errors included.
+only where pages of events are written by PostgreSQL (RequestContext.serialized_rows),
+for the service's own Query type, while `event` has no permission classes, field
+extensions or directives, and for fields graph.execution would read plainly;
+tests/graph/test_query_plans.py checks that each answer equals graphql-core's, errors
+included.
 """
 
 from collections.abc import Mapping
@@ -38,6 +40,7 @@ from graphql import (
     DocumentNode,
     ExecutionResult,
     FieldNode,
+    GraphQLObjectType,
     NamedTypeNode,
     NonNullTypeNode,
     OperationDefinitionNode,
@@ -48,10 +51,13 @@ from graphql import (
     get_operation_ast,
     located_error,
 )
+from strawberry.types.field import StrawberryField
 
 from db.event_json import MAX_JSON_KEYS, Constant, JsonFields
 from db.repositories.events import EventRepository
 from graph.context import RequestContext
+from graph.execution import plain_leaf_plans
+from graph.internals import graphql_core_schema_of, strawberry_field_of
 from graph.queries import Query, refuse_long_event_id
 from graph.serialized import json_attributes
 from graph.types.event import Event
@@ -101,7 +107,7 @@ def query_plan(
     schema: strawberry.Schema, document: DocumentNode, operation_name: str | None
 ) -> EventPlan | None:
     """The plan of an accepted document's operation, if it has the shape above."""
-    if schema.query is not Query:
+    if schema.query is not Query or not _is_plain_root_field(schema, _POINT_READ_FIELD):
         return None
     operation = get_operation_ast(document, operation_name)
     if (
@@ -160,11 +166,29 @@ def _is_string(type_node: TypeNode) -> bool:
     )
 
 
+def _is_plain_root_field(schema: strawberry.Schema, name: str) -> bool:
+    """Whether Query's field `name` is its resolver alone: no permission classes, field
+    extensions or schema directives that the plan would skip."""
+    field = graphql_core_schema_of(schema).query_type.fields.get(name)  # type: ignore[union-attr]
+    definition = strawberry_field_of(field) if field is not None else None
+    return (
+        isinstance(definition, StrawberryField)
+        and not definition.permission_classes
+        and not definition.extensions
+        and not definition.directives
+    )
+
+
 def _plain_fields(schema: strawberry.Schema, field: FieldNode) -> JsonFields | None:
     """The event's (key, attribute) pairs in response order, if every selection is a
-    plain field db.event_json writes."""
+    plain field db.event_json writes: one the executor itself would only read and coerce
+    (graph.execution), whose value PostgreSQL spells as the API does."""
     assert field.selection_set is not None
-    type_name, attributes = json_attributes(Event, schema.config.name_converter)
+    type_name, json_fields = json_attributes(Event, schema.config.name_converter)
+    event_type = graphql_core_schema_of(schema).get_type(type_name)
+    assert isinstance(event_type, GraphQLObjectType)
+    leaves = plain_leaf_plans(event_type)
+    attributes = {name: json_fields[name] for name in json_fields.keys() & leaves.keys()}
     fields: dict[str, str | Constant] = {}
     for leaf in field.selection_set.selections:
         if (

@@ -81,6 +81,12 @@ class PreparedQueries:
         if not is_small(query):
             return
         plan = query_plan(self.schema, accepted.document, operation_name)
+        # A planned point read has no page-size argument, so no variable changes its
+        # response cost: bounded once here, not at each request (see `runnable`).
+        if plan is not None and response_cost_refusal(
+            self.graphql_schema, accepted.document, operation_name, None, self.settings
+        ):
+            plan = None
         self._kept.keep((query, operation_name), replace(accepted, plan=plan))
 
     def runnable(
@@ -93,6 +99,8 @@ class PreparedQueries:
         accepted = self._kept.get((query, operation_name))
         if accepted is None:
             return None
+        if accepted.plan is not None:
+            return accepted  # Its cost, the same for any variables, was bounded once.
         refusal = response_cost_refusal(
             self.graphql_schema, accepted.document, operation_name, variables, self.settings
         )

@@ -11,12 +11,15 @@ from typing import Any
 
 import orjson
 import pytest
-from graphql import parse
+from graphql import GraphQLObjectType, parse
+from strawberry.permission import BasePermission
 
 from db.database import Database
 from db.repositories.events import EventRepository
 from db.settings import Settings
+from graph.internals import graphql_core_schema_of, strawberry_field_of
 from graph.plans import EventPlan, query_plan
+from graph.prepared import AcceptedQuery, PreparedQueries
 from graph.schema import build_schema
 from tests.graph.test_prepared_queries import shown
 from tests.graph.test_serialized_rows import (
@@ -219,3 +222,40 @@ async def test_a_failing_read_is_placed_at_its_path_by_the_plan(
     assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
     assert "the read failed" not in body.decode()
     assert len(planned_answers) == (2 if database.dialect_name == "postgresql" else 0)
+
+
+class Nobody(BasePermission):
+    message = "nobody may"
+
+    def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
+        return False
+
+
+@pytest.mark.parametrize(("type_name", "field_name"), [("Query", "event"), ("Event", "metadata")])
+def test_a_field_with_a_permission_class_is_never_planned(
+    monkeypatch: pytest.MonkeyPatch, type_name: str, field_name: str
+) -> None:
+    schema = build_schema(Settings())
+    document = parse("query One($e: String!) { event(eventId: $e) { eventId metadata } }")
+    assert query_plan(schema, document, None) is not None
+    object_type = graphql_core_schema_of(schema).get_type(type_name)
+    assert isinstance(object_type, GraphQLObjectType)
+    definition = strawberry_field_of(object_type.fields[field_name])
+    monkeypatch.setattr(definition, "permission_classes", [Nobody])
+    assert query_plan(schema, document, None) is None
+
+
+def test_a_point_read_beyond_the_response_bound_is_kept_without_a_plan() -> None:
+    document = parse(EVERY_FIELD)
+    schema = build_schema(Settings())
+    # The setting's floor (1000) lets every point read through; below it, the bound holds.
+    for max_response_cost, planned in ((10, False), (1000, True)):
+        settings = Settings().model_copy(update={"max_response_cost": max_response_cost})
+        prepared = PreparedQueries(schema, settings)
+        prepared.remember(EVERY_FIELD, None, AcceptedQuery(document))
+        kept = prepared.runnable(EVERY_FIELD, None, {"eventId": "e"})
+        if planned:
+            assert kept is not None
+            assert kept.plan is not None
+        else:
+            assert kept is None  # refused at each request, by the bound Strawberry applies
