@@ -32,7 +32,7 @@ included.
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 import strawberry
@@ -40,7 +40,9 @@ from graphql import (
     DocumentNode,
     ExecutionResult,
     FieldNode,
+    GraphQLError,
     GraphQLObjectType,
+    GraphQLSchema,
     NamedTypeNode,
     NonNullTypeNode,
     OperationDefinitionNode,
@@ -48,27 +50,38 @@ from graphql import (
     StringValueNode,
     TypeNode,
     VariableNode,
+    get_argument_values,
     get_operation_ast,
+    get_variable_values,
     located_error,
 )
 from strawberry.types.field import StrawberryField
 
 from db.event_json import MAX_JSON_KEYS, Constant, JsonFields
+from db.pagination import Page
 from db.repositories.events import EventRepository
 from graph.context import RequestContext
 from graph.execution import plain_leaf_plans
 from graph.internals import graphql_core_schema_of, strawberry_field_of
-from graph.queries import Query, refuse_long_event_id
+from graph.queries import Query, json_events_page, refuse_long_event_id
 from graph.serialized import json_attributes
 from graph.types.event import Event
+from graph.types.event_filter_input import event_filter_of_coerced
 
 _POINT_READ_FIELD = "event"
 _POINT_READ_ARGUMENT = "eventId"
+_LIST_FIELD = "events"
+# graph.types.connection.PageInfo's fields; the first two are non-null.
+_PAGE_INFO_FIELDS = frozenset({"hasNextPage", "hasPreviousPage", "startCursor", "endCursor"})
+_NON_NULL_PAGE_INFO = frozenset({"hasNextPage", "hasPreviousPage"})
 
 
 @dataclass(frozen=True, slots=True)
 class EventPlan:
     """`event(eventId: …)` with plain fields: the one field of its operation."""
+
+    # Its answer is one object whatever the variables: its response cost is fixed.
+    cost_is_fixed: ClassVar[bool] = True
 
     field: FieldNode
     response_key: str
@@ -103,11 +116,111 @@ class EventPlan:
         return ExecutionResult(data={self.response_key: value})
 
 
+@dataclass(frozen=True, slots=True)
+class EventsPlan:
+    """`events(…) { nodes { plain fields } pageInfo { … } }`: the one field of its operation."""
+
+    # `first` and `last` may be variables, which the response-cost bound reads.
+    cost_is_fixed: ClassVar[bool] = False
+
+    schema: GraphQLSchema
+    operation: OperationDefinitionNode
+    field: FieldNode
+    response_key: str
+    fields: JsonFields
+    # (response key, "nodes" or "pageInfo"), in the order of the selection.
+    selections: tuple[tuple[str, str], ...]
+    # (response key, PageInfo field name), in the order of pageInfo's selection.
+    page_info: tuple[tuple[str, str], ...]
+
+    async def run(
+        self, context: RequestContext, variables: Mapping[str, Any] | None
+    ) -> ExecutionResult | None:
+        """The result of one request, or None to run it graphql-core's way instead."""
+        if not context.serialized_rows:
+            return None
+        # graphql-core's own coercion: what it refuses, it refuses in its words, unplanned.
+        coerced = get_variable_values(
+            self.schema, self.operation.variable_definitions or (), dict(variables or {})
+        )
+        if isinstance(coerced, list):
+            return None
+        definition = self.schema.query_type.fields[_LIST_FIELD]  # type: ignore[union-attr]
+        try:
+            arguments = get_argument_values(definition, self.field, coerced)
+        except GraphQLError:
+            return None
+        event_filter = event_filter_of_coerced(arguments["filter"])
+        if event_filter is None:
+            return None
+        key = self.response_key
+        try:  # What Query.events does, for a selection of plain nodes.
+            request = context.page_request(
+                arguments["first"], arguments["after"], arguments["last"], arguments["before"]
+            )
+            page = await json_events_page(
+                context, event_filter, arguments["orderBy"], request, self.fields
+            )
+        except Exception as error:  # `events` is non-null: the null reaches `data`.
+            return ExecutionResult(data=None, errors=[located_error(error, [self.field], [key])])
+        connection: dict[str, Any] = {}
+        errors: list[GraphQLError] = []
+        for selection_key, name in self.selections:
+            if name == "nodes":
+                connection[selection_key] = [orjson.Fragment(text) for text in page.items]
+                continue
+            info = await self._page_info(context, page, [key, selection_key], errors)
+            if info is None:  # A non-null field failed: null up to `data`, as in GraphQL.
+                return ExecutionResult(data=None, errors=errors)
+            connection[selection_key] = info
+        return ExecutionResult(data={key: connection}, errors=errors or None)
+
+    async def _page_info(
+        self,
+        context: RequestContext,
+        page: Page[str],
+        path: list[str],
+        errors: list[GraphQLError],
+    ) -> dict[str, Any] | None:
+        """pageInfo's selected fields as graph.types.connection.PageInfo gives them."""
+        values: dict[str, Any] = {}
+        for selection_key, name in self.page_info:
+            node = self._page_info_node(path[-1], selection_key)
+            try:
+                if name == "hasNextPage":
+                    values[selection_key] = bool(await context.locked(page.has_next_page)())
+                elif name == "hasPreviousPage":
+                    values[selection_key] = bool(await context.locked(page.has_previous_page)())
+                elif name == "startCursor":
+                    values[selection_key] = page.start_cursor
+                else:
+                    values[selection_key] = page.end_cursor
+            except Exception as error:
+                errors.append(located_error(error, [node], [*path, selection_key]))
+                if name in _NON_NULL_PAGE_INFO:
+                    return None
+                values[selection_key] = None
+        return values
+
+    def _page_info_node(self, key: str, selection_key: str) -> FieldNode:
+        assert self.field.selection_set is not None
+        for selection in self.field.selection_set.selections:
+            if isinstance(selection, FieldNode) and _key(selection) == key:
+                assert selection.selection_set is not None
+                for leaf in selection.selection_set.selections:
+                    if isinstance(leaf, FieldNode) and _key(leaf) == selection_key:
+                        return leaf
+        raise LookupError(selection_key)
+
+
+QueryPlan = EventPlan | EventsPlan
+
+
 def query_plan(
     schema: strawberry.Schema, document: DocumentNode, operation_name: str | None
-) -> EventPlan | None:
-    """The plan of an accepted document's operation, if it has the shape above."""
-    if schema.query is not Query or not _is_plain_root_field(schema, _POINT_READ_FIELD):
+) -> QueryPlan | None:
+    """The plan of an accepted document's operation, if it has one of the shapes above."""
+    if schema.query is not Query:
         return None
     operation = get_operation_ast(document, operation_name)
     if (
@@ -120,11 +233,21 @@ def query_plan(
     field = operation.selection_set.selections[0]
     if (
         not isinstance(field, FieldNode)
-        or field.name.value != _POINT_READ_FIELD
         or field.directives
         or field.selection_set is None
+        or not _is_plain_root_field(schema, field.name.value)
     ):
         return None
+    if field.name.value == _POINT_READ_FIELD:
+        return _event_plan(schema, operation, field)
+    if field.name.value == _LIST_FIELD:
+        return _events_plan(schema, operation, field)
+    return None
+
+
+def _event_plan(
+    schema: strawberry.Schema, operation: OperationDefinitionNode, field: FieldNode
+) -> EventPlan | None:
     arguments = field.arguments or ()
     if len(arguments) != 1 or arguments[0].name.value != _POINT_READ_ARGUMENT:
         return None
@@ -133,8 +256,7 @@ def query_plan(
     if argument is None or fields is None:
         return None
     event_id, variable = argument
-    key = field.alias.value if field.alias else field.name.value
-    return EventPlan(field, key, event_id, variable, fields)
+    return EventPlan(field, _key(field), event_id, variable, fields)
 
 
 def _argument_source(
@@ -204,7 +326,70 @@ def _plain_fields(schema: strawberry.Schema, field: FieldNode) -> JsonFields | N
             return None
         # Validation saw to it that a key selected twice is the same field: GraphQL merges
         # the two, in the place of the first.
-        fields.setdefault(leaf.alias.value if leaf.alias else name, attribute)
+        fields.setdefault(_key(leaf), attribute)
     if not 0 < len(fields) <= MAX_JSON_KEYS:
         return None
     return tuple(fields.items())
+
+
+def _events_plan(
+    schema: strawberry.Schema, operation: OperationDefinitionNode, field: FieldNode
+) -> EventsPlan | None:
+    assert field.selection_set is not None
+    selections: dict[str, str] = {}
+    fields: JsonFields | None = None
+    page_info: tuple[tuple[str, str], ...] = ()
+    for selection in field.selection_set.selections:
+        if (
+            not isinstance(selection, FieldNode)
+            or selection.directives
+            or selection.arguments
+            or selection.name.value not in ("nodes", "pageInfo")
+            or _key(selection) in selections
+            or selection.name.value in selections.values()
+        ):
+            return None
+        if selection.name.value == "nodes":
+            fields = _plain_fields(schema, selection)
+            if fields is None:
+                return None
+        else:
+            found = _page_info_fields(selection)
+            if found is None:
+                return None
+            page_info = found
+        selections[_key(selection)] = selection.name.value
+    if fields is None:
+        return None
+    return EventsPlan(
+        graphql_core_schema_of(schema),
+        operation,
+        field,
+        _key(field),
+        fields,
+        tuple(selections.items()),
+        page_info,
+    )
+
+
+def _page_info_fields(selection: FieldNode) -> tuple[tuple[str, str], ...] | None:
+    """pageInfo's (key, field) pairs, each key once, if all are its four plain fields."""
+    if selection.selection_set is None:
+        return None
+    found: dict[str, str] = {}
+    for leaf in selection.selection_set.selections:
+        if (
+            not isinstance(leaf, FieldNode)
+            or leaf.directives
+            or leaf.arguments
+            or leaf.selection_set is not None
+            or leaf.name.value not in _PAGE_INFO_FIELDS
+        ):
+            return None
+        found.setdefault(_key(leaf), leaf.name.value)
+    return tuple(found.items())
+
+
+def _key(field: FieldNode) -> str:
+    """The field's response key: its alias, else its name."""
+    return field.alias.value if field.alias else field.name.value

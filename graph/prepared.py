@@ -30,7 +30,7 @@ from db.kept import Kept
 from db.settings import Settings
 from graph.document_caches import CACHED_DOCUMENTS, is_small
 from graph.internals import execute_accepted, graphql_core_schema_of
-from graph.plans import EventPlan, query_plan
+from graph.plans import QueryPlan, query_plan
 from graph.response_cost import response_cost_refusal
 
 DocumentKey = tuple[str, str | None]
@@ -43,7 +43,7 @@ class AcceptedQuery:
     document: DocumentNode
     # What each request of it runs instead of graphql-core's execution (graph.plans),
     # worked out once the query is kept; None: graphql-core's execution.
-    plan: EventPlan | None = None
+    plan: QueryPlan | None = None
 
 
 class NoteAcceptedDocument(SchemaExtension):
@@ -81,10 +81,14 @@ class PreparedQueries:
         if not is_small(query):
             return
         plan = query_plan(self.schema, accepted.document, operation_name)
-        # A planned point read has no page-size argument, so no variable changes its
-        # response cost: bounded once here, not at each request (see `runnable`).
-        if plan is not None and response_cost_refusal(
-            self.graphql_schema, accepted.document, operation_name, None, self.settings
+        # A plan whose response cost no variable changes (a point read's) is bounded once
+        # here, not at each request (see `runnable`).
+        if (
+            plan is not None
+            and plan.cost_is_fixed
+            and response_cost_refusal(
+                self.graphql_schema, accepted.document, operation_name, None, self.settings
+            )
         ):
             plan = None
         self._kept.keep((query, operation_name), replace(accepted, plan=plan))
@@ -99,7 +103,7 @@ class PreparedQueries:
         accepted = self._kept.get((query, operation_name))
         if accepted is None:
             return None
-        if accepted.plan is not None:
+        if accepted.plan is not None and accepted.plan.cost_is_fixed:
             return accepted  # Its cost, the same for any variables, was bounded once.
         refusal = response_cost_refusal(
             self.graphql_schema, accepted.document, operation_name, variables, self.settings

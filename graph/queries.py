@@ -6,6 +6,7 @@ from db import ids
 from db.errors import UserErrorCode
 from db.event_filter import EventFilter
 from db.event_filter import EventOrder as DomainEventOrder
+from db.pagination import Page, PageRequest
 from db.repositories.customers import CustomerRepository
 from db.repositories.event_listing import EventListing
 from db.repositories.events import EventRepository
@@ -14,8 +15,8 @@ from db.rules.bounds import refuse, refuse_long_id, too_long
 from db.rules.ingestion import MAX_EVENT_ID_LENGTH
 from graph.backfills.resolvers import backfill, backfills
 from graph.backfills.types import Backfill
-from graph.context import Info
-from graph.serialized import serialized_node_fields
+from graph.context import Info, RequestContext
+from graph.serialized import NodeFields, serialized_node_fields
 from graph.types.business import Business
 from graph.types.connection import Connection
 from graph.types.customer import Customer
@@ -31,6 +32,20 @@ from graph.usage.types import EventVolume, MeterUsage
 def refuse_long_event_id(event_id: str) -> None:
     """`event`'s argument within its bound (also checked by graph.plans)."""
     refuse(too_long(event_id, MAX_EVENT_ID_LENGTH, ("eventId",), UserErrorCode.EVENT_ID_INVALID))
+
+
+async def json_events_page(
+    context: RequestContext,
+    event_filter: EventFilter,
+    order_by: DomainEventOrder,
+    request: PageRequest,
+    node_fields: NodeFields,
+) -> Page[str]:
+    """`events`' page with each node as PostgreSQL's JSON text (also read by graph.plans)."""
+    async with context.reading() as session:
+        return await EventListing(session, context.business.id).json_page(
+            event_filter, order_by, request, context.settings, node_fields
+        )
 
 
 @strawberry.type
@@ -98,13 +113,11 @@ class Query:
         event_filter = filter.to_domain() if filter is not None else EventFilter()
         request = context.page_request(first, after, last, before)
         node_fields = serialized_node_fields(info, Event)
+        if node_fields is not None:
+            texts = await json_events_page(context, event_filter, order_by, request, node_fields)
+            return Connection.from_serialized(texts, node_fields, context.locked)
         async with context.reading() as session:
             listing = EventListing(session, context.business.id)
-            if node_fields is not None:
-                texts = await listing.json_page(
-                    event_filter, order_by, request, context.settings, node_fields
-                )
-                return Connection.from_serialized(texts, node_fields, context.locked)
             page = await listing.page(event_filter, order_by, request, context.settings)
         return Connection.from_page(page, Event.from_record, context.locked)
 

@@ -91,3 +91,14 @@ def _event_filter_from_coerced(
 
 
 build_input_with(EventFilterInput, _event_filter_from_coerced)
+
+
+def event_filter_of_coerced(value: Mapping[str, Any] | None) -> EventFilter | None:
+    """What `events` filters by, from graphql-core's coerced `filter` argument, as its
+    resolver would have it; None for a metadata filter, whose conversion is Strawberry's
+    (graph.plans then leaves the request to the executor)."""
+    if value is None:
+        return EventFilter()
+    if value.get("metadata") is not None:
+        return None
+    return _event_filter_from_coerced(EventFilterInput, value, None).to_domain()  # type: ignore[arg-type]

@@ -17,8 +17,9 @@ from strawberry.permission import BasePermission
 from db.database import Database
 from db.repositories.events import EventRepository
 from db.settings import Settings
+from graph.context import RequestContext
 from graph.internals import graphql_core_schema_of, strawberry_field_of
-from graph.plans import EventPlan, query_plan
+from graph.plans import EventPlan, EventsPlan, query_plan
 from graph.prepared import AcceptedQuery, PreparedQueries
 from graph.schema import build_schema
 from tests.graph.test_prepared_queries import shown
@@ -61,7 +62,7 @@ NOT_PLANNED = {
     "an unused variable": 'query Q($n: Int) { event(eventId: "x") { eventId } }',
     "a default value": 'query Q($e: String! = "x") { event(eventId: $e) { eventId } }',
     "a variable of another type": "query Q($e: ID!) { event(eventId: $e) { eventId } }",
-    "another field": "{ events(first: 1) { nodes { eventId } } }",
+    "another field": "{ viewer { id } }",
     "a mutation": (
         'mutation { deprecateEvent(input: {eventId: "x", reason: "y"}) { userErrors { code } } }'
     ),
@@ -82,7 +83,7 @@ def test_any_other_shape_goes_graphql_cores_way(name: str) -> None:
 
 def test_the_plan_keeps_the_keys_in_response_order_once_each() -> None:
     plan = query_plan(build_schema(Settings()), parse(EVERY_FIELD), None)
-    assert plan is not None
+    assert isinstance(plan, EventPlan)
     assert (plan.response_key, plan.variable, plan.event_id) == ("found", "eventId", None)
     keys = [key for key, _ in plan.fields]
     assert keys[:4] == ["revision", "when", "id", "eventId"]
@@ -259,3 +260,178 @@ def test_a_point_read_beyond_the_response_bound_is_kept_without_a_plan() -> None
             assert kept.plan is not None
         else:
             assert kept is None  # refused at each request, by the bound Strawberry applies
+
+
+# --- Pages of events ------------------------------------------------------------------
+
+LIST = f"""
+query List($first: Int, $after: String, $last: Int, $before: String, $filter: EventFilter,
+           $orderBy: EventOrder! = TIMESTAMP_DESC) {{
+  page: events(first: $first, after: $after, last: $last, before: $before, filter: $filter,
+               orderBy: $orderBy) {{
+    info: pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor more: hasNextPage }}
+    nodes {{ {PLAIN_FIELDS} when: timestamp kind: __typename }}
+  }}
+}}
+"""
+LIST_PLANNED = {
+    "nodes only": "{ events { nodes { eventId } } }",
+    "literal arguments": '{ events(first: 2, filter: {eventName: "x"}) { nodes { eventId } } }',
+    "page info first": "{ events { pageInfo { endCursor } nodes { eventId } } }",
+    "every argument": LIST,
+}
+LIST_NOT_PLANNED = {
+    "a total count": "{ events { totalCount nodes { eventId } } }",
+    "edges": "{ events { edges { cursor node { eventId } } } }",
+    "page info alone": "{ events { pageInfo { endCursor } } }",
+    "nodes twice": "{ events { a: nodes { eventId } b: nodes { eventName } } }",
+    "an object node field": "{ events { nodes { eventId customer { id } } } }",
+    "a connection typename": "{ events { __typename nodes { eventId } } }",
+    "a directive on nodes": "{ events { nodes @include(if: true) { eventId } } }",
+    "a fragment on the connection": (
+        "{ events { ...P } } fragment P on EventConnection { nodes { eventId } }"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", LIST_PLANNED)
+def test_pages_of_plain_nodes_get_a_plan(name: str) -> None:
+    plan = query_plan(build_schema(Settings()), parse(LIST_PLANNED[name]), None)
+    assert isinstance(plan, EventsPlan)
+
+
+@pytest.mark.parametrize("name", LIST_NOT_PLANNED)
+def test_any_other_page_goes_graphql_cores_way(name: str) -> None:
+    assert query_plan(build_schema(Settings()), parse(LIST_NOT_PLANNED[name]), None) is None
+
+
+def test_a_page_plan_keeps_the_selection_order_and_keys() -> None:
+    plan = query_plan(build_schema(Settings()), parse(LIST), None)
+    assert isinstance(plan, EventsPlan)
+    assert (plan.response_key, plan.selections) == (
+        "page",
+        (("info", "pageInfo"), ("nodes", "nodes")),
+    )
+    assert [key for key, _ in plan.page_info] == [
+        "hasNextPage",
+        "hasPreviousPage",
+        "startCursor",
+        "endCursor",
+        "more",
+    ]
+    assert [key for key, _ in plan.fields][-2:] == ["when", "kind"]
+
+
+@pytest.fixture
+def planned_pages(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The response keys of the page requests a plan answered."""
+    answered: list[str] = []
+    run = EventsPlan.run
+
+    async def spy(self: EventsPlan, *args: Any) -> Any:
+        result = await run(self, *args)
+        if result is not None:
+            answered.append(self.response_key)
+        return result
+
+    monkeypatch.setattr(EventsPlan, "run", spy)
+    return answered
+
+
+@on_session_loop
+async def test_every_page_reads_the_same_by_its_plan(
+    api: GraphQLClient, database: Database, settings: Settings, planned_pages: list[str]
+) -> None:
+    # Given events of every kind
+    (customer_id,) = await seed_events(api)
+    first_page = await api.data(LIST, {"first": 7})
+    after = first_page["page"]["info"]["endCursor"]
+    before = first_page["page"]["info"]["startCursor"]
+    pages: list[dict[str, Any]] = [
+        {"first": 5},
+        {"first": 100, "filter": {"includeDeprecated": True}},
+        {"first": 3, "filter": {"customerId": customer_id}},
+        {"filter": {"externalCustomerId": "ext-7", "eventName": "llm.tokens"}},
+        {"filter": {"start": "2000-01-01T00:00:00Z", "end": "2100-01-01T00:00:00+02:00"}},
+        {"filter": {"eventIds": ["evt-004", "evt-001", "nobody"]}},
+        {"first": 4, "after": after},
+        {"last": 4, "before": after},
+        {"last": 3},
+        {"first": 6, "orderBy": "TIMESTAMP_ASC"},
+        {"first": 2, "before": before},
+    ]
+    for variables in pages:
+        # When each page is asked three times
+        status, _, body = await answers(api, LIST, variables)
+        # Then every answer is the one graphql-core gives with every value through Python
+        assert status == 200, body
+        usual = await usual_path(database, settings, api, LIST, variables)
+        assert body == orjson.dumps({"data": usual}), variables
+    # And on PostgreSQL the plan gave every answer (the first page above kept the query)
+    on_postgresql = database.dialect_name == "postgresql"
+    assert planned_pages == ["page"] * (3 * len(pages) if on_postgresql else 0)
+    nodes = orjson.loads(body)["data"]["page"]["nodes"]
+    assert nodes == []  # nothing lies before the newest event
+
+
+@on_session_loop
+@pytest.mark.parametrize(
+    ("variables", "planned"),
+    [
+        ({"first": 0}, True),
+        ({"first": 101}, True),
+        ({"first": 2, "last": 2}, True),
+        ({"after": "not-a-cursor"}, True),
+        ({"filter": {"customerId": "not-an-id"}}, True),
+        ({"filter": {"eventIds": []}}, True),
+        ({"first": "many"}, False),
+        ({"orderBy": "SIDEWAYS"}, False),
+        ({"filter": {"nope": 1}}, False),
+        (
+            {"filter": {"metadata": {"clauses": [{"key": "n", "operator": "EQUALS", "value": 1}]}}},
+            False,
+        ),
+    ],
+)
+async def test_refusals_read_the_same_by_the_plan(
+    api: GraphQLClient,
+    database: Database,
+    planned_pages: list[str],
+    variables: dict[str, Any],
+    planned: bool,
+) -> None:
+    await seed_events(api)
+    status, _, body = await answers(api, LIST, variables)
+    answer = orjson.loads(body)
+    if planned:
+        assert (status, answer["data"]) == (200, None)
+        assert answer["errors"][0]["path"] == ["page"]
+    else:
+        assert status in (200, 400)
+    on_postgresql = database.dialect_name == "postgresql"
+    assert len(planned_pages) == (2 if planned and on_postgresql else 0)
+
+
+@on_session_loop
+async def test_a_failing_page_info_read_is_placed_at_its_path_by_the_plan(
+    api: GraphQLClient,
+    database: Database,
+    planned_pages: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await seed_events(api)
+
+    def failing(_context: Any, _read: Any) -> Any:
+        async def run() -> Any:
+            raise RuntimeError("the probe failed")
+
+        return run
+
+    monkeypatch.setattr(RequestContext, "locked", failing)
+    status, _, body = await answers(api, LIST, {"first": 2, "after": None})
+    answer = orjson.loads(body)
+    assert (status, answer["data"]) == (200, None)
+    (error,) = answer["errors"]
+    assert error["path"] == ["page", "info", "hasNextPage"]
+    assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    assert len(planned_pages) == (2 if database.dialect_name == "postgresql" else 0)
