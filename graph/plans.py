@@ -1,33 +1,36 @@
-"""Plans compiled once per kept query document, for the hottest shape: a point read.
+"""Plans compiled once per kept query document, for the two hottest shapes.
 
 A document Strawberry accepted once is kept (graph.prepared) and its next requests are
-executed by graphql-core directly. For `{ event(eventId: …) { …plain fields… } }` even
-that is most of the request: graphql-core builds an executor, collects the fields, calls
-Strawberry's resolver wrapper, which converts the arguments, and completes six values,
-to place one row (issue 14's profiles: about a third of a point read's CPU). So when the
-document is accepted, it is looked at once; if its operation is exactly that shape, the
-plan it gets says what to read and where to put it, and each request of it costs a
-dictionary lookup for the argument and the statement itself. PostgreSQL writes the
-event's object with exactly the selected keys (db.event_json, as for pages of events)
-and the text is placed in the result as an `orjson.Fragment`.
+executed by graphql-core directly. For a point read or a page of plain events even that
+is much of the request: graphql-core builds an executor, collects the fields, calls
+Strawberry's resolver wrapper, which converts the arguments, and completes each value
+(issue 14's profiles: about a third of a point read's CPU, a fifth of a page's). So when
+the document is kept, it is looked at once; if its operation has one of the shapes
+below, the plan it gets says what to read and where to put it. PostgreSQL writes each
+event's object with exactly the selected keys (db.event_json) and the texts are placed
+in the result as `orjson.Fragment`s.
 
-The shape, checked on the document's syntax tree (validation has already passed):
-- the operation chosen is a query with no directives, selecting one field, `event`,
-  with no directives, under any alias;
-- `eventId` is a string literal and the operation declares no variables, or it is the
-  operation's one variable, of type `String!`, with no default;
-- the event's selection is plain fields of db.event_json's attributes and `__typename`,
-  with no directives, arguments or fragments.
+The shapes, checked on the document's syntax tree (validation has already passed): the
+operation chosen is a query with no directives selecting one field, under any alias,
+with no directives, and
+- `event(eventId: …)` (EventPlan): `eventId` a string literal and no variables declared,
+  or the operation's one variable, of type `String!`, with no default; selecting plain
+  fields (db.event_json's attributes and `__typename`), no directives, arguments or
+  fragments;
+- `events(…)` (EventsPlan), any of its arguments, literal or variable: selecting
+  `nodes` with plain fields as above, and optionally `pageInfo` with its own four
+  fields, nothing else (no `totalCount`, `edges`, fragments or directives).
 
-A request still goes graphql-core's way unless its variable is a string: a missing, null
-or non-string value is the executor's to refuse, in its words. Everything else is
-what `Query.event` does: its bound on the argument, its read, and an error raised in
-either is placed at the field's path with a null, as graphql-core places it. Plans run
-only where pages of events are written by PostgreSQL (RequestContext.serialized_rows),
-for the service's own Query type, while `event` has no permission classes, field
-extensions or directives, and for fields graph.execution would read plainly;
-tests/graph/test_query_plans.py checks that each answer equals graphql-core's, errors
-included.
+Each request does what the resolver does (`Query.event`, `Query.events`): its bounds,
+its read, and an error raised in either placed at the field's path as graphql-core
+places it (null for the nullable `event`, null `data` for the non-null `events`).
+What graphql-core would refuse before the resolver runs — a variable or argument it
+cannot coerce — goes its way, unplanned, and so does a metadata filter (whose input
+Strawberry converts). Plans run only where pages of events are written by PostgreSQL
+(RequestContext.serialized_rows), for the service's own Query type, while the root
+field has no permission classes, field extensions or directives, and for fields
+graph.execution would read plainly; tests/graph/test_query_plans.py checks that each
+answer equals graphql-core's, errors included.
 """
 
 from collections.abc import Mapping

@@ -11,8 +11,8 @@ So a query that Strawberry has run once — it passed parsing, validation and ev
 and its execution began — is kept with its syntax tree, per (query, operationName). Its
 next requests check the response-cost bound with their own variables and are executed
 by graphql-core's `execute` with the very arguments Strawberry gives it (graph.internals
-holds the two names that takes), or, for the hottest shape, by a plan of its own
-(graph.plans). Anything else — a new or large document, a mutation, a
+holds the two names that takes), or, for a point read or a page of plain events, by a
+plan of its own (graph.plans). Anything else — a new or large document, a mutation, a
 response the bound refuses, an operation the request's method may not run — goes
 Strawberry's way and gets its answer there, errors included.
 """
