@@ -33,7 +33,7 @@ graph.execution would read plainly; tests/graph/test_query_plans.py checks that 
 answer equals graphql-core's, errors included.
 """
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -44,6 +44,8 @@ from graphql import (
     ExecutionResult,
     FieldNode,
     GraphQLError,
+    GraphQLField,
+    GraphQLNonNull,
     GraphQLObjectType,
     GraphQLSchema,
     NamedTypeNode,
@@ -54,6 +56,7 @@ from graphql import (
     TypeNode,
     VariableNode,
     get_argument_values,
+    get_named_type,
     get_operation_ast,
     get_variable_values,
     located_error,
@@ -74,9 +77,6 @@ from graph.types.event_filter_input import event_filter_of_coerced
 _POINT_READ_FIELD = "event"
 _POINT_READ_ARGUMENT = "eventId"
 _LIST_FIELD = "events"
-# graph.types.connection.PageInfo's fields; the first two are non-null.
-_PAGE_INFO_FIELDS = frozenset({"hasNextPage", "hasPreviousPage", "startCursor", "endCursor"})
-_NON_NULL_PAGE_INFO = frozenset({"hasNextPage", "hasPreviousPage"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,21 +120,33 @@ class EventPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class PageInfoField:
+    """A field of a planned page's pageInfo, under its response key."""
+
+    key: str
+    name: str
+    # Every node merged under the key: an error names all their locations, as GraphQL's.
+    nodes: tuple[FieldNode, ...]
+    nullable: bool
+
+
+@dataclass(frozen=True, slots=True)
 class EventsPlan:
     """`events(…) { nodes { plain fields } pageInfo { … } }`: the one field of its operation."""
 
     # `first` and `last` may be variables, which the response-cost bound reads.
     cost_is_fixed: ClassVar[bool] = False
 
-    schema: GraphQLSchema
+    graphql_schema: GraphQLSchema
+    definition: GraphQLField
     operation: OperationDefinitionNode
     field: FieldNode
     response_key: str
     fields: JsonFields
     # (response key, "nodes" or "pageInfo"), in the order of the selection.
     selections: tuple[tuple[str, str], ...]
-    # (response key, PageInfo field name), in the order of pageInfo's selection.
-    page_info: tuple[tuple[str, str], ...]
+    # pageInfo's fields, in the order of its selection.
+    page_info: tuple[PageInfoField, ...]
 
     async def run(
         self, context: RequestContext, variables: Mapping[str, Any] | None
@@ -144,20 +156,19 @@ class EventsPlan:
             return None
         # graphql-core's own coercion: what it refuses, it refuses in its words, unplanned.
         coerced = get_variable_values(
-            self.schema, self.operation.variable_definitions or (), dict(variables or {})
+            self.graphql_schema, self.operation.variable_definitions or (), dict(variables or {})
         )
         if isinstance(coerced, list):
             return None
-        definition = self.schema.query_type.fields[_LIST_FIELD]  # type: ignore[union-attr]
         try:
-            arguments = get_argument_values(definition, self.field, coerced)
+            arguments = get_argument_values(self.definition, self.field, coerced)
         except GraphQLError:
-            return None
-        event_filter = event_filter_of_coerced(arguments["filter"])
-        if event_filter is None:
             return None
         key = self.response_key
         try:  # What Query.events does, for a selection of plain nodes.
+            event_filter = event_filter_of_coerced(arguments["filter"])
+            if event_filter is None:
+                return None  # A metadata filter, which Strawberry converts.
             request = context.page_request(
                 arguments["first"], arguments["after"], arguments["last"], arguments["before"]
             )
@@ -185,35 +196,43 @@ class EventsPlan:
         path: list[str],
         errors: list[GraphQLError],
     ) -> dict[str, Any] | None:
-        """pageInfo's selected fields as graph.types.connection.PageInfo gives them."""
+        """pageInfo's selected fields as graph.types.connection.PageInfo gives them; None
+        when a non-null one failed (its error is in `errors`)."""
         values: dict[str, Any] = {}
-        for selection_key, name in self.page_info:
-            node = self._page_info_node(path[-1], selection_key)
+        for field in self.page_info:
             try:
-                if name == "hasNextPage":
-                    values[selection_key] = bool(await context.locked(page.has_next_page)())
-                elif name == "hasPreviousPage":
-                    values[selection_key] = bool(await context.locked(page.has_previous_page)())
-                elif name == "startCursor":
-                    values[selection_key] = page.start_cursor
-                else:
-                    values[selection_key] = page.end_cursor
+                values[field.key] = await _PAGE_INFO_VALUES[field.name](context, page)
             except Exception as error:
-                errors.append(located_error(error, [node], [*path, selection_key]))
-                if name in _NON_NULL_PAGE_INFO:
+                errors.append(located_error(error, list(field.nodes), [*path, field.key]))
+                if not field.nullable:
                     return None
-                values[selection_key] = None
+                values[field.key] = None
         return values
 
-    def _page_info_node(self, key: str, selection_key: str) -> FieldNode:
-        assert self.field.selection_set is not None
-        for selection in self.field.selection_set.selections:
-            if isinstance(selection, FieldNode) and _key(selection) == key:
-                assert selection.selection_set is not None
-                for leaf in selection.selection_set.selections:
-                    if isinstance(leaf, FieldNode) and _key(leaf) == selection_key:
-                        return leaf
-        raise LookupError(selection_key)
+
+async def _has_next_page(context: RequestContext, page: Page[str]) -> bool:
+    return bool(await context.locked(page.has_next_page)())
+
+
+async def _has_previous_page(context: RequestContext, page: Page[str]) -> bool:
+    return bool(await context.locked(page.has_previous_page)())
+
+
+async def _start_cursor(_context: RequestContext, page: Page[str]) -> str | None:
+    return page.start_cursor
+
+
+async def _end_cursor(_context: RequestContext, page: Page[str]) -> str | None:
+    return page.end_cursor
+
+
+# graph.types.connection.PageInfo's fields, each as its resolver gives it.
+_PAGE_INFO_VALUES: dict[str, Callable[[RequestContext, Page[str]], Awaitable[Any]]] = {
+    "hasNextPage": _has_next_page,
+    "hasPreviousPage": _has_previous_page,
+    "startCursor": _start_cursor,
+    "endCursor": _end_cursor,
+}
 
 
 QueryPlan = EventPlan | EventsPlan
@@ -292,9 +311,13 @@ def _is_string(type_node: TypeNode) -> bool:
 
 
 def _is_plain_root_field(schema: strawberry.Schema, name: str) -> bool:
-    """Whether Query's field `name` is its resolver alone: no permission classes, field
-    extensions or schema directives that the plan would skip."""
-    field = graphql_core_schema_of(schema).query_type.fields.get(name)  # type: ignore[union-attr]
+    """Whether Query's field `name` is its resolver alone (see `_is_bare`)."""
+    return _is_bare(graphql_core_schema_of(schema).query_type.fields.get(name))  # type: ignore[union-attr]
+
+
+def _is_bare(field: GraphQLField | None) -> bool:
+    """Whether `field` is Strawberry's, with no permission classes, field extensions or
+    schema directives that a plan would skip."""
     definition = strawberry_field_of(field) if field is not None else None
     return (
         isinstance(definition, StrawberryField)
@@ -339,15 +362,20 @@ def _events_plan(
     schema: strawberry.Schema, operation: OperationDefinitionNode, field: FieldNode
 ) -> EventsPlan | None:
     assert field.selection_set is not None
+    graphql_schema = graphql_core_schema_of(schema)
+    definition = graphql_schema.query_type.fields[_LIST_FIELD]  # type: ignore[union-attr]
+    connection_type = get_named_type(definition.type)
+    assert isinstance(connection_type, GraphQLObjectType)
     selections: dict[str, str] = {}
     fields: JsonFields | None = None
-    page_info: tuple[tuple[str, str], ...] = ()
+    page_info: tuple[PageInfoField, ...] = ()
     for selection in field.selection_set.selections:
         if (
             not isinstance(selection, FieldNode)
             or selection.directives
             or selection.arguments
             or selection.name.value not in ("nodes", "pageInfo")
+            or not _is_bare(connection_type.fields[selection.name.value])
             or _key(selection) in selections
             or selection.name.value in selections.values()
         ):
@@ -357,7 +385,9 @@ def _events_plan(
             if fields is None:
                 return None
         else:
-            found = _page_info_fields(selection)
+            page_info_type = get_named_type(connection_type.fields["pageInfo"].type)
+            assert isinstance(page_info_type, GraphQLObjectType)
+            found = _page_info_fields(selection, page_info_type)
             if found is None:
                 return None
             page_info = found
@@ -365,7 +395,8 @@ def _events_plan(
     if fields is None:
         return None
     return EventsPlan(
-        graphql_core_schema_of(schema),
+        graphql_schema,
+        definition,
         operation,
         field,
         _key(field),
@@ -375,22 +406,34 @@ def _events_plan(
     )
 
 
-def _page_info_fields(selection: FieldNode) -> tuple[tuple[str, str], ...] | None:
-    """pageInfo's (key, field) pairs, each key once, if all are its four plain fields."""
+def _page_info_fields(
+    selection: FieldNode, page_info_type: GraphQLObjectType
+) -> tuple[PageInfoField, ...] | None:
+    """pageInfo's fields by response key, if all are its own plain fields."""
     if selection.selection_set is None:
         return None
-    found: dict[str, str] = {}
+    found: dict[str, tuple[str, list[FieldNode]]] = {}
     for leaf in selection.selection_set.selections:
         if (
             not isinstance(leaf, FieldNode)
             or leaf.directives
             or leaf.arguments
             or leaf.selection_set is not None
-            or leaf.name.value not in _PAGE_INFO_FIELDS
+            or leaf.name.value not in _PAGE_INFO_VALUES
+            or not _is_bare(page_info_type.fields.get(leaf.name.value))
         ):
             return None
-        found.setdefault(_key(leaf), leaf.name.value)
-    return tuple(found.items())
+        # Validation saw to it that one key holds one field: GraphQL merges its nodes.
+        found.setdefault(_key(leaf), (leaf.name.value, []))[1].append(leaf)
+    return tuple(
+        PageInfoField(
+            key,
+            name,
+            tuple(nodes),
+            nullable=not isinstance(page_info_type.fields[name].type, GraphQLNonNull),
+        )
+        for key, (name, nodes) in found.items()
+    )
 
 
 def _key(field: FieldNode) -> str:

@@ -517,6 +517,22 @@ async def get_event_by_event_id(b: AsB, a: BusinessA, settings: Settings) -> Non
         assert found is None or event_id == "shared-event"
 
 
+@walks(EventRepository, "json_by_event_id")
+async def event_json_by_event_id(b: AsB, a: BusinessA, settings: Settings) -> None:
+    if b.database.dialect_name != "postgresql":
+        with pytest.raises(ValueError, match="PostgreSQL only"):
+            await b.call("shared-event", JSON_ID_FIELDS)
+        return
+    for event_id in a.event_ids:
+        text = await b.call(event_id, JSON_ID_FIELDS)
+        if event_id != "shared-event":
+            assert text is None
+            continue
+        node = orjson.loads(text)  # B's own event of the eventId A uses too
+        assert_nothing_of_a([node], b.seeded)
+        assert node["businessId"] == b.seeded.b_business_id
+
+
 @walks(EventRepository, "get")
 async def get_event(b: AsB, a: BusinessA, settings: Settings) -> None:
     for server_id in a.event_server_ids:

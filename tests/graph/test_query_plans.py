@@ -232,12 +232,28 @@ class Nobody(BasePermission):
         return False
 
 
-@pytest.mark.parametrize(("type_name", "field_name"), [("Query", "event"), ("Event", "metadata")])
+POINT_WITH_METADATA = "query One($e: String!) { event(eventId: $e) { eventId metadata } }"
+PAGE_WITH_INFO = "{ events { pageInfo { hasNextPage endCursor } nodes { eventId metadata } } }"
+
+
+@pytest.mark.parametrize(
+    ("type_name", "field_name", "query"),
+    [
+        ("Query", "event", POINT_WITH_METADATA),
+        ("Event", "metadata", POINT_WITH_METADATA),
+        ("Query", "events", PAGE_WITH_INFO),
+        ("EventConnection", "nodes", PAGE_WITH_INFO),
+        ("EventConnection", "pageInfo", PAGE_WITH_INFO),
+        ("PageInfo", "hasNextPage", PAGE_WITH_INFO),
+        ("PageInfo", "endCursor", PAGE_WITH_INFO),
+        ("Event", "metadata", PAGE_WITH_INFO),
+    ],
+)
 def test_a_field_with_a_permission_class_is_never_planned(
-    monkeypatch: pytest.MonkeyPatch, type_name: str, field_name: str
+    monkeypatch: pytest.MonkeyPatch, type_name: str, field_name: str, query: str
 ) -> None:
     schema = build_schema(Settings())
-    document = parse("query One($e: String!) { event(eventId: $e) { eventId metadata } }")
+    document = parse(query)
     assert query_plan(schema, document, None) is not None
     object_type = graphql_core_schema_of(schema).get_type(type_name)
     assert isinstance(object_type, GraphQLObjectType)
@@ -312,13 +328,14 @@ def test_a_page_plan_keeps_the_selection_order_and_keys() -> None:
         "page",
         (("info", "pageInfo"), ("nodes", "nodes")),
     )
-    assert [key for key, _ in plan.page_info] == [
+    assert [field.key for field in plan.page_info] == [
         "hasNextPage",
         "hasPreviousPage",
         "startCursor",
         "endCursor",
         "more",
     ]
+    assert [field.nullable for field in plan.page_info] == [False, False, True, True, False]
     assert [key for key, _ in plan.fields][-2:] == ["when", "kind"]
 
 
@@ -434,4 +451,9 @@ async def test_a_failing_page_info_read_is_placed_at_its_path_by_the_plan(
     (error,) = answer["errors"]
     assert error["path"] == ["page", "info", "hasNextPage"]
     assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
-    assert len(planned_pages) == (2 if database.dialect_name == "postgresql" else 0)
+    # A field selected twice under one key: its error names both places
+    twice = "{ page: events { nodes { eventId } info: pageInfo { hasNextPage\n hasNextPage } } }"
+    status, _, body = await answers(api, twice, None)
+    (error,) = orjson.loads(body)["errors"]
+    assert error["locations"] == [{"line": 1, "column": 53}, {"line": 2, "column": 2}]
+    assert len(planned_pages) == (4 if database.dialect_name == "postgresql" else 0)
