@@ -35,7 +35,7 @@ answer equals graphql-core's, errors included.
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeGuard
 
 import orjson
 import strawberry
@@ -52,6 +52,7 @@ from graphql import (
     NonNullTypeNode,
     OperationDefinitionNode,
     OperationType,
+    SelectionNode,
     StringValueNode,
     TypeNode,
     VariableNode,
@@ -339,12 +340,7 @@ def _plain_fields(schema: strawberry.Schema, field: FieldNode) -> JsonFields | N
     attributes = {name: json_fields[name] for name in json_fields.keys() & leaves.keys()}
     fields: dict[str, str | Constant] = {}
     for leaf in field.selection_set.selections:
-        if (
-            not isinstance(leaf, FieldNode)
-            or leaf.directives
-            or leaf.arguments
-            or leaf.selection_set is not None
-        ):
+        if not _is_leaf(leaf):
             return None
         name = leaf.name.value
         attribute = (type_name,) if name == "__typename" else attributes.get(name)
@@ -415,10 +411,7 @@ def _page_info_fields(
     found: dict[str, tuple[str, list[FieldNode]]] = {}
     for leaf in selection.selection_set.selections:
         if (
-            not isinstance(leaf, FieldNode)
-            or leaf.directives
-            or leaf.arguments
-            or leaf.selection_set is not None
+            not _is_leaf(leaf)
             or leaf.name.value not in _PAGE_INFO_VALUES
             or not _is_bare(page_info_type.fields.get(leaf.name.value))
         ):
@@ -433,6 +426,16 @@ def _page_info_fields(
             nullable=not isinstance(page_info_type.fields[name].type, GraphQLNonNull),
         )
         for key, (name, nodes) in found.items()
+    )
+
+
+def _is_leaf(selection: SelectionNode) -> TypeGuard[FieldNode]:
+    """A field with no directives, arguments or selections of its own."""
+    return (
+        isinstance(selection, FieldNode)
+        and not selection.directives
+        and not selection.arguments
+        and selection.selection_set is None
     )
 
 
