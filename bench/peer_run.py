@@ -866,7 +866,7 @@ STATEMENT_NOTES = [
     "customer's id and externalId read by subqueries within it), outside a transaction "
     "too, preceded by `SELECT 1` (the pool's ping) only on a connection idle for 0.5 s or "
     "more, which none is under this load; the point read selects the event's JSON object "
-    "written by PostgreSQL (a kept document's plan, graph/plans.py). The floor "
+    "written by PostgreSQL (a kept document's plan, graph/plans.py, as the pages'). The floor "
     "runs the page's filter by hand selecting every column, as the "
     "service's pages did before they were written as JSON. PostGraphile's allEvents has no "
     "`counted_from IS NOT NULL` (a condition cannot say it; every seeded event counts), the "
