@@ -64,14 +64,14 @@ from graphql import (
 )
 from strawberry.types.field import StrawberryField
 
-from db.event_json import MAX_JSON_KEYS, Constant, JsonFields
+from db.event_json import JsonFields
 from db.pagination import Page
 from db.repositories.events import EventRepository
 from graph.context import RequestContext
 from graph.execution import plain_leaf_plans
 from graph.internals import graphql_core_schema_of, strawberry_field_of
 from graph.queries import Query, json_events_page, refuse_long_event_id
-from graph.serialized import json_attributes
+from graph.serialized import json_attributes, node_json_fields
 from graph.types.event import Event
 from graph.types.event_filter_input import event_filter_of_coerced
 
@@ -336,22 +336,14 @@ def _plain_fields(schema: strawberry.Schema, field: FieldNode) -> JsonFields | N
     type_name, json_fields = json_attributes(Event, schema.config.name_converter)
     event_type = graphql_core_schema_of(schema).get_type(type_name)
     assert isinstance(event_type, GraphQLObjectType)
-    leaves = plain_leaf_plans(event_type)
-    attributes = {name: json_fields[name] for name in json_fields.keys() & leaves.keys()}
-    fields: dict[str, str | Constant] = {}
+    plain = plain_leaf_plans(event_type)
+    attributes = {name: json_fields[name] for name in json_fields.keys() & plain.keys()}
+    leaves: list[tuple[str, str]] = []
     for leaf in field.selection_set.selections:
         if not _is_leaf(leaf):
             return None
-        name = leaf.name.value
-        attribute = (type_name,) if name == "__typename" else attributes.get(name)
-        if attribute is None:
-            return None
-        # Validation saw to it that a key selected twice is the same field: GraphQL merges
-        # the two, in the place of the first.
-        fields.setdefault(_key(leaf), attribute)
-    if not 0 < len(fields) <= MAX_JSON_KEYS:
-        return None
-    return tuple(fields.items())
+        leaves.append((_key(leaf), leaf.name.value))
+    return node_json_fields(leaves, type_name, attributes)
 
 
 def _events_plan(

@@ -13,7 +13,7 @@ result holding fragments is meant for orjson, not for a caller of `schema.execut
 """
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from strawberry.types import get_object_definition
@@ -57,8 +57,7 @@ def serialized_node_fields(info: Info, object_type: type) -> NodeFields | None:
             return None
     if nodes is None:
         return None
-    type_name, attributes = json_attributes(object_type, info.schema.config.name_converter)
-    fields: dict[str, str | Constant] = {}
+    leaves: list[tuple[str, str]] = []
     for leaf in nodes.selections:
         if (
             not isinstance(leaf, SelectedField)
@@ -67,12 +66,26 @@ def serialized_node_fields(info: Info, object_type: type) -> NodeFields | None:
             or leaf.selections
         ):
             return None
-        attribute = (type_name,) if leaf.name == "__typename" else attributes.get(leaf.name)
+        leaves.append((leaf.alias or leaf.name, leaf.name))
+    type_name, attributes = json_attributes(object_type, info.schema.config.name_converter)
+    return node_json_fields(leaves, type_name, attributes)
+
+
+def node_json_fields(
+    leaves: Iterable[tuple[str, str]], type_name: str, attributes: Mapping[str, str]
+) -> NodeFields | None:
+    """A node's JSON fields for its selected leaves, (response key, field name) in
+    order: each key once, `__typename` as the constant `type_name`, every other field
+    one of `attributes` (GraphQL name → attribute); None if one is not, or if there are
+    none or more than PostgreSQL can write."""
+    fields: dict[str, str | Constant] = {}
+    for key, name in leaves:
+        attribute = (type_name,) if name == "__typename" else attributes.get(name)
         if attribute is None:
             return None
         # A key selected again is the same field (validation saw to it): GraphQL merges
         # the two, in the place of the first.
-        fields.setdefault(leaf.alias or leaf.name, attribute)
+        fields.setdefault(key, attribute)
     if not 0 < len(fields) <= MAX_JSON_KEYS:
         return None
     return tuple(fields.items())

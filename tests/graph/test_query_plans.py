@@ -92,20 +92,25 @@ def test_the_plan_keeps_the_keys_in_response_order_once_each() -> None:
     assert dict(plan.fields)["kind"] == ("Event",)
 
 
-@pytest.fixture
-def planned_answers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The response keys of the requests a plan answered."""
+def spy_on_plans(monkeypatch: pytest.MonkeyPatch, plan_class: Any) -> list[str]:
+    """The response keys of the requests a plan of `plan_class` answered, in order."""
     answered: list[str] = []
-    run = EventPlan.run
+    run = plan_class.run
 
-    async def spy(self: EventPlan, *args: Any) -> Any:
+    async def spy(self: Any, *args: Any) -> Any:
         result = await run(self, *args)
         if result is not None:
             answered.append(self.response_key)
         return result
 
-    monkeypatch.setattr(EventPlan, "run", spy)
+    monkeypatch.setattr(plan_class, "run", spy)
     return answered
+
+
+@pytest.fixture
+def planned_answers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The response keys of the point reads a plan answered."""
+    return spy_on_plans(monkeypatch, EventPlan)
 
 
 async def answers(
@@ -160,6 +165,25 @@ async def test_literals_misses_and_nulls_read_the_same_by_the_plan(
     assert (status, orjson.loads(body)) == (200, {"data": {"event": None}})
     on_postgresql = database.dialect_name == "postgresql"
     assert planned_answers == ["event"] * (4 if on_postgresql else 0)
+
+
+@on_session_loop
+async def test_q1_the_planned_point_read_is_exact_and_returns_deprecated_events(
+    api: GraphQLClient, database: Database, planned_answers: list[str]
+) -> None:
+    # Given events, evt-003 deprecated
+    await seed_events(api)
+    # When the same document asks, by the plan, for an eventId in another case and for
+    # the deprecated event
+    status, _, body = await answers(api, EVERY_FIELD, {"eventId": "EVT-001"})
+    # Then the eventId matched exactly, case and all: none
+    assert (status, orjson.loads(body)) == (200, {"data": {"found": None}})
+    status, _, body = await answers(api, EVERY_FIELD, {"eventId": "evt-003"})
+    # And the deprecated event is returned, marked so
+    found = orjson.loads(body)["data"]["found"]
+    assert (found["eventId"], found["deprecated"]) == ("evt-003", True)
+    assert found["deprecationReason"] == "sent twice"
+    assert len(planned_answers) == (5 if database.dialect_name == "postgresql" else 0)
 
 
 @on_session_loop
@@ -341,18 +365,8 @@ def test_a_page_plan_keeps_the_selection_order_and_keys() -> None:
 
 @pytest.fixture
 def planned_pages(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The response keys of the page requests a plan answered."""
-    answered: list[str] = []
-    run = EventsPlan.run
-
-    async def spy(self: EventsPlan, *args: Any) -> Any:
-        result = await run(self, *args)
-        if result is not None:
-            answered.append(self.response_key)
-        return result
-
-    monkeypatch.setattr(EventsPlan, "run", spy)
-    return answered
+    """The response keys of the pages a plan answered."""
+    return spy_on_plans(monkeypatch, EventsPlan)
 
 
 @on_session_loop
