@@ -20,6 +20,7 @@ from db import connection_checks, sqlite_decimals
 from db.api_key_cache import ApiKeyCache, listen_for_key_changes, listener_dsn
 from db.json_text import dump_json
 from db.settings import Settings
+from db.warm_connections import WarmConnections
 
 # `->>` (3.38) reads metadata in ingestion and filters; `RETURNING` (3.35) reports what an
 # insert stored. Python's sqlite3 module carries the library of its own build.
@@ -217,6 +218,7 @@ class Database:
         *,
         reachable_within: float | None = None,
         long_running_engine: AsyncEngine | None = None,
+        warm_reads: int = 0,
     ) -> None:
         self.engine = engine
         self.dialect_name: str = engine.dialect.name
@@ -234,6 +236,9 @@ class Database:
             if self.dialect_name == "postgresql"
             else engine
         )
+        # A request's read connection, given back clean, is kept for the next request for
+        # a moment (db.warm_connections): at most `warm_reads` of them.
+        self.warm_reads = WarmConnections(warm_reads)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, maintenance: bool = False) -> "Database":
@@ -270,7 +275,13 @@ class Database:
             _postgresql_connect_args(settings, long_timeout),
         )
         _configure_postgresql(long_running, ping_timeout=min(PING_TIMEOUT_SECONDS, connect_timeout))
-        return cls(engine, reachable_within=connect_timeout, long_running_engine=long_running)
+        return cls(
+            engine,
+            reachable_within=connect_timeout,
+            long_running_engine=long_running,
+            # Half the pool: the other half stays free for writes (db.warm_connections).
+            warm_reads=settings.database_pool_size // 2,
+        )
 
     def session(self) -> AsyncSession:
         """A session for reads. On SQLite its transaction sees the database as of its first
@@ -279,10 +290,20 @@ class Database:
 
     async def read_connection(self) -> AsyncConnection:
         """A connection for reads, as `session` reads, without an ORM session around it;
-        the caller closes it. Used for the reads of a request (graph.context)."""
+        the caller gives it back with `release_read_connection`. Used for the reads of a
+        request (graph.context)."""
+        warm = self.warm_reads.take()
+        if warm is not None:
+            return warm
         connection = self.read_engine.connect()
         await connection.start()
         return connection
+
+    async def release_read_connection(self, connection: AsyncConnection) -> None:
+        """A connection of `read_connection` back: kept warm for the next request if it
+        may be (db.warm_connections), else closed (to the pool)."""
+        if not self.warm_reads.park(connection):
+            await connection.close()
 
     @asynccontextmanager
     async def unit_of_work(self, *, long_running: bool = False) -> AsyncIterator[AsyncSession]:
@@ -335,6 +356,7 @@ class Database:
         return True
 
     async def dispose(self) -> None:
+        await self.warm_reads.close_all()
         await self.engine.dispose()
         if self.long_running_engine is not self.engine:
             await self.long_running_engine.dispose()

@@ -128,7 +128,7 @@ class RequestContext:
     async def _close_read_connection(self) -> None:
         if self._connection is not None:
             connection, self._connection = self._connection, None
-            await connection.close()
+            await self.database.release_read_connection(connection)
 
 
 Info = StrawberryInfo[RequestContext, None]

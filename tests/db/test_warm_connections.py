@@ -1,0 +1,158 @@
+"""db.warm_connections: a request's read connection kept for the next request, safely."""
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from db.database import Database
+from db.settings import Settings
+from db.warm_connections import WARM_SECONDS
+from tests.support import Tenant
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+def checked_out(database: Database) -> int:
+    pool = database.engine.sync_engine.pool
+    assert isinstance(pool, sa.pool.QueuePool)
+    return pool.checkedout()
+
+
+def backend_of(connection: AsyncConnection) -> Any:
+    """The asyncpg connection under `connection`."""
+    sync_connection = connection.sync_connection
+    assert sync_connection is not None
+    return sync_connection.connection.driver_connection
+
+
+async def answers(connection: AsyncConnection) -> bool:
+    return bool(await backend_of(connection).fetchval("SELECT 1") == 1)
+
+
+@pytest.mark.postgres
+async def test_a_clean_read_connection_is_handed_to_the_next_reader(
+    postgres_database: Database,
+) -> None:
+    first = await postgres_database.read_connection()
+    assert await answers(first)
+    await postgres_database.release_read_connection(first)
+
+    assert len(postgres_database.warm_reads) == 1
+    assert checked_out(postgres_database) == 1  # still out of the pool, parked
+    second = await postgres_database.read_connection()
+    assert second is first
+    assert await answers(second)
+    await postgres_database.release_read_connection(second)
+
+
+@pytest.mark.postgres
+async def test_a_connection_with_a_transaction_begun_goes_back_to_the_pool(
+    postgres_database: Database,
+) -> None:
+    connection = await postgres_database.read_connection()
+    await connection.execute(sa.text("SELECT 1"))  # SQLAlchemy begins its transaction
+    await postgres_database.release_read_connection(connection)
+
+    assert len(postgres_database.warm_reads) == 0
+    assert checked_out(postgres_database) == 0
+
+
+@pytest.mark.postgres
+async def test_at_most_half_the_pool_is_parked(postgres_database: Database) -> None:
+    size = postgres_database.engine.sync_engine.pool.size()  # type: ignore[attr-defined]
+    held = [await postgres_database.read_connection() for _ in range(size // 2 + 3)]
+    for connection in held:
+        await postgres_database.release_read_connection(connection)
+
+    assert len(postgres_database.warm_reads) == size // 2
+    assert checked_out(postgres_database) == size // 2
+
+
+@pytest.mark.postgres
+async def test_parked_connections_go_back_to_the_pool_once_unused_for_a_moment(
+    postgres_database: Database,
+) -> None:
+    held = [await postgres_database.read_connection() for _ in range(3)]
+    for connection in held:
+        await postgres_database.release_read_connection(connection)
+    assert checked_out(postgres_database) == 3
+
+    await asyncio.sleep(WARM_SECONDS * 3)
+
+    assert len(postgres_database.warm_reads) == 0
+    assert checked_out(postgres_database) == 0
+
+
+@pytest.mark.postgres
+async def test_a_parked_connection_the_server_ended_is_never_handed_out(
+    postgres_database: Database,
+) -> None:
+    parked = await postgres_database.read_connection()
+    pid = backend_of(parked).get_server_pid()
+    await postgres_database.release_read_connection(parked)
+    async with postgres_database.engine.connect() as other:
+        await other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    await asyncio.sleep(0.05)  # the server's goodbye reaches the socket
+
+    taken = await postgres_database.read_connection()
+
+    assert taken is not parked
+    assert await answers(taken)
+    await postgres_database.release_read_connection(taken)
+
+
+@pytest.mark.postgres
+async def test_a_parked_connection_is_never_handed_to_another_event_loop(
+    postgres_database: Database,
+) -> None:
+    parked = await postgres_database.read_connection()
+    await postgres_database.release_read_connection(parked)
+
+    async def take() -> AsyncConnection | None:
+        return postgres_database.warm_reads.take()
+
+    assert await asyncio.to_thread(asyncio.run, take()) is None
+    assert await postgres_database.read_connection() is parked
+    await postgres_database.release_read_connection(parked)
+
+
+@pytest.mark.postgres
+async def test_disposing_gives_every_parked_connection_back(postgres_database_url: str) -> None:
+    database = Database.from_settings(Settings(database_url=postgres_database_url))
+    held = [await database.read_connection() for _ in range(3)]
+    for connection in held:
+        await database.release_read_connection(connection)
+    assert checked_out(database) == 3
+
+    await database.warm_reads.close_all()
+
+    assert checked_out(database) == 0
+    await database.dispose()
+
+
+async def test_a_request_leaves_its_read_connection_warm_on_postgresql_only(
+    database: Database, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    response = await client.post(
+        "/graphql",
+        json={"query": "{ events(first: 5) { nodes { eventId } } }"},
+        headers=tenant.headers,
+    )
+    assert response.status_code == 200
+    assert response.json() == {"data": {"events": {"nodes": []}}}
+
+    parked = 1 if database.dialect_name == "postgresql" else 0
+    assert len(database.warm_reads) == parked
+
+
+async def test_up_to_half_the_pool_on_postgresql_and_nothing_on_sqlite(database: Database) -> None:
+    postgresql = database.dialect_name == "postgresql"
+    connection = await database.read_connection()
+    await database.release_read_connection(connection)
+
+    assert database.warm_reads.limit == (10 if postgresql else 0)  # the default pool: 20
+    assert len(database.warm_reads) == (1 if postgresql else 0)
