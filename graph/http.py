@@ -20,6 +20,7 @@ from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import GraphQLError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import Scope
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
@@ -47,6 +48,7 @@ from graph.input_guards import body_may_hold_nul, nul_location, variables_refusa
 from graph.internals import extensions_hook_resolution
 from graph.prepared import PreparedQueries
 from graph.request_log import RequestRecord, request_record
+from graph.serving import BODY_RECEIVED
 
 logger = logging.getLogger("usage_events.http")
 
@@ -249,10 +251,9 @@ class GraphQLEndpoint:
         # A chunked body has no Content-Length: count while reading and stop at the limit.
         chunks: list[bytes] = []
         size = 0
-        # A body that stops arriving would hold the request (and its slot) for good.
         timeout = self.settings.body_read_timeout.total_seconds()
         try:
-            async with asyncio.timeout(timeout or None):
+            async with asyncio.timeout(body_deadline(request.scope, timeout)):
                 async for chunk in request.stream():
                     size += len(chunk)
                     if size > limit:
@@ -309,6 +310,17 @@ class GraphQLEndpoint:
             raise HTTPError(401, "The API key is unknown or revoked.", UNAUTHENTICATED)
         self.database.api_keys.remember(secret_hash, business, generation)
         return business
+
+
+def body_deadline(scope: Scope, timeout: float) -> float | None:
+    """Seconds the body of the request of `scope` may take to arrive (None: no bound).
+
+    A body that stops arriving would hold the request (and its slot) for good; one the
+    server has already read whole (graph.serving's BODY_RECEIVED) cannot stop arriving.
+    """
+    if scope.get(BODY_RECEIVED):
+        return None
+    return timeout or None
 
 
 # orjson reads an integer beyond 64 bits as a float, silently; one with 19 or more digits

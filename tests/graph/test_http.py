@@ -23,6 +23,8 @@ from db.rules.ingestion import utc_now
 from db.settings import Settings
 from graph.app import create_app
 from graph.errors import DATABASE_UNAVAILABLE, DATABASE_UNAVAILABLE_MESSAGE
+from graph.http import body_deadline
+from graph.serving import BODY_RECEIVED
 from tests.support import GraphQLClient, Tenant, count_rows, event_input
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -672,3 +674,9 @@ async def test_a_client_that_leaves_while_sending_the_body_is_not_logged_as_an_e
     assert [record.getMessage() for record in caplog.records] == []
     # Answered all the same, to nobody: uvicorn drops what is sent to a closed connection.
     assert sent[0]["status"] == 400
+
+
+async def test_a_body_the_server_has_read_whole_is_read_without_a_deadline() -> None:
+    assert body_deadline({"type": "http", BODY_RECEIVED: True}, 30.0) is None
+    assert body_deadline({"type": "http"}, 30.0) == 30.0
+    assert body_deadline({"type": "http"}, 0.0) is None  # 0: no limit

@@ -12,15 +12,17 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 import pytest
-from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, Scope
+from uvicorn._types import ASGIApplication, ASGIReceiveCallable, ASGISendCallable, Scope
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from db.settings import Settings, get_settings
 from graph.serving import (
+    BODY_RECEIVED,
     MAX_LINGERING_REFUSALS,
     HttpProtocol,
     connection_limit,
@@ -48,6 +50,7 @@ def test_uvicorn_still_has_what_http_protocol_overrides_and_reads() -> None:
         "data_received",
         "on_message_begin",
         "on_headers_complete",
+        "on_message_complete",
         "connection_lost",
     }
     for name in overridden:
@@ -130,16 +133,22 @@ def warnings() -> Iterator[Warnings]:
 
 
 @asynccontextmanager
-async def serving(*, connections: int | None = None, keep_alive: int = 5) -> AsyncIterator[int]:
+async def serving(
+    *,
+    connections: int | None = None,
+    keep_alive: int = 5,
+    state: ServerState | None = None,
+    app: ASGIApplication | None = None,
+) -> AsyncIterator[int]:
     """HttpProtocol on a free port of this event loop, as uvicorn's server makes it."""
     config = Config(
-        app=_hello,
+        app=app or _hello,
         http=HttpProtocol,
         log_config=None,
         timeout_keep_alive=keep_alive,
         limit_concurrency=None if connections is None else limit_concurrency(connections),
     )
-    state = ServerState()
+    state = state or ServerState()
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: HttpProtocol(config=config, server_state=state, app_state={}, _loop=loop),
@@ -240,6 +249,75 @@ async def test_on_a_kept_alive_connection_the_clock_starts_at_the_next_heads_fir
     assert waited >= HEADER_READ_TIMEOUT
     assert len(warnings.lines) == 1
     assert "USAGE_EVENTS_HEADER_READ_TIMEOUT" in warnings.lines[0]
+
+
+@pytest.mark.asyncio(loop_scope="session")
+@pytest.mark.usefixtures("header_read_timeout")
+async def test_a_head_that_arrives_whole_arms_no_deadline(
+    warnings: Warnings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop = asyncio.get_running_loop()
+    armed: list[str] = []
+    call_later = loop.call_later
+
+    def noting_call_later(delay: float, callback: Any, *args: Any) -> asyncio.TimerHandle:
+        armed.append(getattr(callback, "__name__", ""))
+        return call_later(delay, callback, *args)
+
+    state = ServerState()
+    async with serving(keep_alive=30, state=state) as port:
+        monkeypatch.setattr(loop, "call_later", noting_call_later)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(3):
+            writer.write(REQUEST)
+            async with asyncio.timeout(CLOSED_WITHIN):
+                answer = await reader.readuntil(b"hello")
+            assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+            [protocol] = state.connections
+            # Kept alive between requests: no head deadline armed (and none was needed).
+            assert isinstance(protocol, HttpProtocol)
+            assert protocol.deadline is None
+            assert protocol.head_began_at is None
+        writer.close()
+
+    # The connection's own clock, armed when it opened; none for each head after it.
+    assert armed.count("_head_timed_out") == 1
+    assert "timeout_keep_alive_handler" in armed  # uvicorn's own, between requests
+    assert warnings.lines == []
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_the_app_is_told_when_the_whole_body_has_been_read() -> None:
+    """graph.http reads a body the server has whole without arming its deadline."""
+    told: list[object] = []  # BODY_RECEIVED when the app starts, and once it is let go
+    let_go = asyncio.Event()
+
+    async def app(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        told.append(scope.get(BODY_RECEIVED, False))
+        await let_go.wait()
+        told.append(scope.get(BODY_RECEIVED, False))
+        await _hello(scope, receive, send)
+
+    async def request(reader: asyncio.StreamReader, *parts: bytes) -> list[object]:
+        told.clear()
+        let_go.clear()
+        for part in parts:
+            writer.write(part)
+            await asyncio.sleep(0.05)  # each part read on its own
+        let_go.set()
+        async with asyncio.timeout(CLOSED_WITHIN):
+            await reader.readuntil(b"hello")
+        return list(told)
+
+    head = b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 4\r\n\r\n"
+    async with serving(app=app) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        arriving = await request(reader, head + b"ab", b"cd")
+        whole = await request(reader, head + b"abcd")
+        writer.close()
+
+    assert arriving == [False, True]
+    assert whole == [True, True]
 
 
 @pytest.mark.asyncio(loop_scope="session")
