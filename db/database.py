@@ -238,7 +238,7 @@ class Database:
         )
         # A request's read connection, given back clean, is kept for the next request for
         # a moment (db.warm_connections): at most `warm_reads` of them.
-        self.warm_reads = WarmConnections(warm_reads)
+        self.warm_reads = WarmConnections(warm_reads, lambda: _pool_has_room(engine))
 
     @classmethod
     def from_settings(cls, settings: Settings, *, maintenance: bool = False) -> "Database":
@@ -360,6 +360,15 @@ class Database:
         await self.engine.dispose()
         if self.long_running_engine is not self.engine:
             await self.long_running_engine.dispose()
+
+
+def _pool_has_room(engine: AsyncEngine) -> bool:
+    """Whether the engine's pool could hand out a connection without anyone waiting:
+    one is idle or may still be opened (parked ones count as checked out)."""
+    pool = engine.sync_engine.pool  # Read each time: dispose() puts a new pool in place.
+    if not isinstance(pool, sa.pool.QueuePool):
+        return False
+    return pool.checkedout() < pool.size()  # No overflow beyond the size (_engine).
 
 
 def _engine(

@@ -10,18 +10,24 @@ when the request is done, and the next request of the process takes it as it is.
 
 What keeps this as safe as the pool itself:
 
-- At most half the pool is parked: the rest stays free for writes, and parked
-  connections go back to the pool after WARM_SECONDS unused (a sweep), so an idle
-  process holds none and a write waits at most that long for one held here.
-- A parked connection is taken only if db.connection_checks would trust it at checkout
-  (parked within its window, nothing on its socket, asyncpg has not seen it close);
-  otherwise it goes back to the pool, which pings or replaces it as for any checkout.
+- Nobody waiting for the pool is passed over. A connection is parked, and a parked one
+  taken, only while the pool has a connection to spare (`pool_has_room`): then nobody
+  can be waiting in its queue. Once it has none, connections go back to the pool, whose
+  queue serves the requests, writes and key lookups waiting there in their turn.
+- At most `limit` connections are parked, and one unused for WARM_SECONDS goes back to
+  the pool (a sweep), so an idle process holds none.
+- A parked connection is taken only if the checks of db.connection_checks trust it
+  (parked within its window, nothing on its socket, asyncpg has not seen it close), as
+  the pool's checkout would; otherwise it goes back to the pool, which pings or replaces
+  it. (One check of SQLAlchemy's checkout is not repeated: the retirement of every
+  connection opened before a pool-wide invalidation, which follows a lost server; such a
+  connection's socket has its end of stream waiting, which the checks catch.)
 - Only a connection with nothing begun, neither closed nor invalidated, is parked; one
   whose statement was cut off is invalidated (db.database.aborted_if_cut_off) and never
   comes here.
 - Connections belong to the event loop that opened them: all parked ones belong to one
-  loop, and no other is given one; `close_all` gives every one back before the engine
-  is disposed.
+  loop, and no other is given one. After `close_all` (the engine being disposed) nothing
+  is parked any more.
 """
 
 import asyncio
@@ -40,8 +46,16 @@ WARM_SECONDS = 0.1
 class WarmConnections:
     """The parked read connections of one engine, most recently parked last."""
 
-    def __init__(self, limit: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        limit: int,
+        pool_has_room: Callable[[], bool] = lambda: True,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.limit = limit
+        # Whether the pool could hand out a connection now without anyone waiting.
+        self._pool_has_room = pool_has_room
         self._clock = clock
         # (connection, when parked): taken from the end, swept from the front.
         self._parked: list[tuple[AsyncConnection, float]] = []
@@ -50,13 +64,19 @@ class WarmConnections:
         self._sweep: asyncio.TimerHandle | None = None
         # Connections being given back, held so that their tasks are not collected.
         self._returning: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     def __len__(self) -> int:
         return len(self._parked)
 
     def take(self) -> AsyncConnection | None:
         """The most recently parked connection the pool would trust, or None."""
-        if asyncio.get_running_loop() is not self._loop:
+        if not self._parked or asyncio.get_running_loop() is not self._loop:
+            return None
+        if not self._pool_has_room():
+            # Someone may be waiting for the pool: every parked connection goes to it.
+            while self._parked:
+                self._give_back(self._parked.pop()[0])
             return None
         while self._parked:
             connection, _parked_at = self._parked.pop()
@@ -67,11 +87,21 @@ class WarmConnections:
 
     def park(self, connection: AsyncConnection) -> bool:
         """Keep `connection` for the next request; False: the caller closes it."""
-        loop = asyncio.get_running_loop()
-        if not self._parked:
-            self._loop = loop
-        if loop is not self._loop or len(self._parked) >= self.limit or not _clean(connection):
+        if (
+            self._closed
+            or len(self._parked) >= self.limit
+            or not _clean(connection)
+            or not self._pool_has_room()
+        ):
             return False
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            if self._parked:
+                return False  # Those of another loop are parked: this one is not.
+            self._loop = loop
+            if self._sweep is not None:  # Another loop's, which may never run again.
+                self._sweep.cancel()
+                self._sweep = None
         # The checkout window of db.connection_checks starts now, as at a checkin.
         connection_checks.note_returned(connection.info)
         self._parked.append((connection, self._clock()))
@@ -80,15 +110,16 @@ class WarmConnections:
         return True
 
     async def close_all(self) -> None:
-        """Every parked connection back to the pool, and those on their way there."""
+        """Every parked connection back to the pool, and none parked from now on."""
+        self._closed = True
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None
         parked, self._parked = self._parked, []
-        if asyncio.get_running_loop() is self._loop:
-            for connection, _parked_at in parked:
-                await _close(connection)
-        # Else their loop has ended, and the connections with it.
+        if asyncio.get_running_loop() is not self._loop:
+            return  # Their loop has ended, and the connections with it.
+        for connection, _parked_at in parked:
+            await _close(connection)
         if self._returning:
             await asyncio.gather(*self._returning, return_exceptions=True)
 
@@ -96,8 +127,7 @@ class WarmConnections:
         self._sweep = None
         cutoff = self._clock() - WARM_SECONDS
         while self._parked and self._parked[0][1] <= cutoff:
-            connection, _parked_at = self._parked.pop(0)
-            self._give_back(connection)
+            self._give_back(self._parked.pop(0)[0])
         if self._parked and self._loop is not None:
             next_due = self._parked[0][1] + WARM_SECONDS - self._clock()
             self._sweep = self._loop.call_later(max(next_due, 0.0), self._swept)
@@ -130,7 +160,7 @@ def _clean(connection: AsyncConnection) -> bool:
 
 
 def _trusted(connection: AsyncConnection) -> bool:
-    """What the pool's checkout would check (db.database._configure_postgresql)."""
+    """What db.database's checkout hook would check of a pooled connection."""
     if not _clean(connection):
         return False
     sync_connection = connection.sync_connection

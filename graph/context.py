@@ -41,6 +41,8 @@ class RequestContext:
     # A database outage met by one field: the fields after it fail with it at once, rather
     # than each wait out the database again (or meet the connection it left unusable).
     _outage: Exception | None = field(default=None, init=False)
+    # Set by `close`: no read after it.
+    _closed: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.loaders = Loaders(self)
@@ -51,6 +53,10 @@ class RequestContext:
         time: a bare connection (Database.read_connection) rather than an ORM session,
         which would cost every request its Session and session transaction."""
         async with self._lock:
+            if self._closed:
+                # A read after the response was made (none is known): the connection may
+                # already serve another request (db.warm_connections).
+                raise RuntimeError("the request's reads are over")
             with self._noting_outage():
                 if self._connection is None:
                     self._connection = await self.database.read_connection()
@@ -109,6 +115,7 @@ class RequestContext:
 
     async def close(self) -> None:
         async with self._lock:
+            self._closed = True
             await self._close_read_connection()
 
     async def _end_read_transaction(self) -> None:

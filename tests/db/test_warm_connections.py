@@ -1,19 +1,47 @@
 """db.warm_connections: a request's read connection kept for the next request, safely."""
 
 import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from db import warm_connections
 from db.database import Database
+from db.repositories.businesses import BusinessRepository
 from db.settings import Settings
 from db.warm_connections import WARM_SECONDS
+from graph.context import RequestContext
 from tests.support import Tenant
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest.fixture
+def lasting_warmth(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parked connections stay parked while a test looks (a slow machine may take longer
+    than WARM_SECONDS between two steps); the sweep's own test does without."""
+    monkeypatch.setattr(warm_connections, "WARM_SECONDS", 60.0)
+
+
+@pytest_asyncio.fixture
+async def small_pool(postgres_database_url: str) -> AsyncIterator[Database]:
+    """PostgreSQL with a pool of 4 (2 may be parked) and a short pool timeout."""
+    settings = Settings(
+        database_url=postgres_database_url,
+        database_pool_size=4,
+        database_pool_timeout=timedelta(seconds=5),
+    )
+    database = Database.from_settings(settings)
+    try:
+        yield database
+    finally:
+        await database.dispose()
 
 
 def checked_out(database: Database) -> int:
@@ -34,6 +62,7 @@ async def answers(connection: AsyncConnection) -> bool:
 
 
 @pytest.mark.postgres
+@pytest.mark.usefixtures("lasting_warmth")
 async def test_a_clean_read_connection_is_handed_to_the_next_reader(
     postgres_database: Database,
 ) -> None:
@@ -62,6 +91,7 @@ async def test_a_connection_with_a_transaction_begun_goes_back_to_the_pool(
 
 
 @pytest.mark.postgres
+@pytest.mark.usefixtures("lasting_warmth")
 async def test_at_most_half_the_pool_is_parked(postgres_database: Database) -> None:
     size = postgres_database.engine.sync_engine.pool.size()  # type: ignore[attr-defined]
     held = [await postgres_database.read_connection() for _ in range(size // 2 + 3)]
@@ -88,6 +118,7 @@ async def test_parked_connections_go_back_to_the_pool_once_unused_for_a_moment(
 
 
 @pytest.mark.postgres
+@pytest.mark.usefixtures("lasting_warmth")
 async def test_a_parked_connection_the_server_ended_is_never_handed_out(
     postgres_database: Database,
 ) -> None:
@@ -103,9 +134,12 @@ async def test_a_parked_connection_the_server_ended_is_never_handed_out(
     assert taken is not parked
     assert await answers(taken)
     await postgres_database.release_read_connection(taken)
+    await asyncio.sleep(0.05)  # the ended one is given back (and discarded) by a task
+    assert checked_out(postgres_database) == 1  # `taken`, parked
 
 
 @pytest.mark.postgres
+@pytest.mark.usefixtures("lasting_warmth")
 async def test_a_parked_connection_is_never_handed_to_another_event_loop(
     postgres_database: Database,
 ) -> None:
@@ -121,6 +155,7 @@ async def test_a_parked_connection_is_never_handed_to_another_event_loop(
 
 
 @pytest.mark.postgres
+@pytest.mark.usefixtures("lasting_warmth")
 async def test_disposing_gives_every_parked_connection_back(postgres_database_url: str) -> None:
     database = Database.from_settings(Settings(database_url=postgres_database_url))
     held = [await database.read_connection() for _ in range(3)]
@@ -131,9 +166,15 @@ async def test_disposing_gives_every_parked_connection_back(postgres_database_ur
     await database.warm_reads.close_all()
 
     assert checked_out(database) == 0
+    # And nothing is parked from then on (a request cancelled at shutdown ends later).
+    late = await database.read_connection()
+    await database.release_read_connection(late)
+    assert len(database.warm_reads) == 0
+    assert checked_out(database) == 0
     await database.dispose()
 
 
+@pytest.mark.usefixtures("lasting_warmth")
 async def test_a_request_leaves_its_read_connection_warm_on_postgresql_only(
     database: Database, client: httpx.AsyncClient, tenant: Tenant
 ) -> None:
@@ -149,6 +190,7 @@ async def test_a_request_leaves_its_read_connection_warm_on_postgresql_only(
     assert len(database.warm_reads) == parked
 
 
+@pytest.mark.usefixtures("lasting_warmth")
 async def test_up_to_half_the_pool_on_postgresql_and_nothing_on_sqlite(database: Database) -> None:
     postgresql = database.dialect_name == "postgresql"
     connection = await database.read_connection()
@@ -156,3 +198,81 @@ async def test_up_to_half_the_pool_on_postgresql_and_nothing_on_sqlite(database:
 
     assert database.warm_reads.limit == (10 if postgresql else 0)  # the default pool: 20
     assert len(database.warm_reads) == (1 if postgresql else 0)
+
+
+@pytest.mark.postgres
+@pytest.mark.usefixtures("lasting_warmth")
+async def test_an_invalidated_connection_is_never_parked(postgres_database: Database) -> None:
+    connection = await postgres_database.read_connection()
+    await connection.invalidate()  # as a statement cut off leaves it
+    await postgres_database.release_read_connection(connection)
+
+    assert len(postgres_database.warm_reads) == 0
+    assert checked_out(postgres_database) == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.usefixtures("lasting_warmth")
+async def test_with_the_pool_used_up_a_connection_goes_to_whoever_waits(
+    small_pool: Database,
+) -> None:
+    reads = [await small_pool.read_connection() for _ in range(4)]  # the whole pool
+    write = asyncio.create_task(write_one(small_pool))
+    await asyncio.sleep(0.05)
+    assert not write.done()  # waiting in the pool's queue
+
+    await small_pool.release_read_connection(reads.pop())
+
+    assert len(small_pool.warm_reads) == 0  # not parked: the write gets it
+    async with asyncio.timeout(2):
+        await write
+    for connection in reads:
+        await small_pool.release_read_connection(connection)
+
+
+@pytest.mark.postgres
+@pytest.mark.usefixtures("lasting_warmth")
+async def test_parked_connections_go_to_whoever_waits_once_the_pool_is_used_up(
+    small_pool: Database,
+) -> None:
+    parked = await small_pool.read_connection()
+    await small_pool.release_read_connection(parked)
+    assert len(small_pool.warm_reads) == 1
+    held = [await small_pool.engine.connect() for _ in range(3)]  # the pool's other three
+    write = asyncio.create_task(write_one(small_pool))
+    await asyncio.sleep(0.05)
+    assert not write.done()  # waiting, while one connection is parked
+
+    # A new reader does not take the parked one past the waiting write: it goes to the pool.
+    reader = asyncio.create_task(small_pool.read_connection())
+    async with asyncio.timeout(2):
+        await write
+    assert len(small_pool.warm_reads) == 0
+    async with asyncio.timeout(2):  # the write's connection, back in the pool
+        await small_pool.release_read_connection(await reader)
+    for connection in held:
+        await connection.close()
+
+
+async def write_one(database: Database) -> None:
+    async with database.unit_of_work() as session:
+        await session.execute(sa.text("SELECT 1"))
+
+
+@pytest.mark.postgres
+async def test_no_read_after_the_request_closed_its_reads(
+    postgres_database: Database, postgres_database_url: str
+) -> None:
+    async with postgres_database.unit_of_work() as session:
+        business = await BusinessRepository(session).create("Acme")
+    context = RequestContext(
+        postgres_database, Settings(database_url=postgres_database_url), business
+    )
+    async with context.reading() as connection:
+        assert isinstance(connection, AsyncConnection)
+        assert await answers(connection)
+    await context.close()
+
+    with pytest.raises(RuntimeError, match="reads are over"):
+        async with context.reading():
+            pass
