@@ -279,7 +279,8 @@ class Database:
             engine,
             reachable_within=connect_timeout,
             long_running_engine=long_running,
-            # Half the pool: the other half stays free for writes (db.warm_connections).
+            # At most half the pool, and only while it has a connection to spare
+            # (db.warm_connections).
             warm_reads=settings.database_pool_size // 2,
         )
 
