@@ -46,17 +46,10 @@ WARM_SECONDS = 0.1
 class WarmConnections:
     """The parked read connections of one engine, most recently parked last."""
 
-    def __init__(
-        self,
-        limit: int,
-        pool_has_room: Callable[[], bool] = lambda: True,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, limit: int, pool_has_room: Callable[[], bool]) -> None:
         self.limit = limit
         # Whether the pool could hand out a connection now without anyone waiting.
         self._pool_has_room = pool_has_room
-        self._clock = clock
         # (connection, when parked): taken from the end, swept from the front.
         self._parked: list[tuple[AsyncConnection, float]] = []
         # The event loop of every parked connection (one at a time).
@@ -104,7 +97,7 @@ class WarmConnections:
                 self._sweep = None
         # The checkout window of db.connection_checks starts now, as at a checkin.
         connection_checks.note_returned(connection.info)
-        self._parked.append((connection, self._clock()))
+        self._parked.append((connection, time.monotonic()))
         if self._sweep is None:
             self._sweep = loop.call_later(WARM_SECONDS, self._swept)
         return True
@@ -125,11 +118,11 @@ class WarmConnections:
 
     def _swept(self) -> None:
         self._sweep = None
-        cutoff = self._clock() - WARM_SECONDS
+        cutoff = time.monotonic() - WARM_SECONDS
         while self._parked and self._parked[0][1] <= cutoff:
             self._give_back(self._parked.pop(0)[0])
         if self._parked and self._loop is not None:
-            next_due = self._parked[0][1] + WARM_SECONDS - self._clock()
+            next_due = self._parked[0][1] + WARM_SECONDS - time.monotonic()
             self._sweep = self._loop.call_later(max(next_due, 0.0), self._swept)
 
     def _give_back(self, connection: AsyncConnection) -> None:

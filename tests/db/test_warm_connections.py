@@ -57,6 +57,13 @@ def backend_of(connection: AsyncConnection) -> Any:
     return sync_connection.connection.driver_connection
 
 
+async def give_back(database: Database, count: int) -> None:
+    """Take `count` read connections at once, then give each back as a request would."""
+    held = [await database.read_connection() for _ in range(count)]
+    for connection in held:
+        await database.release_read_connection(connection)
+
+
 async def answers(connection: AsyncConnection) -> bool:
     return bool(await backend_of(connection).fetchval("SELECT 1") == 1)
 
@@ -94,9 +101,7 @@ async def test_a_connection_with_a_transaction_begun_goes_back_to_the_pool(
 @pytest.mark.usefixtures("lasting_warmth")
 async def test_at_most_half_the_pool_is_parked(postgres_database: Database) -> None:
     size = postgres_database.engine.sync_engine.pool.size()  # type: ignore[attr-defined]
-    held = [await postgres_database.read_connection() for _ in range(size // 2 + 3)]
-    for connection in held:
-        await postgres_database.release_read_connection(connection)
+    await give_back(postgres_database, size // 2 + 3)
 
     assert len(postgres_database.warm_reads) == size // 2
     assert checked_out(postgres_database) == size // 2
@@ -106,9 +111,7 @@ async def test_at_most_half_the_pool_is_parked(postgres_database: Database) -> N
 async def test_parked_connections_go_back_to_the_pool_once_unused_for_a_moment(
     postgres_database: Database,
 ) -> None:
-    held = [await postgres_database.read_connection() for _ in range(3)]
-    for connection in held:
-        await postgres_database.release_read_connection(connection)
+    await give_back(postgres_database, 3)
     assert checked_out(postgres_database) == 3
 
     await asyncio.sleep(WARM_SECONDS * 3)
@@ -158,9 +161,7 @@ async def test_a_parked_connection_is_never_handed_to_another_event_loop(
 @pytest.mark.usefixtures("lasting_warmth")
 async def test_disposing_gives_every_parked_connection_back(postgres_database_url: str) -> None:
     database = Database.from_settings(Settings(database_url=postgres_database_url))
-    held = [await database.read_connection() for _ in range(3)]
-    for connection in held:
-        await database.release_read_connection(connection)
+    await give_back(database, 3)
     assert checked_out(database) == 3
 
     await database.warm_reads.close_all()
