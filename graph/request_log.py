@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from graph.access_line import log_access
 from graph.logs import current_request_id
 
 logger = logging.getLogger("usage_events.access")
@@ -79,13 +80,12 @@ class RequestLogMiddleware:
             await self.app(scope, receive, send_with_headers)
         finally:
             duration_ms = round((time.perf_counter() - started) * 1000, 2)
-            logger.info(
+            log_access(
+                logger,
                 "%s %s %s",
-                scope["method"],
-                scope["path"],
-                status or "no response",
+                (scope["method"], scope["path"], status or "no response"),
                 # request_id comes with every record of the request (graph.logs).
-                extra={
+                {
                     "method": scope["method"],
                     "path": scope["path"],
                     # 0: the client went away, or the app failed before answering.

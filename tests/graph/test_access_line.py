@@ -1,0 +1,319 @@
+"""The access line written straight to the service's handler, or the logging module's way
+(graph.access_line): the same line either way, and any other configuration honoured."""
+
+import io
+import logging
+import logging.config
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from itertools import count
+from typing import Any
+
+import orjson
+import pytest
+
+from graph.access_line import log_access
+from graph.logs import (
+    ServiceJsonFormatter,
+    current_request_id,
+    install_request_ids,
+    logging_config,
+)
+
+FIELDS: dict[str, Any] = {
+    "method": "POST",
+    "path": "/graphql",
+    "status": 200,
+    "duration_ms": 0.41,
+    "business_id": "bus_01",
+    "operation": "PeerEvent",
+    "code": None,
+    "client": "127.0.0.1",
+}
+ARGS = ("POST", "/graphql", 200)
+NAMES = count()
+
+
+class Configured:
+    """A logger `<name>.access` under `<name>`, which holds the service's handler and does
+    not propagate, as graph.logs.logging_config sets `usage_events`."""
+
+    def __init__(self, name: str) -> None:
+        self.stream = io.StringIO()
+        self.handler = logging.StreamHandler(self.stream)
+        self.handler.setFormatter(ServiceJsonFormatter())
+        self.parent = logging.getLogger(name)
+        self.parent.addHandler(self.handler)
+        self.parent.setLevel(logging.INFO)
+        self.parent.propagate = False
+        self.logger = logging.getLogger(f"{name}.access")
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [orjson.loads(line) for line in self.stream.getvalue().splitlines()]
+
+    def close(self) -> None:
+        self.parent.removeHandler(self.handler)
+        self.parent.setLevel(logging.NOTSET)
+        self.parent.propagate = True
+        for logger in (self.parent, self.logger):
+            logger.filters.clear()
+            logger.handlers.clear()
+            logger.disabled = False
+
+
+@contextmanager
+def service_logging() -> Iterator[Configured]:
+    """Made within the test's body: pytest adds its capture handler to every logger that
+    does not propagate as a test's call begins (which would make a second handler)."""
+    install_request_ids()  # As create_app does; idempotent.
+    made = Configured(f"test_access_line_{next(NAMES)}")
+    token = current_request_id.set("rid-1")
+    try:
+        yield made
+    finally:
+        current_request_id.reset(token)
+        made.close()
+
+
+@pytest.fixture
+def record_factory_restored() -> Iterator[None]:
+    factory = logging.getLogRecordFactory()
+    yield
+    logging.setLogRecordFactory(factory)
+
+
+def no_record_made(logger: logging.Logger, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_args: Any, **_kwargs: Any) -> None:
+        raise AssertionError("the short way makes no record")
+
+    monkeypatch.setattr(logger, "makeRecord", refuse)
+
+
+def test_the_line_is_what_the_formatter_writes_of_the_record() -> None:
+    """Byte for byte, key order and time included: python-json-logger's own format of the
+    record the logging module would make, and the line made without one."""
+    install_request_ids()
+    formatter = ServiceJsonFormatter()
+    logger = logging.getLogger("test_access_line.compare")
+    token = current_request_id.set("rid-7")
+    try:
+        record = logger.makeRecord(
+            logger.name, logging.INFO, "", 0, "%s %s %s", ARGS, None, extra=FIELDS
+        )
+    finally:
+        current_request_id.reset(token)
+    line = formatter.line(
+        "INFO", logger.name, "POST /graphql 200", {"request_id": "rid-7", **FIELDS}, record.created
+    )
+    assert line == formatter.format(record)
+    assert list(orjson.loads(line)) == [
+        "level",
+        "logger",
+        "message",
+        "request_id",
+        *FIELDS,
+        "time",
+    ]
+
+
+def test_the_service_configuration_takes_the_short_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    with service_logging() as configured:
+        no_record_made(configured.logger, monkeypatch)
+        log_access(configured.logger, "%s %s %s", ARGS, FIELDS)
+        [line] = configured.lines()
+    # Key order included, as the formatter writes a record's (the test above).
+    assert list((line | {"time": None}).items()) == list(
+        {
+            "level": "INFO",
+            "logger": configured.logger.name,
+            "message": "POST /graphql 200",
+            "request_id": "rid-1",
+            **FIELDS,
+            "time": None,
+        }.items()
+    )
+
+
+def test_outside_a_request_no_request_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    with service_logging() as configured:
+        no_record_made(configured.logger, monkeypatch)
+        token = current_request_id.set("")
+        try:
+            log_access(configured.logger, "%s %s %s", ARGS, FIELDS)
+        finally:
+            current_request_id.reset(token)
+        [line] = configured.lines()
+    assert "request_id" not in line
+    assert line["message"] == "POST /graphql 200"
+
+
+def test_a_level_above_info_writes_nothing() -> None:
+    with service_logging() as configured:
+        configured.logger.setLevel(logging.WARNING)
+        log_access(configured.logger, "%s %s %s", ARGS, FIELDS)
+        configured.logger.setLevel(logging.NOTSET)
+        assert configured.lines() == []
+
+
+def test_a_disabled_logger_writes_nothing() -> None:
+    with service_logging() as configured:
+        configured.logger.disabled = True
+        log_access(configured.logger, "%s %s %s", ARGS, FIELDS)
+        assert configured.lines() == []
+
+
+class Tagged(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.tag = "seen"
+        return True
+
+
+class Dropping(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+Lines = list[dict[str, Any]]
+
+# Each changes what the logging module does with the record; the lines written show it.
+CONFIGURATIONS: dict[str, tuple[Callable[[Configured], None], Callable[[Lines], bool]]] = {
+    "a filter on the logger that adds a field": (
+        lambda c: c.logger.addFilter(Tagged()),
+        lambda lines: [line.get("tag") for line in lines] == ["seen"],
+    ),
+    "a filter on the logger that drops the record": (
+        lambda c: c.logger.addFilter(Dropping()),
+        lambda lines: lines == [],
+    ),
+    "a filter on the parent": (
+        # The logging module applies the first logger's filters only: the parent's never
+        # runs, whichever way is taken.
+        lambda c: c.parent.addFilter(Tagged()),
+        lambda lines: len(lines) == 1 and "tag" not in lines[0],
+    ),
+    "a filter on the handler that adds a field": (
+        lambda c: c.handler.addFilter(Tagged()),
+        lambda lines: [line.get("tag") for line in lines] == ["seen"],
+    ),
+    "a filter on the handler that drops the record": (
+        lambda c: c.handler.addFilter(Dropping()),
+        lambda lines: lines == [],
+    ),
+    "a handler level above INFO": (
+        lambda c: c.handler.setLevel(logging.WARNING),
+        lambda lines: lines == [],
+    ),
+    "a second handler on the same stream": (
+        lambda c: c.logger.addHandler(c.handler),
+        lambda lines: len(lines) == 2 and lines[0] == lines[1],
+    ),
+    "the parent propagating to a root with a handler": (
+        lambda c: setattr(c.parent, "propagate", True),
+        # pytest's capture handlers on the root logger take the record too; the stream
+        # has its one line.
+        lambda lines: len(lines) == 1,
+    ),
+}
+
+
+@pytest.mark.parametrize("configuration", list(CONFIGURATIONS))
+def test_any_other_configuration_is_honoured(
+    monkeypatch: pytest.MonkeyPatch, configuration: str
+) -> None:
+    configure, expected = CONFIGURATIONS[configuration]
+    with service_logging() as configured:
+        configure(configured)
+        made: list[logging.LogRecord] = []
+        make_record = configured.logger.makeRecord
+
+        def noted(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            made.append(make_record(*args, **kwargs))
+            return made[-1]
+
+        monkeypatch.setattr(configured.logger, "makeRecord", noted)
+        log_access(configured.logger, "%s %s %s", ARGS, FIELDS)
+        lines = configured.lines()
+    assert expected(lines), lines
+    # The logging module's way: a record was made.
+    assert len(made) == 1
+
+
+def test_another_formatter_is_used() -> None:
+    with service_logging() as configured:
+        configured.handler.setFormatter(logging.Formatter("%(message)s %(request_id)s %(client)s"))
+        log_access(configured.logger, "%s %s %s", ARGS, FIELDS)
+        assert configured.stream.getvalue() == "POST /graphql 200 rid-1 127.0.0.1\n"
+
+
+def test_a_handler_of_another_class_is_used() -> None:
+    records: list[logging.LogRecord] = []
+
+    class Capture(logging.StreamHandler[io.StringIO]):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    with service_logging() as configured:
+        capture = Capture(configured.stream)
+        capture.setFormatter(ServiceJsonFormatter())
+        configured.parent.removeHandler(configured.handler)
+        configured.parent.addHandler(capture)
+        log_access(configured.logger, "%s %s %s", ARGS, FIELDS)
+        configured.parent.removeHandler(capture)
+        assert configured.stream.getvalue() == ""
+    [record] = records
+    assert record.getMessage() == "POST /graphql 200"
+    assert record.__dict__["request_id"] == "rid-1"
+
+
+def test_another_record_factory_is_honoured(record_factory_restored: None) -> None:
+    with service_logging() as configured:
+        previous = logging.getLogRecordFactory()
+
+        def traced(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = previous(*args, **kwargs)
+            record.trace_id = "t-1"
+            return record
+
+        logging.setLogRecordFactory(traced)
+        log_access(configured.logger, "%s %s %s", ARGS, FIELDS)
+        [line] = configured.lines()
+    assert line["trace_id"] == "t-1"
+    assert line["request_id"] == "rid-1"
+
+
+def test_a_failed_write_is_the_handlers_to_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    reported: list[logging.LogRecord] = []
+    with service_logging() as configured:
+        monkeypatch.setattr(configured.handler, "handleError", reported.append)
+        configured.stream.close()
+        log_access(configured.logger, "%s %s %s", ARGS, FIELDS)
+    [record] = reported
+    assert record.getMessage() == "POST /graphql 200"
+
+
+def test_the_configuration_serve_hands_uvicorn_takes_the_short_way(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_request_ids()
+    logging.config.dictConfig(logging_config())
+    access = logging.getLogger("usage_events.access")
+    try:
+        no_record_made(access, monkeypatch)
+        token = current_request_id.set("rid-9")
+        try:
+            log_access(access, "%s %s %s", ARGS, FIELDS)
+        finally:
+            current_request_id.reset(token)
+    finally:
+        # Back to pytest's own handlers for the tests that follow (as tests/graph/test_logs.py).
+        logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
+        for name in ("usage_events", "uvicorn", "uvicorn.access"):
+            logging.getLogger(name).handlers.clear()
+            logging.getLogger(name).propagate = True
+        logging.getLogger().handlers.clear()
+    [line] = [orjson.loads(each) for each in capsys.readouterr().err.splitlines()]
+    assert (line["logger"], line["request_id"], line["client"]) == (
+        "usage_events.access",
+        "rid-9",
+        "127.0.0.1",
+    )
