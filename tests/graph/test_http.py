@@ -10,12 +10,14 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
 from graphql import get_introspection_query
 from starlette.types import Message
 
+import graph.http as graph_http
 from db.database import Database
 from db.repositories.businesses import BusinessRepository
 from db.repositories.events import EventRepository
@@ -680,3 +682,54 @@ async def test_a_body_the_server_has_read_whole_is_read_without_a_deadline() -> 
     assert body_deadline({"type": "http", BODY_RECEIVED: True}, 30.0) is None
     assert body_deadline({"type": "http"}, 30.0) == 30.0
     assert body_deadline({"type": "http"}, 0.0) is None  # 0: no limit
+
+
+@pytest.mark.parametrize("received", [True, False])
+async def test_a_body_read_whole_arms_no_timer(
+    settings: Settings,
+    database: Database,
+    tenant: Tenant,
+    monkeypatch: pytest.MonkeyPatch,
+    received: bool,
+) -> None:
+    """Through the endpoint: asyncio.timeout is entered for a body still to come only."""
+    armed: list[float | None] = []
+    real_timeout = asyncio.timeout
+
+    def noted(delay: float | None) -> asyncio.Timeout:
+        armed.append(delay)
+        return real_timeout(delay)
+
+    monkeypatch.setattr(graph_http.asyncio, "timeout", noted)
+    body = orjson.dumps({"query": VIEWER})
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/graphql",
+        "raw_path": b"/graphql",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"authorization", f"Bearer {tenant.api_key}".encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+        "client": ("127.0.0.1", 5555),
+        "server": ("127.0.0.1", 8000),
+        **({BODY_RECEIVED: True} if received else {}),
+    }
+    await create_app(settings, database)(scope, receive, send)
+    assert sent[0]["status"] == 200
+    assert orjson.loads(sent[1]["body"])["data"]["viewer"]["id"] == tenant.business_id
+    assert armed == ([] if received else [settings.body_read_timeout.total_seconds()])
