@@ -17,7 +17,6 @@ import sqlalchemy as sa
 from graphql import get_introspection_query
 from starlette.types import Message
 
-import graph.http as graph_http
 from db.database import Database
 from db.repositories.businesses import BusinessRepository
 from db.repositories.events import EventRepository
@@ -700,14 +699,14 @@ async def test_a_body_read_whole_arms_no_timer(
         armed.append(delay)
         return real_timeout(delay)
 
-    monkeypatch.setattr(graph_http.asyncio, "timeout", noted)
+    monkeypatch.setattr(asyncio, "timeout", noted)
     body = orjson.dumps({"query": VIEWER})
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         return {"type": "http.request", "body": body, "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     scope = {
