@@ -10,7 +10,6 @@ read connection when the response is ready.
 import asyncio
 import json
 import logging
-import re
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -334,11 +333,21 @@ def body_deadline(scope: Scope, timeout: float) -> float | None:
 # orjson reads an integer beyond 64 bits as a float, silently; one with 19 or more digits
 # sends the body to the standard parser, which keeps every integer exact (and the rules
 # refuse the ones out of range). A string of digits that long only costs the slower parse.
-_LONG_DIGIT_RUN = re.compile(rb"[0-9]{19}")
+LONG_DIGIT_RUN = 19
+# Every digit made a "0" (no other byte is one): a run of digits is then a plain substring,
+# which bytes' search finds 4-5 times faster than the regex `[0-9]{19}` scans a body (2 µs
+# of a point read's body; 11 ms of 1 MB).
+_DIGITS_AS_ZEROS = bytes.maketrans(b"123456789", b"0" * 9)
+_ZEROS = b"0" * LONG_DIGIT_RUN
+
+
+def has_long_digit_run(raw: bytes) -> bool:
+    """Whether `raw` holds LONG_DIGIT_RUN or more digits in a row."""
+    return _ZEROS in raw.translate(_DIGITS_AS_ZEROS)
 
 
 def _parse_json(raw: bytes, what: str) -> Any:
-    if not _LONG_DIGIT_RUN.search(raw):
+    if not has_long_digit_run(raw):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
