@@ -9,8 +9,8 @@ may have set it), else a new one; it is echoed in the response's `X-Request-Id`,
 """
 
 import logging
+import os
 import re
-import secrets
 import time
 from dataclasses import dataclass
 
@@ -106,5 +106,34 @@ def _request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == REQUEST_ID_HEADER and _SANE_REQUEST_ID.fullmatch(value):
             return value.decode()
-    # 128 random bits in 32 hex digits, as uuid4().hex spells them, without the UUID object.
-    return secrets.token_hex(16)
+    return _random_ids.next()
+
+
+class RandomIds:
+    """128 random bits in 32 hex digits, as uuid4().hex spells them, from os.urandom as
+    `secrets.token_hex` takes them, but read for 256 ids at once: a system call per 256
+    requests rather than one each (a point read's CPU under load: 3 % went to getrandom).
+    A forked child reads afresh, never its parent's next ids."""
+
+    BYTES = 16
+    BATCH = 256
+
+    def __init__(self) -> None:
+        self._random = b""
+        self._used = 0
+
+    def next(self) -> str:
+        if self._used == len(self._random):
+            self._random = os.urandom(self.BYTES * self.BATCH)
+            self._used = 0
+        start = self._used
+        self._used += self.BYTES
+        return self._random[start : self._used].hex()
+
+    def forget(self) -> None:
+        self._random = b""
+        self._used = 0
+
+
+_random_ids = RandomIds()
+os.register_at_fork(after_in_child=_random_ids.forget)

@@ -1,11 +1,15 @@
 """Request ids, security headers and the one JSON access line per request (graph.request_log)."""
 
 import logging
+import os
 import re
+import warnings
 
 import httpx
 import pytest
 
+from graph import request_log
+from graph.request_log import RandomIds
 from tests.support import GraphQLClient, Tenant
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -113,3 +117,42 @@ async def test_a_long_operation_name_is_cut_in_the_log(
     )
     [line] = access_lines(caplog)
     assert len(line.__dict__["operation"]) == 100
+
+
+async def test_random_ids_are_read_in_batches_and_never_repeat(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reads: list[int] = []
+    real_urandom = os.urandom
+
+    def noted(size: int) -> bytes:
+        reads.append(size)
+        return real_urandom(size)
+
+    monkeypatch.setattr(os, "urandom", noted)
+    ids = RandomIds()
+    made = [ids.next() for _ in range(RandomIds.BATCH * 2 + 1)]
+    assert reads == [RandomIds.BYTES * RandomIds.BATCH] * 3
+    assert len(set(made)) == len(made)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", each) for each in made)
+
+
+async def test_a_forked_child_reads_its_own_random_ids() -> None:
+    """The server's own RandomIds: an application that forks its workers after importing
+    the service (a pre-forking server) would otherwise give two requests one id."""
+    ids = request_log._random_ids
+    ids.next()
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns of fork() in a process with threads; the child only writes.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # The child: its next id, from bytes of its own.
+        os.close(read_end)
+        os.write(write_end, ids.next().encode())
+        os._exit(0)
+    os.close(write_end)
+    child_next = os.read(read_end, 64).decode()
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert child_next != ids.next()
