@@ -26,7 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.compiler import WARN_LINTING, SQLCompiler
 
-from db.database import Reading, aborted_if_cut_off, connection_of, is_autocommit
+from db.database import Reading, abort_if_cut_off, connection_of, is_autocommit
 from db.kept import Kept
 
 
@@ -72,8 +72,11 @@ async def driver_rows(
         raw = sync_connection.connection
     driver = raw.driver_connection
     assert driver is not None
-    async with aborted_if_cut_off(connection, driver):
+    try:
         rows: Sequence[Any] = await driver.fetch(sql, *bound)
+    except BaseException as error:
+        await abort_if_cut_off(connection, driver, error)
+        raise
     return rows
 
 

@@ -23,7 +23,7 @@ What keeps this as safe as the pool itself:
   connection opened before a pool-wide invalidation, which follows a lost server; such a
   connection's socket has its end of stream waiting, which the checks catch.)
 - Only a connection with nothing begun, neither closed nor invalidated, is parked; one
-  whose statement was cut off is invalidated (db.database.aborted_if_cut_off) and never
+  whose statement was cut off is invalidated (db.database.abort_if_cut_off) and never
   comes here.
 - Connections belong to the event loop that opened them: all parked ones belong to one
   loop, and no other is given one. After `close_all` (the engine being disposed) nothing

@@ -5,12 +5,16 @@ request more than its statement. Mutations still write in a unit of work's sessi
 import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from db.database import Database
+from db.records import BusinessRecord
+from db.settings import Settings
+from graph.context import RequestContext
 from tests.support import GraphQLClient, event_input, ingest, iso
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -81,3 +85,34 @@ async def test_a_page_read_before_a_write_in_the_same_query_still_answers(
     assert data["backfills"]["nodes"] == [{"id": backfill["id"], "status": "REFLECTED"}]
     assert data["events"]["totalCount"] == 3
     assert [node["eventId"] for node in data["events"]["nodes"]] == ["evt-0", "evt-1"]
+
+
+class UnreachableDatabase:
+    """A Database whose read connections cannot be had: the server is away."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    async def read_connection(self) -> Any:
+        self.attempts += 1
+        raise ConnectionRefusedError(111, "Connection refused")
+
+
+async def test_an_outage_met_taking_the_connection_fails_the_next_read_at_once(
+    settings: Settings,
+) -> None:
+    """The fields after the first that met the outage fail with it without waiting out the
+    database once more (RequestContext.reading)."""
+    database = UnreachableDatabase()
+    context = RequestContext(cast(Database, database), settings, cast(BusinessRecord, None))
+    errors = []
+    for _ in range(3):
+        with pytest.raises(ConnectionRefusedError) as raised:
+            async with context.reading():
+                pass
+        errors.append(raised.value)
+    assert database.attempts == 1
+    assert errors[1] is errors[0]
+    assert errors[2] is errors[0]
+    # Each turn gave the lock back.
+    assert not context._lock.locked()
