@@ -54,6 +54,42 @@ TOO_MANY_REQUESTS = "TOO_MANY_REQUESTS"
 TOO_MANY_FAILED_KEYS = "TOO_MANY_FAILED_AUTHENTICATIONS"
 
 
+class InFlight:
+    """Admission.request's count of requests in progress, held for a `with` block. This and
+    BusinessInFlight are classes rather than generator context managers, which cost every
+    request 2 % of a point read's instructions between them."""
+
+    __slots__ = ("_admission",)
+
+    def __init__(self, admission: "Admission") -> None:
+        self._admission = admission
+
+    def __enter__(self) -> None:
+        self._admission.in_flight += 1
+
+    def __exit__(self, *_exception: object) -> None:
+        self._admission.in_flight -= 1
+
+
+class BusinessInFlight:
+    """Admission.business_request's count of the business's requests in progress."""
+
+    __slots__ = ("_admission", "_business_id")
+
+    def __init__(self, admission: "Admission", business_id: str) -> None:
+        self._admission = admission
+        self._business_id = business_id
+
+    def __enter__(self) -> None:
+        self._admission.by_business[self._business_id] += 1
+
+    def __exit__(self, *_exception: object) -> None:
+        by_business = self._admission.by_business
+        by_business[self._business_id] -= 1
+        if not by_business[self._business_id]:
+            del by_business[self._business_id]
+
+
 class Admission:
     """The bounds of one process (see the module's docstring)."""
 
@@ -66,8 +102,8 @@ class Admission:
             settings.failed_key_limit, settings.failed_key_window.total_seconds()
         )
 
-    @contextmanager
-    def request(self) -> Iterator[None]:
+    def request(self) -> "InFlight":
+        """A request in progress, for a `with` block; 503 beyond the process's limit."""
         if self.in_flight >= self.settings.max_concurrent_requests:
             raise TurnedAway(
                 503,
@@ -76,11 +112,7 @@ class Admission:
                 "already (USAGE_EVENTS_MAX_CONCURRENT_REQUESTS); retry shortly.",
                 BUSY_RETRY_AFTER_SECONDS,
             )
-        self.in_flight += 1
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
+        return InFlight(self)
 
     @contextmanager
     def large_request(self) -> Iterator[None]:
@@ -99,8 +131,8 @@ class Admission:
         finally:
             self.large_in_flight -= 1
 
-    @contextmanager
-    def business_request(self, business_id: str) -> Iterator[None]:
+    def business_request(self, business_id: str) -> "BusinessInFlight":
+        """A request of the business in progress, for a `with` block; 429 beyond its limit."""
         limit = self.settings.max_concurrent_requests_per_business
         if self.by_business[business_id] >= limit:
             raise TurnedAway(
@@ -110,13 +142,7 @@ class Admission:
                 "(USAGE_EVENTS_MAX_CONCURRENT_REQUESTS_PER_BUSINESS); retry when one ends.",
                 BUSY_RETRY_AFTER_SECONDS,
             )
-        self.by_business[business_id] += 1
-        try:
-            yield
-        finally:
-            self.by_business[business_id] -= 1
-            if not self.by_business[business_id]:
-                del self.by_business[business_id]
+        return BusinessInFlight(self, business_id)
 
     @contextmanager
     def key_check(self, address: str) -> Iterator["KeyCheck"]:
