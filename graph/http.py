@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -86,11 +87,12 @@ class GraphQLEndpoint:
         )
 
     async def handle(self, request: Request) -> Response:
-        media_type = _response_media_type(request)
+        headers = EndpointHeaders.of(request.scope)
+        media_type = _response_media_type(headers)
         try:
-            if request.method == "GET" and _wants_graphiql(request):
+            if request.method == "GET" and _wants_graphiql(request, headers):
                 return graphiql_response()
-            return await self._handle(request, media_type)
+            return await self._handle(request, headers, media_type)
         except (HTTPError, TurnedAway) as refusal:
             _note_code(request, refusal.code)
             body = {"errors": [{"message": refusal.message, "extensions": {"code": refusal.code}}]}
@@ -114,21 +116,28 @@ class GraphQLEndpoint:
             }
             return _json_response(body, 500, media_type)
 
-    async def _handle(self, request: Request, media_type: str) -> Response:
+    async def _handle(
+        self, request: Request, headers: "EndpointHeaders", media_type: str
+    ) -> Response:
         record = request_record(request.scope)
         with self.admission.request():
-            business = await self._authenticate(request)
+            business = await self._authenticate(request, headers)
             if record is not None:
                 record.business_id = business.id
-            with self.admission.business_request(business.id), self._large_body(request):
-                return await self._execute(request, media_type, business, record)
+            with (
+                self.admission.business_request(business.id),
+                self._large_body(request, headers),
+            ):
+                return await self._execute(request, headers, media_type, business, record)
 
-    def _large_body(self, request: Request) -> AbstractContextManager[None]:
+    def _large_body(
+        self, request: Request, headers: "EndpointHeaders"
+    ) -> AbstractContextManager[None]:
         """A slot for a large body (graph.admission), or nothing for a small one.
 
         A body sent without a Content-Length (chunked) may be as large as any: it takes one.
         """
-        declared = request.headers.get("content-length")
+        declared = headers.content_length
         if declared is not None and declared.isdigit():
             # Too large to take at all: said so (413), rather than that the server is busy.
             self._refuse_oversized(int(declared))
@@ -143,6 +152,7 @@ class GraphQLEndpoint:
     async def _execute(
         self,
         request: Request,
+        headers: "EndpointHeaders",
         media_type: str,
         business: BusinessRecord,
         record: RequestRecord | None,
@@ -156,7 +166,7 @@ class GraphQLEndpoint:
             allowed = {OperationType.QUERY}
             may_hold_nul = True
         else:
-            raw = await self._read_body(request)
+            raw = await self._read_body(request, headers)
             payload = _parse_json(raw, "request body")
             allowed = {OperationType.QUERY, OperationType.MUTATION}
             may_hold_nul = body_may_hold_nul(raw)
@@ -240,9 +250,9 @@ class GraphQLEndpoint:
                 413, f"The request body is larger than {limit} bytes.", "PAYLOAD_TOO_LARGE"
             )
 
-    async def _read_body(self, request: Request) -> bytes:
+    async def _read_body(self, request: Request, headers: "EndpointHeaders") -> bytes:
         limit = self.settings.max_request_bytes
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        content_type = headers.content_type.split(";")[0].strip().lower()
         if content_type not in (APPLICATION_JSON, GRAPHQL_RESPONSE_JSON, ""):
             raise HTTPError(
                 415, "Send the GraphQL request as application/json.", "UNSUPPORTED_MEDIA_TYPE"
@@ -269,8 +279,8 @@ class GraphQLEndpoint:
                 400, "The client left before sending the whole body.", "CLIENT_DISCONNECTED"
             ) from None
 
-    async def _authenticate(self, request: Request) -> BusinessRecord:
-        header = request.headers.get("authorization", "")
+    async def _authenticate(self, request: Request, headers: "EndpointHeaders") -> BusinessRecord:
+        header = headers.authorization
         scheme, _, secret = header.partition(" ")
         if not header:
             raise HTTPError(
@@ -390,11 +400,45 @@ def _graphql_params(payload: Any) -> tuple[str, dict[str, Any] | None, str | Non
     return query, variables, operation_name
 
 
-def _wants_graphiql(request: Request) -> bool:
-    return "query" not in request.query_params and "text/html" in request.headers.get("accept", "")
+@dataclass(slots=True)
+class EndpointHeaders:
+    """The request headers the endpoint reads, each the first of its name as Starlette's
+    `Request.headers.get` gives it, found in one pass over the request's: four lookups in
+    Starlette's Headers scanned the list four times (2 % of a point read's CPU)."""
+
+    accept: str = ""
+    authorization: str = ""
+    content_length: str | None = None
+    content_type: str = ""
+
+    @classmethod
+    def of(cls, scope: Scope) -> "EndpointHeaders":
+        found = cls()
+        seen: set[str] = set()
+        name: bytes
+        value: bytes
+        # ASGI servers give header names lowercased.
+        for name, value in scope["headers"]:
+            field = _ENDPOINT_HEADERS.get(name)
+            if field is not None and field not in seen:
+                seen.add(field)
+                setattr(found, field, value.decode("latin-1"))
+        return found
 
 
-def _response_media_type(request: Request) -> str:
+_ENDPOINT_HEADERS = {
+    b"accept": "accept",
+    b"authorization": "authorization",
+    b"content-length": "content_length",
+    b"content-type": "content_type",
+}
+
+
+def _wants_graphiql(request: Request, headers: EndpointHeaders) -> bool:
+    return "query" not in request.query_params and "text/html" in headers.accept
+
+
+def _response_media_type(headers: EndpointHeaders) -> str:
     """GraphQL-over-HTTP: the new media type when the client names it, else plain JSON.
 
     No Accept, or a wildcard only (`*/*` is what curl, fetch, requests and httpx send unless
@@ -402,7 +446,7 @@ def _response_media_type(request: Request) -> str:
     4xx statuses: it gets application/json, which a wildcard accepts as well. This is what
     graphql-http's audits 47DE and 80D8 (tests/e2e/test_graphql_http_audit.py) ask for.
     """
-    accept = request.headers.get("accept", "")
+    accept = headers.accept
     return GRAPHQL_RESPONSE_JSON if GRAPHQL_RESPONSE_JSON in accept else APPLICATION_JSON
 
 

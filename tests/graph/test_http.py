@@ -15,6 +15,7 @@ import pytest
 import pytest_asyncio
 import sqlalchemy as sa
 from graphql import get_introspection_query
+from starlette.requests import Request
 from starlette.types import Message
 
 from db.database import Database
@@ -24,7 +25,7 @@ from db.rules.ingestion import utc_now
 from db.settings import Settings
 from graph.app import create_app
 from graph.errors import DATABASE_UNAVAILABLE, DATABASE_UNAVAILABLE_MESSAGE
-from graph.http import body_deadline
+from graph.http import EndpointHeaders, body_deadline
 from graph.serving import BODY_RECEIVED
 from tests.support import GraphQLClient, Tenant, count_rows, event_input
 
@@ -732,3 +733,30 @@ async def test_a_body_read_whole_arms_no_timer(
     assert sent[0]["status"] == 200
     assert orjson.loads(sent[1]["body"])["data"]["viewer"]["id"] == tenant.business_id
     assert armed == ([] if received else [settings.body_read_timeout.total_seconds()])
+
+
+async def test_the_endpoint_reads_the_first_header_of_each_name() -> None:
+    """As Starlette's Request.headers.get reads them; latin-1 as HTTP carries them."""
+    scope = {
+        "type": "http",
+        "headers": [
+            (b"accept", b"application/graphql-response+json"),
+            (b"x-other", b"1"),
+            (b"accept", b"text/html"),
+            (b"authorization", b"Bearer uek_\xe9"),
+            (b"content-length", b"12"),
+        ],
+    }
+    headers = EndpointHeaders.of(scope)
+    assert headers == EndpointHeaders(
+        accept="application/graphql-response+json",
+        authorization="Bearer uek_é",
+        content_length="12",
+        content_type="",
+    )
+    assert (headers.accept, headers.authorization, headers.content_length) == (
+        Request(scope).headers.get("accept"),
+        Request(scope).headers.get("authorization"),
+        Request(scope).headers.get("content-length"),
+    )
+    assert EndpointHeaders.of({"type": "http", "headers": []}).content_length is None
