@@ -7,17 +7,34 @@ under callgrind: 123 000 of 724 000). So when the access logger's records would 
 handler only, and that handler is the one `serve` configures (graph.logs.logging_config:
 a plain StreamHandler with ServiceJsonFormatter) with nothing that could filter or add to
 a record on the way, the line is made by that formatter from the values themselves and
-written as the handler writes, under its lock. Any other configuration — another handler
-or a second one, a filter, a handler level above INFO, another record factory — takes the
-logging module's way, so the logging configuration is honoured either way, and the line
-is the same: tests/graph/test_access_line.py compares the two.
+written as the handler writes, under its lock. Anything else takes the logging module's
+way: another handler or a second one, a filter, a handler level above INFO, another
+record factory, formatter settings changed after it was made, and any of the logging
+module's methods on the way replaced, on its class or on the object (as error trackers
+and tracers do to see or enrich records). So the logging configuration is honoured
+either way, and the line is the same: tests/graph/test_access_line.py compares the two.
 """
 
 import logging
+import operator
 import time
 from typing import Any
 
 from graph.logs import ServiceJsonFormatter, current_request_id, records_are_the_services
+
+# What the logging module would run for the line, by class: where any of these is not the
+# logging module's own (an error tracker or tracer patches Logger.callHandlers or
+# makeRecord to see or enrich records), the logging module's way is taken.
+_LOGGER_METHODS = ("isEnabledFor", "info", "_log", "makeRecord", "handle", "callHandlers")
+# Not handleError: the short way calls it as StreamHandler.emit does.
+_HANDLER_METHODS = ("handle", "filter", "format", "emit", "flush")
+_logger_methods = operator.attrgetter(*_LOGGER_METHODS)
+_handler_methods = operator.attrgetter(*_HANDLER_METHODS)
+_LOGGING_SOURCE = logging.__file__
+_METHOD_NAMES = frozenset(_LOGGER_METHODS + _HANDLER_METHODS)
+# The methods last seen to be the logging module's own: looked at again only when one of
+# them is another object.
+_unpatched: tuple[Any, ...] = ()
 
 
 def log_access(
@@ -27,7 +44,7 @@ def log_access(
     if not logger.isEnabledFor(logging.INFO):
         return
     handler = _sole_service_handler(logger)
-    if handler is None or not records_are_the_services():
+    if handler is None or not records_are_the_services() or not _logging_as_shipped(logger):
         logger.info(message, *args, extra=fields)
         return
     formatter = handler.formatter
@@ -35,10 +52,11 @@ def log_access(
     request_id = current_request_id.get()
     # The record factory's field comes first, as it is set before the record's extras.
     own_fields = {"request_id": request_id, **fields} if request_id else fields
-    line = formatter.line("INFO", logger.name, message % args, own_fields, time.time())
+    created = time.time()
     # StreamHandler.emit, under the lock Handler.handle takes around it.
     handler.acquire()
     try:
+        line = formatter.line("INFO", logger.name, message % args, own_fields, created)
         handler.stream.write(line + handler.terminator)
         handler.flush()
     except RecursionError:
@@ -52,8 +70,8 @@ def log_access(
 
 
 def _sole_service_handler(logger: logging.Logger) -> logging.StreamHandler[Any] | None:
-    """The one handler `logger`'s INFO records reach, if it is the service's own and no
-    logger or handler on their way has a filter; else None."""
+    """The one handler `logger`'s INFO records reach, if it is the service's own, as built,
+    and no logger or handler on their way has a filter; else None."""
     found: logging.Handler | None = None
     current: logging.Logger | None = logger
     while current is not None:
@@ -71,6 +89,27 @@ def _sole_service_handler(logger: logging.Logger) -> logging.StreamHandler[Any] 
         or found.filters
         or found.level > logging.INFO
         or type(found.formatter) is not ServiceJsonFormatter
+        or not found.formatter.as_built()
+        or not _METHOD_NAMES.isdisjoint(vars(found))
     ):
         return None
     return found
+
+
+def _logging_as_shipped(logger: logging.Logger) -> bool:
+    """Whether the logger is a plain Logger and the logging module's classes run their own
+    methods: none replaced on the class or on the logger."""
+    global _unpatched
+    if type(logger) is not logging.Logger or not _METHOD_NAMES.isdisjoint(vars(logger)):
+        return False
+    methods = (*_logger_methods(logging.Logger), *_handler_methods(logging.StreamHandler))
+    if methods == _unpatched:
+        return True
+    # A wrapper copies its function's name and module, never its code's file.
+    own = all(
+        getattr(getattr(method, "__code__", None), "co_filename", None) == _LOGGING_SOURCE
+        for method in methods
+    )
+    if own:
+        _unpatched = methods
+    return own

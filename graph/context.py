@@ -158,8 +158,10 @@ class ReadingTurn:
             if context._connection is None:
                 context._connection = await context.database.read_connection()
         except BaseException as error:
-            context._note_outage(error)
-            context._lock.release()
+            try:
+                context._note_outage(error)
+            finally:
+                context._lock.release()
             raise
         return context._connection
 
@@ -169,9 +171,11 @@ class ReadingTurn:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if error is not None:
-            self._context._note_outage(error)
-        self._context._lock.release()
+        try:
+            if error is not None:
+                self._context._note_outage(error)
+        finally:
+            self._context._lock.release()
 
 
 Info = StrawberryInfo[RequestContext, None]

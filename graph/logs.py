@@ -75,6 +75,23 @@ class ServiceJsonFormatter(OrjsonFormatter):
 
     def __init__(self) -> None:
         super().__init__(JSON_FORMAT, rename_fields=RENAMED_FIELDS, timestamp="time")
+        # What `line` knows of: a setting changed later (dictConfig's "." key sets static
+        # fields, say) makes `format` write what `line` would not.
+        self._built = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if getattr(self, "_built", False):
+            object.__setattr__(self, "_built", False)
+        object.__setattr__(self, name, value)
+
+    def as_built(self) -> bool:
+        """Whether no setting was set, or changed in place, since construction."""
+        return (
+            self._built
+            and not self.static_fields
+            and not self.defaults
+            and self.rename_fields == RENAMED_FIELDS
+        )
 
     def line(
         self, level: str, logger: str, message: str, fields: dict[str, Any], created: float

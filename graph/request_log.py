@@ -11,6 +11,7 @@ may have set it), else a new one; it is echoed in the response's `X-Request-Id`,
 import logging
 import os
 import re
+import threading
 import time
 from dataclasses import dataclass
 
@@ -121,16 +122,21 @@ class RandomIds:
     def __init__(self) -> None:
         self._random = b""
         self._used = 0
+        # An application may serve from event loops in several threads.
+        self._lock = threading.Lock()
 
     def next(self) -> str:
-        if self._used == len(self._random):
-            self._random = os.urandom(self.BYTES * self.BATCH)
-            self._used = 0
-        start = self._used
-        self._used += self.BYTES
-        return self._random[start : self._used].hex()
+        with self._lock:
+            if self._used == len(self._random):
+                self._random = os.urandom(self.BYTES * self.BATCH)
+                self._used = 0
+            start = self._used
+            self._used += self.BYTES
+            return self._random[start : self._used].hex()
 
     def forget(self) -> None:
+        # A lock another thread held at the fork would stay held in the child.
+        self._lock = threading.Lock()
         self._random = b""
         self._used = 0
 

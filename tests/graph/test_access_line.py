@@ -1,6 +1,7 @@
 """The access line written straight to the service's handler, or the logging module's way
 (graph.access_line): the same line either way, and any other configuration honoured."""
 
+import functools
 import io
 import logging
 import logging.config
@@ -47,11 +48,19 @@ class Configured:
         self.parent.setLevel(logging.INFO)
         self.parent.propagate = False
         self.logger = logging.getLogger(f"{name}.access")
+        self.root_handler: logging.Handler | None = None
+
+    def propagate_to_a_root_handler(self) -> None:
+        self.parent.propagate = True
+        self.root_handler = logging.NullHandler()
+        logging.getLogger().addHandler(self.root_handler)
 
     def lines(self) -> list[dict[str, Any]]:
         return [orjson.loads(line) for line in self.stream.getvalue().splitlines()]
 
     def close(self) -> None:
+        if self.root_handler is not None:
+            logging.getLogger().removeHandler(self.root_handler)
         self.parent.removeHandler(self.handler)
         self.parent.setLevel(logging.NOTSET)
         self.parent.propagate = True
@@ -82,11 +91,27 @@ def record_factory_restored() -> Iterator[None]:
     logging.setLogRecordFactory(factory)
 
 
-def no_record_made(logger: logging.Logger, monkeypatch: pytest.MonkeyPatch) -> None:
+def no_record_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Making a LogRecord fails the test. (LogRecord itself, never a method the logging
+    module runs on the way, which would make graph.access_line take that way.)"""
+
     def refuse(*_args: Any, **_kwargs: Any) -> None:
         raise AssertionError("the short way makes no record")
 
-    monkeypatch.setattr(logger, "makeRecord", refuse)
+    monkeypatch.setattr(logging.LogRecord, "__init__", refuse)
+
+
+def records_made(monkeypatch: pytest.MonkeyPatch) -> list[logging.LogRecord]:
+    """Every LogRecord made from now on, as it is made."""
+    made: list[logging.LogRecord] = []
+    init = logging.LogRecord.__init__
+
+    def noted(record: logging.LogRecord, *args: Any, **kwargs: Any) -> None:
+        init(record, *args, **kwargs)
+        made.append(record)
+
+    monkeypatch.setattr(logging.LogRecord, "__init__", noted)
+    return made
 
 
 def test_the_line_is_what_the_formatter_writes_of_the_record() -> None:
@@ -118,7 +143,7 @@ def test_the_line_is_what_the_formatter_writes_of_the_record() -> None:
 
 def test_the_service_configuration_takes_the_short_way(monkeypatch: pytest.MonkeyPatch) -> None:
     with service_logging() as configured:
-        no_record_made(configured.logger, monkeypatch)
+        no_record_made(monkeypatch)
         log_access(configured.logger, "%s %s %s", ARGS, FIELDS)
         [line] = configured.lines()
     # Key order included, as the formatter writes a record's (the test above).
@@ -136,7 +161,7 @@ def test_the_service_configuration_takes_the_short_way(monkeypatch: pytest.Monke
 
 def test_outside_a_request_no_request_id(monkeypatch: pytest.MonkeyPatch) -> None:
     with service_logging() as configured:
-        no_record_made(configured.logger, monkeypatch)
+        no_record_made(monkeypatch)
         token = current_request_id.set("")
         try:
             log_access(configured.logger, "%s %s %s", ARGS, FIELDS)
@@ -208,9 +233,8 @@ CONFIGURATIONS: dict[str, tuple[Callable[[Configured], None], Callable[[Lines], 
         lambda lines: len(lines) == 2 and lines[0] == lines[1],
     ),
     "the parent propagating to a root with a handler": (
-        lambda c: setattr(c.parent, "propagate", True),
-        # pytest's capture handlers on the root logger take the record too; the stream
-        # has its one line.
+        lambda c: c.propagate_to_a_root_handler(),
+        # The root's handler takes the record too; the stream has its one line.
         lambda lines: len(lines) == 1,
     ),
 }
@@ -223,14 +247,7 @@ def test_any_other_configuration_is_honoured(
     configure, expected = CONFIGURATIONS[configuration]
     with service_logging() as configured:
         configure(configured)
-        made: list[logging.LogRecord] = []
-        make_record = configured.logger.makeRecord
-
-        def noted(*args: Any, **kwargs: Any) -> logging.LogRecord:
-            made.append(make_record(*args, **kwargs))
-            return made[-1]
-
-        monkeypatch.setattr(configured.logger, "makeRecord", noted)
+        made = records_made(monkeypatch)
         log_access(configured.logger, "%s %s %s", ARGS, FIELDS)
         lines = configured.lines()
     assert expected(lines), lines
@@ -281,14 +298,132 @@ def test_another_record_factory_is_honoured(record_factory_restored: None) -> No
     assert line["request_id"] == "rid-1"
 
 
-def test_a_failed_write_is_the_handlers_to_report(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "failure",
+    ["a closed stream", "a value JSON cannot hold"],
+)
+def test_a_failed_line_is_the_handlers_to_report(
+    monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """As StreamHandler.emit does: handleError, never an exception out of the request's
+    middleware. The record it gets is the short way's (made for the report only, with no
+    source file), so the short way was taken."""
     reported: list[logging.LogRecord] = []
+    fields = FIELDS
     with service_logging() as configured:
+        # handleError is the handler's to decide either way: the short way calls it too.
         monkeypatch.setattr(configured.handler, "handleError", reported.append)
-        configured.stream.close()
-        log_access(configured.logger, "%s %s %s", ARGS, FIELDS)
+        if failure == "a closed stream":
+            configured.stream.close()
+        else:
+            fields = FIELDS | {"path": "/graphql\udc80"}  # A lone surrogate.
+        log_access(configured.logger, "%s %s %s", ARGS, fields)
     [record] = reported
     assert record.getMessage() == "POST /graphql 200"
+    assert record.pathname == ""
+
+
+def test_logging_disabled_writes_nothing() -> None:
+    with service_logging() as configured:
+        logging.disable(logging.INFO)
+        try:
+            log_access(configured.logger, "%s %s %s", ARGS, FIELDS)
+        finally:
+            logging.disable(logging.NOTSET)
+        assert configured.lines() == []
+
+
+def test_a_tracer_wrapping_make_record_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As a tracer's log injection does: a wrapper of Logger.makeRecord (functools.wraps
+    copies its name and module) adds the trace's id to every record."""
+    make_record = logging.Logger.makeRecord
+
+    @functools.wraps(make_record)
+    def traced(self: logging.Logger, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make_record(self, *args, **kwargs)
+        record.trace_id = "t-2"
+        return record
+
+    with service_logging() as configured:
+        monkeypatch.setattr(logging.Logger, "makeRecord", traced)
+        log_access(configured.logger, "%s %s %s", ARGS, FIELDS)
+        [line] = configured.lines()
+    assert line["trace_id"] == "t-2"
+
+
+def test_an_error_tracker_replacing_call_handlers_sees_the_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As an error tracker's logging integration does with Logger.callHandlers."""
+    seen: list[str] = []
+    call_handlers = logging.Logger.callHandlers
+
+    def watched(self: logging.Logger, record: logging.LogRecord) -> None:
+        seen.append(record.getMessage())
+        call_handlers(self, record)
+
+    with service_logging() as configured:
+        monkeypatch.setattr(logging.Logger, "callHandlers", watched)
+        log_access(configured.logger, "%s %s %s", ARGS, FIELDS)
+        assert len(configured.lines()) == 1
+    assert seen == ["POST /graphql 200"]
+
+
+def test_a_logger_method_replaced_on_the_logger_is_used() -> None:
+    seen: list[str] = []
+    with service_logging() as configured:
+        call_handlers = configured.logger.callHandlers
+
+        def watched(record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+            call_handlers(record)
+
+        configured.logger.callHandlers = watched  # type: ignore[method-assign]
+        log_access(configured.logger, "%s %s %s", ARGS, FIELDS)
+        assert len(configured.lines()) == 1
+    assert seen == ["POST /graphql 200"]
+
+
+def test_a_handler_method_replaced_on_the_handler_is_used() -> None:
+    emitted: list[logging.LogRecord] = []
+    with service_logging() as configured:
+        configured.handler.emit = emitted.append  # type: ignore[method-assign,assignment]
+        log_access(configured.logger, "%s %s %s", ARGS, FIELDS)
+        assert configured.lines() == []
+    [record] = emitted
+    assert record.getMessage() == "POST /graphql 200"
+
+
+@pytest.mark.parametrize("how", ["static fields set", "static fields changed", "timestamp"])
+def test_formatter_settings_changed_after_construction_are_honoured(how: str) -> None:
+    """dictConfig's "." key sets attributes once the formatter is made."""
+    with service_logging() as configured:
+        formatter = configured.handler.formatter
+        assert isinstance(formatter, ServiceJsonFormatter)
+        if how == "static fields set":
+            formatter.static_fields = {"env": "prod"}
+        elif how == "static fields changed":
+            formatter.static_fields["env"] = "prod"
+        else:
+            formatter.timestamp = "ts"
+        log_access(configured.logger, "%s %s %s", ARGS, FIELDS)
+        [line] = configured.lines()
+    if how == "timestamp":
+        assert "ts" in line
+        assert "time" not in line
+    else:
+        assert line["env"] == "prod"
+
+
+def test_formatting_lines_leaves_the_formatter_as_built() -> None:
+    """Its other lines (warnings, uvicorn's) are formatted the logging module's way: that
+    changes nothing the short way relies on."""
+    formatter = ServiceJsonFormatter()
+    record = logging.getLogger("test_access_line.other").makeRecord(
+        "test_access_line.other", logging.WARNING, "", 0, "%s", ("x",), None
+    )
+    formatter.format(record)
+    assert formatter.as_built()
 
 
 def test_the_configuration_serve_hands_uvicorn_takes_the_short_way(
@@ -298,7 +433,7 @@ def test_the_configuration_serve_hands_uvicorn_takes_the_short_way(
     logging.config.dictConfig(logging_config())
     access = logging.getLogger("usage_events.access")
     try:
-        no_record_made(access, monkeypatch)
+        no_record_made(monkeypatch)
         token = current_request_id.set("rid-9")
         try:
             log_access(access, "%s %s %s", ARGS, FIELDS)

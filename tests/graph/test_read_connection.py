@@ -116,3 +116,42 @@ async def test_an_outage_met_taking_the_connection_fails_the_next_read_at_once(
     assert errors[2] is errors[0]
     # Each turn gave the lock back.
     assert not context._lock.locked()
+
+
+class BrokenConnection:
+    """What a read connection of a database that just went away does with a statement."""
+
+    async def exec_driver_sql(self, _statement: str) -> Any:
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+
+class OneConnectionDatabase:
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    async def read_connection(self) -> Any:
+        self.attempts += 1
+        return BrokenConnection()
+
+
+async def test_an_outage_met_by_a_read_fails_the_next_read_at_once(settings: Settings) -> None:
+    database = OneConnectionDatabase()
+    context = RequestContext(cast(Database, database), settings, cast(BusinessRecord, None))
+    with pytest.raises(ConnectionResetError) as first:
+        async with context.reading() as connection:
+            await cast(BrokenConnection, connection).exec_driver_sql("SELECT 1")
+    with pytest.raises(ConnectionResetError) as second:
+        async with context.reading():
+            raise AssertionError("not reached: the outage is raised on entry")
+    assert second.value is first.value
+    assert database.attempts == 1
+    assert not context._lock.locked()
+    # An error that is no outage is not kept.
+    other = RequestContext(
+        cast(Database, OneConnectionDatabase()), settings, cast(BusinessRecord, None)
+    )
+    with pytest.raises(ValueError, match="bad input"):
+        async with other.reading():
+            raise ValueError("bad input")
+    async with other.reading() as connection:
+        assert isinstance(connection, BrokenConnection)

@@ -141,16 +141,19 @@ async def test_a_forked_child_reads_its_own_random_ids() -> None:
     """The server's own RandomIds: an application that forks its workers after importing
     the service (a pre-forking server) would otherwise give two requests one id."""
     ids = request_log._random_ids
-    ids.next()
+    ids.forget()
+    ids.next()  # The parent has 255 ids left of the bytes it read: the child must not.
     read_end, write_end = os.pipe()
     with warnings.catch_warnings():
         # Python 3.12+ warns of fork() in a process with threads; the child only writes.
         warnings.simplefilter("ignore", DeprecationWarning)
         pid = os.fork()
-    if pid == 0:  # The child: its next id, from bytes of its own.
-        os.close(read_end)
-        os.write(write_end, ids.next().encode())
-        os._exit(0)
+    if pid == 0:  # The child: its next id, from bytes of its own; it never returns.
+        try:
+            os.close(read_end)
+            os.write(write_end, ids.next().encode())
+        finally:
+            os._exit(0)
     os.close(write_end)
     child_next = os.read(read_end, 64).decode()
     os.close(read_end)
