@@ -26,7 +26,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .PHONY: install upgrade run test lint schema clean bench bench-quick bench-profile bench-memory
-.PHONY: bench-peer
+.PHONY: bench-peer bench-instructions
 .PHONY: graphiql-assets
 
 $(UV):
@@ -101,6 +101,10 @@ bench-memory: $(INSTALLED)
 ## Where each scenario's time goes, by layer (pyinstrument, in process, quick data set).
 bench-profile: $(INSTALLED)
 	$(BIN)/python -m bench profile
+
+## Instructions per request (valgrind's callgrind), in process: steady where CPU seconds drift.
+bench-instructions: $(INSTALLED)
+	$(BIN)/python -m bench instructions
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache .mypy_cache .hypothesis

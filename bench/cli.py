@@ -185,6 +185,40 @@ def profile(
 
 
 @app.command()
+def instructions(
+    requests: Annotated[int, typer.Option(help="Requests counted per query.")] = 400,
+    postgres_url: Annotated[
+        str, typer.Option(envvar="BENCH_POSTGRES_URL", help="A database to CREATE DATABASE from.")
+    ] = DEFAULT_POSTGRES_ADMIN_URL,
+    seed_value: Annotated[int, typer.Option("--seed", help="Random seed of the data set.")] = 2026,
+) -> None:
+    """Instructions per request (callgrind), in process on PostgreSQL and the quick data set:
+    `{ __typename }`, a point read and the latest 100, as the peer benchmark asks them."""
+    from bench.instructions import count_instructions, tools_missing
+    from bench.peer_run import SERVICE_EVENT, SERVICE_LIST, TYPENAME, _body
+
+    missing = tools_missing()
+    if missing:
+        console.print(f"[red]{missing}[/red]: install valgrind and a C compiler")
+        raise typer.Exit(1)
+    with postgres_database(postgres_url) as database:
+        business = seed(database, QUICK, random.Random(seed_value)).main
+        queries = {
+            "{ __typename }": [_body(TYPENAME)],
+            "point read": [
+                _body(SERVICE_EVENT, {"eventId": event_id})
+                for event_id in business.sample_event_ids[:100]
+            ],
+            "latest 100": [_body(SERVICE_LIST, {"first": 100})],
+        }
+        console.print(f"| query | instructions per request ({requests} requests, callgrind) |")
+        console.print("|---|---:|")
+        for name, bodies in queries.items():
+            counted = count_instructions(database, business.api_key, bodies, requests)
+            console.print(f"| {name} | {counted:,} |")
+
+
+@app.command()
 def peer(
     quick: Annotated[
         bool, typer.Option(help="20 000 events and 3 s per measurement (unless given).")

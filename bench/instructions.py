@@ -1,0 +1,181 @@
+"""Instructions per request, counted by callgrind: `python -m bench instructions`.
+
+CPU seconds measured on a shared or virtual machine drift by a tenth from one run to the
+next, more than most single changes to the request path are worth. Instructions do not:
+valgrind's callgrind counts the instructions the process executes, nearly the same for the
+same code, data and inputs whatever else the machine does (two runs agreed within 0.1 %
+for a point read, 2–4 % for `{ __typename }` and the latest 100, whose share of first
+and later statements on the pool's connections varies). So each change of issue 14 was
+weighed by this count before the side-by-side run.
+
+The requests run in process through the application as `usage-events serve` makes it
+(create_served_app, the same logging configuration, a body the server has read whole),
+eight at a time, on PostgreSQL; the count covers `--requests` of them after a warm-up,
+from the first to the last (callgrind's collection is switched on and off around them by
+a small shared library built here with the C compiler and valgrind's header). What it
+leaves out: uvicorn's own work per request, and the kernel's (system calls).
+"""
+
+import asyncio
+import json
+import logging.config
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.databases import BenchDatabase
+
+# Switches callgrind's collection on and off from the process itself.
+_TOGGLE_SOURCE = """
+#include <valgrind/callgrind.h>
+void collect_start(void) { CALLGRIND_ZERO_STATS; CALLGRIND_START_INSTRUMENTATION;
+                           CALLGRIND_TOGGLE_COLLECT; }
+void collect_stop(void) { CALLGRIND_TOGGLE_COLLECT; CALLGRIND_DUMP_STATS;
+                          CALLGRIND_STOP_INSTRUMENTATION; }
+"""
+CONCURRENCY = 8
+WARMUP_REQUESTS = 1600
+
+
+def tools_missing() -> str | None:
+    """What the count needs and the machine lacks, or None."""
+    for tool in ("valgrind", "cc"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    if not Path("/usr/include/valgrind/callgrind.h").exists():
+        return "valgrind's header valgrind/callgrind.h is not installed"
+    return None
+
+
+def count_instructions(
+    database: BenchDatabase, api_key: str, bodies: list[bytes], requests: int
+) -> int:
+    """Instructions per request of `bodies` sent in turn, `requests` of them (rounded down
+    to a multiple of CONCURRENCY)."""
+    requests -= requests % CONCURRENCY
+    if requests <= 0:
+        raise ValueError(f"count at least {CONCURRENCY} requests")
+    with tempfile.TemporaryDirectory() as directory:
+        folder = Path(directory)
+        (folder / "toggle.c").write_text(_TOGGLE_SOURCE)
+        toggle = folder / "toggle.so"
+        subprocess.run(
+            ["cc", "-shared", "-fPIC", "-O2", "-o", str(toggle), str(folder / "toggle.c")],
+            check=True,
+        )
+        (folder / "bodies.json").write_text(json.dumps([body.decode() for body in bodies]))
+        output = folder / "callgrind.out"
+        completed = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--instr-atstart=no",
+                "--collect-atstart=no",
+                f"--callgrind-out-file={output}",
+                sys.executable,
+                "-m",
+                "bench.instructions",
+                str(toggle),
+                str(folder / "bodies.json"),
+                str(requests),
+            ],
+            env=dict(
+                os.environ,
+                USAGE_EVENTS_DATABASE_URL=database.url,
+                BENCH_API_KEY=api_key,
+                PYTHONPATH=str(Path(__file__).parent.parent),
+            ),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        # The dump made at the stop: its totals are the requests' alone.
+        dumps = sorted(folder.glob("callgrind.out.*"))
+        if completed.returncode != 0 or not dumps:
+            raise RuntimeError(f"callgrind run failed:\n{completed.stderr[-3000:]}")
+        for line in dumps[0].read_text().splitlines():
+            if line.startswith("totals:"):
+                return int(line.split()[1]) // requests
+    raise RuntimeError("callgrind wrote no totals")
+
+
+async def _run(toggle_path: str, bodies: list[bytes], requests: int) -> None:
+    import ctypes
+
+    from graph.app import create_served_app
+    from graph.serving import BODY_RECEIVED
+
+    authorization = f"Bearer {os.environ['BENCH_API_KEY']}".encode()
+    app = create_served_app()
+
+    async def one(body: bytes) -> None:
+        scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/graphql",
+            "raw_path": b"/graphql",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [
+                (b"host", b"127.0.0.1"),
+                (b"authorization", authorization),
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+            "client": ("127.0.0.1", 40000),
+            "server": ("127.0.0.1", 8000),
+            "state": {},
+            BODY_RECEIVED: True,
+        }
+        sent: list[Any] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+        if sent[0]["status"] != 200 or b'"errors"' in sent[1]["body"]:
+            raise RuntimeError(f"the request failed: {sent}")
+
+    async def client(count: int, offset: int) -> None:
+        for index in range(count):
+            await one(bodies[(index + offset) % len(bodies)])
+
+    async def concurrently(total: int) -> None:
+        share = total // CONCURRENCY
+        await asyncio.gather(*(client(share, each * 13) for each in range(CONCURRENCY)))
+
+    toggle = ctypes.CDLL(toggle_path)
+    async with app.router.lifespan_context(app):
+        await concurrently(WARMUP_REQUESTS)
+        toggle.collect_start()
+        await concurrently(requests)
+        toggle.collect_stop()
+
+
+def main() -> None:
+    """The process callgrind runs: the application and the requests (see the module)."""
+    toggle_path, bodies_path, requests = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    from graph.logs import logging_config
+
+    # As `serve` configures logging; the lines go nowhere.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    logging.config.dictConfig(logging_config())
+    bodies = [body.encode() for body in json.loads(Path(bodies_path).read_text())]
+    import uvloop
+
+    uvloop.run(_run(toggle_path, bodies, requests))
+
+
+if __name__ == "__main__":
+    main()
