@@ -3,7 +3,8 @@
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -155,6 +156,46 @@ async def test_a_parked_connection_is_never_handed_to_another_event_loop(
     assert await asyncio.to_thread(asyncio.run, take()) is None
     assert await postgres_database.read_connection() is parked
     await postgres_database.release_read_connection(parked)
+
+
+class StubConnection:
+    """As much of an AsyncConnection as parking looks at: clean, outside a transaction."""
+
+    def __init__(self) -> None:
+        self.info: dict[str, Any] = {}
+        self.sync_connection = SimpleNamespace(closed=False, invalidated=False)
+
+    def in_transaction(self) -> bool:
+        return False
+
+
+async def test_a_loop_after_another_in_the_same_thread_gets_nothing_parked_by_it() -> None:
+    """One thread runs one loop at a time, so the loop that parked a connection is known
+    to be running here only while it runs in this thread: a later loop of the same thread
+    (one asyncio.run after another) is another loop."""
+    warm = warm_connections.WarmConnections(4, lambda: True)
+    first = cast(AsyncConnection, StubConnection())
+
+    def two_loops_in_one_thread() -> tuple[bool, AsyncConnection | None, bool]:
+        async def park(connection: AsyncConnection) -> bool:
+            return warm.park(connection)
+
+        async def take() -> AsyncConnection | None:
+            return warm.take()
+
+        parked = asyncio.run(park(first))
+        # The first loop has ended; the connection it parked stays its own.
+        return (
+            parked,
+            asyncio.run(take()),
+            asyncio.run(park(cast(AsyncConnection, StubConnection()))),
+        )
+
+    parked, taken, parked_again = await asyncio.to_thread(two_loops_in_one_thread)
+    assert parked
+    assert taken is None
+    assert not parked_again
+    assert len(warm) == 1
 
 
 @pytest.mark.postgres
