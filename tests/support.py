@@ -1,5 +1,7 @@
 """Test support: tenants, a GraphQL client over HTTP, and small keyword-only factories."""
 
+import logging
+import logging.config
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -154,3 +156,13 @@ async def bad_user_input(
     [error] = body["errors"]
     assert error["extensions"]["code"] == "BAD_USER_INPUT", error
     return error["extensions"]["reason"], error["extensions"].get("field")
+
+
+def undo_service_logging() -> None:
+    """After a test applied graph.logs.logging_config: back to pytest's own handlers for
+    the tests that follow."""
+    logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
+    for name in ("usage_events", "uvicorn", "uvicorn.access"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    logging.getLogger().handlers.clear()

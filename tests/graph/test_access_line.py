@@ -20,6 +20,7 @@ from graph.logs import (
     install_request_ids,
     logging_config,
 )
+from tests.support import undo_service_logging
 
 FIELDS: dict[str, Any] = {
     "method": "POST",
@@ -440,12 +441,7 @@ def test_the_configuration_serve_hands_uvicorn_takes_the_short_way(
         finally:
             current_request_id.reset(token)
     finally:
-        # Back to pytest's own handlers for the tests that follow (as tests/graph/test_logs.py).
-        logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
-        for name in ("usage_events", "uvicorn", "uvicorn.access"):
-            logging.getLogger(name).handlers.clear()
-            logging.getLogger(name).propagate = True
-        logging.getLogger().handlers.clear()
+        undo_service_logging()
     [line] = [orjson.loads(each) for each in capsys.readouterr().err.splitlines()]
     assert (line["logger"], line["request_id"], line["client"]) == (
         "usage_events.access",

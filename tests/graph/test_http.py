@@ -654,20 +654,7 @@ async def test_a_client_that_leaves_while_sending_the_body_is_not_logged_as_an_e
 
     headers = [(b"content-type", b"application/json")]
     headers += [(name.lower().encode(), value.encode()) for name, value in tenant.headers.items()]
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/graphql",
-        "raw_path": b"/graphql",
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
+    scope = graphql_post_scope(headers)
 
     with caplog.at_level(logging.WARNING):
         await app(scope, receive, send)
@@ -710,25 +697,14 @@ async def test_a_body_read_whole_arms_no_timer(
     async def send(message: Message) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/graphql",
-        "raw_path": b"/graphql",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
+    scope = graphql_post_scope(
+        [
             (b"authorization", f"Bearer {tenant.api_key}".encode()),
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
         ],
-        "client": ("127.0.0.1", 5555),
-        "server": ("127.0.0.1", 8000),
         **({BODY_RECEIVED: True} if received else {}),
-    }
+    )
     await create_app(settings, database)(scope, receive, send)
     assert sent[0]["status"] == 200
     assert orjson.loads(sent[1]["body"])["data"]["viewer"]["id"] == tenant.business_id
@@ -760,3 +736,22 @@ async def test_the_endpoint_reads_the_first_header_of_each_name() -> None:
         Request(scope).headers.get("content-length"),
     )
     assert EndpointHeaders.of({"type": "http", "headers": []}).content_length is None
+
+
+def graphql_post_scope(headers: list[tuple[bytes, bytes]], **extra: Any) -> dict[str, Any]:
+    """The ASGI scope of a POST /graphql from 127.0.0.1 with these headers."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/graphql",
+        "raw_path": b"/graphql",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+        **extra,
+    }

@@ -14,6 +14,7 @@ from graph.logs import (
     logging_config,
     skip_unlogged_record_fields,
 )
+from tests.support import undo_service_logging
 
 
 def test_log_lines_are_json_objects_with_the_request_id(
@@ -30,12 +31,7 @@ def test_log_lines_are_json_objects_with_the_request_id(
             current_request_id.reset(token)
         logging.getLogger("usage_events.test").info("outside")
     finally:
-        # Back to pytest's own handlers for the tests that follow.
-        logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
-        for name in ("usage_events", "uvicorn", "uvicorn.access"):
-            logging.getLogger(name).handlers.clear()
-            logging.getLogger(name).propagate = True
-        logging.getLogger().handlers.clear()
+        undo_service_logging()
     first, second = (json.loads(line) for line in capsys.readouterr().err.splitlines())
     assert first | {"time": None} == {
         "time": None,
