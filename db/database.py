@@ -94,7 +94,7 @@ async def abort_if_cut_off(connection: AsyncConnection, driver: Any, error: Base
     it is and never closed politely, which would wait for a frozen server once more. The
     caller raises the statement's own error after it. (A function called from the caller's
     `except` rather than a context manager: entering and leaving one cost a point read
-    1 % of its instructions.)"""
+    2 % of its instructions.)"""
     if leaves_connection_unknown(error):
         driver.terminate()
         with contextlib.suppress(Exception):

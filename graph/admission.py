@@ -57,7 +57,7 @@ TOO_MANY_FAILED_KEYS = "TOO_MANY_FAILED_AUTHENTICATIONS"
 class InFlight:
     """Admission.request's count of requests in progress, held for a `with` block. This and
     BusinessInFlight are classes rather than generator context managers, which cost every
-    request 2 % of a point read's instructions between them."""
+    request 3 % of a point read's instructions between them."""
 
     __slots__ = ("_admission",)
 
