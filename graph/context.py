@@ -2,8 +2,8 @@
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
@@ -67,22 +67,16 @@ class RequestContext:
         """
         async with self._lock:
             try:
-                with self._noting_outage():
-                    async with self.database.unit_of_work(long_running=long_running) as session:
-                        yield session
+                if self._outage is not None:
+                    raise self._outage
+                async with self.database.unit_of_work(long_running=long_running) as session:
+                    yield session
+            except Exception as error:
+                self._note_outage(error)
+                raise
             finally:
                 await self._end_read_transaction()
                 self.loaders = Loaders(self)
-
-    @contextmanager
-    def _noting_outage(self) -> Iterator[None]:
-        if self._outage is not None:
-            raise self._outage
-        try:
-            yield
-        except Exception as error:
-            self._note_outage(error)
-            raise
 
     def _note_outage(self, error: BaseException) -> None:
         if isinstance(error, Exception) and is_database_unavailable(error):
