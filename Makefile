@@ -8,6 +8,8 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 # Options of `make bench-peer`, e.g. PEER_ARGS=--quick or PEER_ARGS="--workers 2".
 PEER_ARGS ?=
+# Options of `make bench-workers`, e.g. WORKERS_ARGS=--quick or WORKERS_ARGS="--workers 4".
+WORKERS_ARGS ?=
 BENCH_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 export BENCH_POSTGRES_URL
 UPGRADE_POSTGRES_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
@@ -26,7 +28,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .PHONY: install upgrade run test lint schema clean bench bench-quick bench-profile bench-memory
-.PHONY: bench-peer bench-instructions
+.PHONY: bench-peer bench-workers bench-instructions
 .PHONY: graphiql-assets
 
 $(UV):
@@ -92,6 +94,13 @@ bench-peer: $(INSTALLED)
 	@$(BENCH_WRK)
 	BENCH_COMMAND="make bench-peer$(if $(PEER_ARGS), PEER_ARGS='$(PEER_ARGS)')" \
 		$(BIN)/python -m bench peer $(PEER_ARGS)
+
+## `serve --workers N` (default: one per core) against one worker, on PostgreSQL: req/s, and
+## where the machine's CPU went (the service, PostgreSQL, the rest) beside its ceiling.
+bench-workers: $(INSTALLED)
+	@$(BENCH_WRK)
+	BENCH_COMMAND="make bench-workers$(if $(WORKERS_ARGS), WORKERS_ARGS='$(WORKERS_ARGS)')" \
+		$(BIN)/python -m bench workers $(WORKERS_ARGS)
 
 ## Peak memory of one server process under 10 maximum-size batches at once, on SQLite and
 ## PostgreSQL, with and without the bound on large bodies (USAGE_EVENTS_MAX_LARGE_REQUESTS).

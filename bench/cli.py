@@ -219,6 +219,46 @@ def instructions(
 
 
 @app.command()
+def workers(
+    quick: Annotated[
+        bool, typer.Option(help="20 000 events and 3 s per measurement (unless given).")
+    ] = False,
+    events: Annotated[
+        int | None, typer.Option(help="Events of the main business (default 1 000 000).")
+    ] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option("--workers", min=2, help="Workers measured against one (default: cores)."),
+    ] = None,
+    duration: Annotated[
+        int | None, typer.Option(help="Seconds of each wrk run (default 10).")
+    ] = None,
+    connections: Annotated[int, typer.Option(help="wrk connections.")] = 8,
+    postgres_url: Annotated[
+        str, typer.Option(envvar="BENCH_POSTGRES_URL", help="A database to CREATE DATABASE from.")
+    ] = DEFAULT_POSTGRES_ADMIN_URL,
+    seed_value: Annotated[int, typer.Option("--seed", help="Random seed of the data set.")] = 2026,
+) -> None:
+    """`serve --workers N` against one worker, with where the machine's CPU went
+    (make bench-workers)."""
+    from bench.workers_run import WorkersSettings, run_workers, save
+
+    config = configured(quick, events)
+    settings = WorkersSettings(
+        quick=quick,
+        events=config.events,
+        workers=processes or max(2, os.cpu_count() or 2),
+        seconds=duration if duration is not None else 3 if quick else 10,
+        warmup_seconds=1 if quick else 2,
+        connections=connections,
+    )
+    results = run_workers(settings, postgres_url, seed_value, console)
+    path, text = save(results)
+    print(text)
+    console.print(f"saved to {path}")
+
+
+@app.command()
 def peer(
     quick: Annotated[
         bool, typer.Option(help="20 000 events and 3 s per measurement (unless given).")
