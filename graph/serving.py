@@ -1,5 +1,4 @@
-"""How `usage-events serve` bounds slow and excess connections, below the ASGI app, and
-sends each answer's head with its body.
+"""How `usage-events serve` bounds slow and excess connections, below the ASGI app.
 
 uvicorn waits without limit for a request head: a connection that sends nothing, or half a
 head, stays open until the client leaves, and a few hundred of them use up the process's
@@ -10,9 +9,7 @@ the limit hold descriptors too.
 This is the one module that relies on uvicorn beyond its documented options: `HttpProtocol`
 subclasses uvicorn's httptools protocol (documented: `--http` takes a protocol class) and
 overrides the methods that tests/graph/test_serving.py checks by name, so an upgrade that
-moves them fails there. It also replaces the `transport` of uvicorn's RequestResponseCycle
-(HeadWithBody), relying on how the cycle writes: tests/graph/test_head_with_body.py checks
-that. uvicorn is pinned to its patch series (pyproject.toml).
+moves them fails there. uvicorn is pinned to its patch series (pyproject.toml).
 """
 
 import asyncio
@@ -21,7 +18,7 @@ from collections import deque
 from typing import Any, ClassVar
 
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from db.settings import Settings, get_settings
@@ -159,10 +156,6 @@ class HttpProtocol(HttpToolsProtocol):
         self.in_head = False
         self._stop_head_clock()
         super().on_headers_complete()
-        cycle = self.cycle
-        # The cycle made for this head (none for an upgrade), before its task first runs.
-        if cycle is not None and cycle.scope is self.scope and self.scope["method"] != "HEAD":
-            cycle.transport = HeadWithBody(cycle.transport, cycle)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -228,61 +221,6 @@ class HttpProtocol(HttpToolsProtocol):
             return "an unknown client"
         host, port = self.client
         return f"{host}:{port}"
-
-
-# The largest first write of a body that HeadWithBody joins to the head.
-JOINED_BODY_BYTES = 64 * 1024
-
-
-class HeadWithBody:
-    """The transport a request's cycle writes its answer through: the head, which uvicorn
-    writes as soon as the app starts its answer, is held and written with the body's first
-    bytes, in one write.
-
-    uvicorn writes the head and the body in two system calls. On a TCP connection each
-    write goes out as a segment of its own (uvicorn sets TCP_NODELAY) and may wake the
-    client twice. Measured on loopback, the second write cost the writer 6-7 µs of system
-    time per answer; a point read's under load is about 0.1 ms.
-
-    Every answer but HEAD's writes its body through `write` at least once (b"" for an
-    empty one); HEAD's cycles are left unwrapped. A cycle that ends without its body
-    closes the transport, which writes a held head first. Whatever uvicorn writes before
-    the answer starts (`100 Continue`) goes out at once.
-    """
-
-    __slots__ = ("_cycle", "_head", "_head_seen", "_transport")
-
-    def __init__(self, transport: asyncio.Transport, cycle: RequestResponseCycle) -> None:
-        self._transport = transport
-        self._cycle = cycle
-        self._head: bytes | None = None
-        self._head_seen = False
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        head = self._head
-        if head is not None:
-            self._head = None
-            if len(data) > JOINED_BODY_BYTES:
-                self._transport.write(head)  # Not worth copying a large body for.
-                self._transport.write(data)
-            else:
-                self._transport.write(head + data)
-        elif not self._head_seen and self._cycle.response_started:
-            # uvicorn sets response_started, then writes the head.
-            self._head_seen = True
-            self._head = bytes(data)
-        else:
-            self._transport.write(data)
-
-    def close(self) -> None:
-        head, self._head = self._head, None
-        if head is not None:
-            self._transport.write(head)
-        self._transport.close()
-
-    def __getattr__(self, name: str) -> Any:
-        # Anything else (is_closing, get_extra_info…) is the transport's own.
-        return getattr(self._transport, name)
 
 
 def open_file_limit() -> int | None:
