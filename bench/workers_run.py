@@ -81,13 +81,14 @@ class RunFigures:
 
 
 def _machine_ticks() -> tuple[int, int]:
-    """(busy, all) jiffies of every core since boot, from /proc/stat."""
+    """(busy, busy + idle) jiffies of every core since boot, from /proc/stat. Time a
+    virtual machine's host took (steal) is in neither: no process of this machine ran."""
     with open("/proc/stat") as stat:
-        fields = [int(value) for value in stat.readline().split()[1:]]
-    # user nice system idle iowait irq softirq steal (guest time is inside user).
-    idle = fields[3] + fields[4]
-    total = sum(fields[:8])
-    return total - idle, total
+        user, nice, system, idle, iowait, irq, softirq = (
+            int(value) for value in stat.readline().split()[1:8]
+        )
+    busy = user + nice + system + irq + softirq  # guest time is inside user
+    return busy, busy + idle + iowait
 
 
 def postgres_pids() -> list[int]:
