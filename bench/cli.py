@@ -39,6 +39,18 @@ app = typer.Typer(
 # Wide enough for the tables when the output goes to a pipe or a file.
 console = Console(width=None if sys.stdout.isatty() else 150)
 
+# Options several commands take.
+PostgresAdminUrl = Annotated[
+    str, typer.Option(envvar="BENCH_POSTGRES_URL", help="A database to CREATE DATABASE from.")
+]
+SeedValue = Annotated[int, typer.Option("--seed", help="Random seed of the data set.")]
+QuickDataSet = Annotated[
+    bool, typer.Option(help="20 000 events and 3 s per measurement (unless given).")
+]
+MainEvents = Annotated[
+    int | None, typer.Option(help="Events of the main business (default 1 000 000).")
+]
+
 
 async def _postgres_version(dsn: str) -> str:
     connection = await asyncpg.connect(dsn)
@@ -57,10 +69,8 @@ def run(
     databases: Annotated[
         str, typer.Option(help="Comma-separated: sqlite, postgresql.")
     ] = "sqlite,postgresql",
-    postgres_url: Annotated[
-        str, typer.Option(envvar="BENCH_POSTGRES_URL", help="A database to CREATE DATABASE from.")
-    ] = DEFAULT_POSTGRES_ADMIN_URL,
-    seed_value: Annotated[int, typer.Option("--seed", help="Random seed of the data set.")] = 2026,
+    postgres_url: PostgresAdminUrl = DEFAULT_POSTGRES_ADMIN_URL,
+    seed_value: SeedValue = 2026,
 ) -> None:
     """Seed, start the servers, run every scenario beside its floor, print and save the results."""
     config = configured(quick, events)
@@ -163,10 +173,8 @@ def profile(
         str, typer.Option(help="Comma-separated: sqlite, postgresql.")
     ] = "sqlite,postgresql",
     requests: Annotated[int, typer.Option(help="Read requests per scenario.")] = 300,
-    postgres_url: Annotated[
-        str, typer.Option(envvar="BENCH_POSTGRES_URL", help="A database to CREATE DATABASE from.")
-    ] = DEFAULT_POSTGRES_ADMIN_URL,
-    seed_value: Annotated[int, typer.Option("--seed", help="Random seed of the data set.")] = 2026,
+    postgres_url: PostgresAdminUrl = DEFAULT_POSTGRES_ADMIN_URL,
+    seed_value: SeedValue = 2026,
 ) -> None:
     """Where each scenario's time goes, by layer, on the quick data set (pyinstrument)."""
     from bench.profile import markdown, profile_database
@@ -187,10 +195,8 @@ def profile(
 @app.command()
 def instructions(
     requests: Annotated[int, typer.Option(help="Requests counted per query.")] = 400,
-    postgres_url: Annotated[
-        str, typer.Option(envvar="BENCH_POSTGRES_URL", help="A database to CREATE DATABASE from.")
-    ] = DEFAULT_POSTGRES_ADMIN_URL,
-    seed_value: Annotated[int, typer.Option("--seed", help="Random seed of the data set.")] = 2026,
+    postgres_url: PostgresAdminUrl = DEFAULT_POSTGRES_ADMIN_URL,
+    seed_value: SeedValue = 2026,
 ) -> None:
     """Instructions per request (callgrind), in process on PostgreSQL and the quick data set:
     `{ __typename }`, a point read and the latest 100, as the peer benchmark asks them."""
@@ -220,12 +226,8 @@ def instructions(
 
 @app.command()
 def workers(
-    quick: Annotated[
-        bool, typer.Option(help="20 000 events and 3 s per measurement (unless given).")
-    ] = False,
-    events: Annotated[
-        int | None, typer.Option(help="Events of the main business (default 1 000 000).")
-    ] = None,
+    quick: QuickDataSet = False,
+    events: MainEvents = None,
     processes: Annotated[
         int | None,
         typer.Option("--workers", min=2, help="Workers measured against one (default: cores)."),
@@ -233,11 +235,12 @@ def workers(
     duration: Annotated[
         int | None, typer.Option(help="Seconds of each wrk run (default 10).")
     ] = None,
+    warmup: Annotated[
+        int | None, typer.Option(help="Seconds of warm-up before each (default 2; quick 1).")
+    ] = None,
     connections: Annotated[int, typer.Option(help="wrk connections.")] = 8,
-    postgres_url: Annotated[
-        str, typer.Option(envvar="BENCH_POSTGRES_URL", help="A database to CREATE DATABASE from.")
-    ] = DEFAULT_POSTGRES_ADMIN_URL,
-    seed_value: Annotated[int, typer.Option("--seed", help="Random seed of the data set.")] = 2026,
+    postgres_url: PostgresAdminUrl = DEFAULT_POSTGRES_ADMIN_URL,
+    seed_value: SeedValue = 2026,
 ) -> None:
     """`serve --workers N` against one worker, with where the machine's CPU went
     (make bench-workers)."""
@@ -249,7 +252,7 @@ def workers(
         events=config.events,
         workers=processes or max(2, os.cpu_count() or 2),
         seconds=duration if duration is not None else 3 if quick else 10,
-        warmup_seconds=1 if quick else 2,
+        warmup_seconds=warmup if warmup is not None else 1 if quick else 2,
         connections=connections,
     )
     results = run_workers(settings, postgres_url, seed_value, console)
@@ -260,12 +263,8 @@ def workers(
 
 @app.command()
 def peer(
-    quick: Annotated[
-        bool, typer.Option(help="20 000 events and 3 s per measurement (unless given).")
-    ] = False,
-    events: Annotated[
-        int | None, typer.Option(help="Events of the main business (default 1 000 000).")
-    ] = None,
+    quick: QuickDataSet = False,
+    events: MainEvents = None,
     duration: Annotated[
         int | None, typer.Option(help="Seconds of each wrk run and floor run (default 10).")
     ] = None,
@@ -274,10 +273,8 @@ def peer(
     ] = None,
     connections: Annotated[int, typer.Option(help="wrk connections of the loaded run.")] = 8,
     workers: Annotated[int, typer.Option(min=1, help="Processes of the service.")] = 1,
-    postgres_url: Annotated[
-        str, typer.Option(envvar="BENCH_POSTGRES_URL", help="A database to CREATE DATABASE from.")
-    ] = DEFAULT_POSTGRES_ADMIN_URL,
-    seed_value: Annotated[int, typer.Option("--seed", help="Random seed of the data set.")] = 2026,
+    postgres_url: PostgresAdminUrl = DEFAULT_POSTGRES_ADMIN_URL,
+    seed_value: SeedValue = 2026,
 ) -> None:
     """The service beside PostGraphile 5 on the same PostgreSQL rows (make bench-peer)."""
     from bench.peer_run import PeerSettings, print_table, run_peer, save
