@@ -50,6 +50,9 @@ QuickDataSet = Annotated[
 MainEvents = Annotated[
     int | None, typer.Option(help="Events of the main business (default 1 000 000).")
 ]
+WarmupSeconds = Annotated[
+    int | None, typer.Option(help="Seconds of warm-up before each (default 2; quick 1).")
+]
 
 
 async def _postgres_version(dsn: str) -> str:
@@ -235,9 +238,7 @@ def workers(
     duration: Annotated[
         int | None, typer.Option(help="Seconds of each wrk run (default 10).")
     ] = None,
-    warmup: Annotated[
-        int | None, typer.Option(help="Seconds of warm-up before each (default 2; quick 1).")
-    ] = None,
+    warmup: WarmupSeconds = None,
     connections: Annotated[int, typer.Option(help="wrk connections.")] = 8,
     postgres_url: PostgresAdminUrl = DEFAULT_POSTGRES_ADMIN_URL,
     seed_value: SeedValue = 2026,
@@ -268,9 +269,7 @@ def peer(
     duration: Annotated[
         int | None, typer.Option(help="Seconds of each wrk run and floor run (default 10).")
     ] = None,
-    warmup: Annotated[
-        int | None, typer.Option(help="Seconds of warm-up before each (default 2; quick 1).")
-    ] = None,
+    warmup: WarmupSeconds = None,
     connections: Annotated[int, typer.Option(help="wrk connections of the loaded run.")] = 8,
     workers: Annotated[int, typer.Option(min=1, help="Processes of the service.")] = 1,
     postgres_url: PostgresAdminUrl = DEFAULT_POSTGRES_ADMIN_URL,

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -614,18 +614,23 @@ def build_queries(
 # Measurements.
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """utime + stime of these processes (all their threads), seconds."""
-    ticks = 0
+def cpu_by_pid(pids: Iterable[int]) -> dict[int, float]:
+    """utime + stime of each of these processes still running (all its threads), seconds."""
+    seconds = {}
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as stat:
                 fields = stat.read().rsplit(")", 1)[1].split()
         except OSError:
-            continue
+            continue  # it has exited
         # After the command's closing parenthesis: state is field 3; utime 14, stime 15.
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / CLOCK_TICKS
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return seconds
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of these processes (all their threads), seconds."""
+    return sum(cpu_by_pid(pids).values())
 
 
 def _wrk(

@@ -20,7 +20,6 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +39,7 @@ from bench.peer_run import (
     TYPENAME,
     Client,
     _body,
+    cpu_by_pid,
 )
 from bench.report import machine
 from bench.seed import seed
@@ -98,19 +98,6 @@ def _machine_ticks() -> tuple[int, int]:
     return busy, busy + idle + iowait
 
 
-def _cpu_by_pid(pids: Iterable[int]) -> dict[int, float]:
-    """utime + stime of each process still running (all its threads), seconds."""
-    seconds = {}
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # it has exited
-        seconds[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return seconds
-
-
 def _cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
     """CPU seconds used between two readings: a process that began meanwhile counts in
     full; one that ended meanwhile is lost (a few ticks at most, nothing under load)."""
@@ -150,14 +137,14 @@ def measure(
 
     if settings.warmup_seconds:
         wrk(settings.warmup_seconds)
-    service_before = _cpu_by_pid(server.pids())
-    postgres_before = _cpu_by_pid(postgres_pids())
+    service_before = cpu_by_pid(server.pids())
+    postgres_before = cpu_by_pid(postgres_pids())
     busy_before, all_before = _machine_ticks()
     result = wrk(settings.seconds)
     busy_after, all_after = _machine_ticks()
     # Read again: a worker restarted or a backend opened during the run counts too.
-    service_used = _cpu_used(service_before, _cpu_by_pid(server.pids()))
-    postgres_after = _cpu_by_pid(postgres_pids())
+    service_used = _cpu_used(service_before, cpu_by_pid(server.pids()))
+    postgres_after = cpu_by_pid(postgres_pids())
     postgres_used = _cpu_used(postgres_before, postgres_after)
     machine_used = (busy_after - busy_before) / CLOCK_TICKS
 
