@@ -13,6 +13,10 @@ record factory, formatter settings changed after it was made, and any of the log
 module's methods on the way replaced, on its class or on the object (as error trackers
 and tracers do to see or enrich records). So the logging configuration is honoured
 either way, and the line is the same: tests/graph/test_access_line.py compares the two.
+
+Whether the short way may be taken is asked at every line, except in the processes of
+`usage-events serve` (settle_verdicts): there logging is configured once, by serve, before
+the first request, so each logger's verdict is drawn at its first line and kept.
 """
 
 import logging
@@ -35,6 +39,26 @@ _METHOD_NAMES = frozenset(_LOGGER_METHODS + _HANDLER_METHODS)
 # The methods last seen to be the logging module's own: looked at again only when one of
 # them is another object.
 _unpatched: tuple[Any, ...] = ()
+# Whether each logger's verdict is kept once drawn (settle_verdicts), and the kept ones:
+# the handler the short way writes to, or None for the logging module's way.
+_settled = False
+_kept_verdicts: dict[logging.Logger, logging.StreamHandler[Any] | None] = {}
+_UNDRAWN: Any = object()
+
+
+def settle_verdicts() -> None:
+    """Keep each logger's verdict (short way or the logging module's) from its first line on.
+
+    For `usage-events serve` only (graph.app.create_served_app). Its processes configure
+    logging once, from serve's own configuration, before they serve anything, and nothing
+    in them configures it again: what an instrumentation wraps at start-up is wrapped by
+    the first line, which sees it. Asked at every line, the question cost about 2 % of a
+    point read's CPU under load (issue 14), to watch for changes that never come there. An
+    application that embeds the service's app, and may configure logging at any time, is
+    asked at every line.
+    """
+    global _settled
+    _settled = True
 
 
 def log_access(
@@ -43,8 +67,12 @@ def log_access(
     """`logger.info(message, *args, extra=fields)`, the short way where it is the same."""
     if not logger.isEnabledFor(logging.INFO):
         return
-    handler = _sole_service_handler(logger)
-    if handler is None or not records_are_the_services() or not _logging_as_shipped(logger):
+    handler = _kept_verdicts.get(logger, _UNDRAWN) if _settled else _UNDRAWN
+    if handler is _UNDRAWN:
+        handler = _short_way_handler(logger)
+        if _settled:
+            _kept_verdicts[logger] = handler
+    if handler is None:
         logger.info(message, *args, extra=fields)
         return
     formatter = handler.formatter
@@ -57,8 +85,11 @@ def log_access(
     handler.acquire()
     try:
         line = formatter.line("INFO", logger.name, message % args, own_fields, created)
-        handler.stream.write(line + handler.terminator)
-        handler.flush()
+        stream = handler.stream
+        stream.write(line + handler.terminator)
+        # StreamHandler.flush, whose lock is held already.
+        if stream and hasattr(stream, "flush"):
+            stream.flush()
     except RecursionError:
         raise
     except Exception:
@@ -67,6 +98,14 @@ def log_access(
         )
     finally:
         handler.release()
+
+
+def _short_way_handler(logger: logging.Logger) -> logging.StreamHandler[Any] | None:
+    """The handler the short way writes `logger`'s line to, or None where it may not."""
+    handler = _sole_service_handler(logger)
+    if handler is None or not records_are_the_services() or not _logging_as_shipped(logger):
+        return None
+    return handler
 
 
 def _sole_service_handler(logger: logging.Logger) -> logging.StreamHandler[Any] | None:

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from db.database import Database
 from db.settings import Settings, get_settings
+from graph.access_line import settle_verdicts
 from graph.backfills.closer import run_backfill_closer
 from graph.cors import ApiCORSMiddleware
 from graph.graphiql import ASSET_MOUNT, graphiql_assets_app
@@ -41,8 +42,11 @@ GRAPHQL_PATH = "/graphql"
 
 def create_served_app() -> "UsageEventsApp":
     """The application as `usage-events serve` runs it in each server process: create_app,
-    with log records spared the fields no line of the service shows (process-wide)."""
+    with log records spared the fields no line of the service shows, and each access
+    line's way (graph.access_line) decided at the first line and kept (both process-wide:
+    serve's logging configuration is the process's and changes no more)."""
     skip_unlogged_record_fields()
+    settle_verdicts()
     return create_app()
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
+from graph import access_line
 from graph.access_line import log_access
 from graph.logs import (
     ServiceJsonFormatter,
@@ -448,3 +449,73 @@ def test_the_configuration_serve_hands_uvicorn_takes_the_short_way(
         "rid-9",
         "127.0.0.1",
     )
+
+
+@pytest.fixture
+def settled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Verdicts kept as in serve's processes, for this test only."""
+    monkeypatch.setattr(access_line, "_kept_verdicts", {})
+    monkeypatch.setattr(access_line, "_settled", False)
+    access_line.settle_verdicts()
+
+
+def drop_every_record(configured: Configured) -> None:
+    configured.logger.addFilter(lambda _record: False)
+
+
+@pytest.mark.usefixtures("settled")
+def test_once_settled_a_short_way_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    with service_logging() as configured:
+        log_access(configured.logger, "%s %s %s", ARGS, FIELDS)
+        # Asked again, the filter would turn the line away (as below, unsettled).
+        drop_every_record(configured)
+        no_record_made(monkeypatch)
+        log_access(configured.logger, "%s %s %s", ARGS, FIELDS)
+        lines = configured.lines()
+    assert len(lines) == 2
+
+
+@pytest.mark.usefixtures("settled")
+def test_once_settled_the_logging_modules_way_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    with service_logging() as configured:
+        second = logging.StreamHandler(io.StringIO())
+        configured.logger.addHandler(second)
+        made = records_made(monkeypatch)
+        log_access(configured.logger, "%s %s %s", ARGS, FIELDS)
+        configured.logger.removeHandler(second)
+        log_access(configured.logger, "%s %s %s", ARGS, FIELDS)
+        lines = configured.lines()
+    assert len(lines) == 2
+    assert len(made) == 2
+
+
+@pytest.mark.usefixtures("settled")
+def test_once_settled_a_disabled_logger_still_writes_nothing() -> None:
+    with service_logging() as configured:
+        log_access(configured.logger, "%s %s %s", ARGS, FIELDS)
+        configured.logger.disabled = True
+        log_access(configured.logger, "%s %s %s", ARGS, FIELDS)
+        lines = configured.lines()
+    assert len(lines) == 1
+
+
+def test_unsettled_every_line_asks_again() -> None:
+    assert not access_line._settled
+    with service_logging() as configured:
+        log_access(configured.logger, "%s %s %s", ARGS, FIELDS)
+        drop_every_record(configured)
+        log_access(configured.logger, "%s %s %s", ARGS, FIELDS)
+        lines = configured.lines()
+    assert len(lines) == 1
+
+
+def test_serve_settles_the_verdicts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """create_served_app, the factory serve runs, settles them; create_app does not."""
+    import graph.app
+
+    calls: list[str] = []
+    monkeypatch.setattr(graph.app, "skip_unlogged_record_fields", lambda: calls.append("skip"))
+    monkeypatch.setattr(graph.app, "settle_verdicts", lambda: calls.append("settle"))
+    monkeypatch.setattr(graph.app, "create_app", lambda: calls.append("app"))
+    graph.app.create_served_app()
+    assert calls == ["skip", "settle", "app"]
