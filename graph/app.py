@@ -20,6 +20,7 @@ from graph.backfills.closer import run_backfill_closer
 from graph.cors import ApiCORSMiddleware
 from graph.graphiql import ASSET_MOUNT, graphiql_assets_app
 from graph.http import GraphQLEndpoint
+from graph.lane import GraphQLLane
 from graph.logs import install_request_ids, skip_unlogged_record_fields
 from graph.request_log import RequestLogMiddleware
 from graph.schema import build_schema
@@ -94,7 +95,7 @@ def create_app(
     # Outermost: every response, CORS answers included, gets its request id.
     middleware = [Middleware(RequestLogMiddleware), cors_middleware(settings)]
     return UsageEventsApp(
-        graphql=_wrapped(GraphQLApp(endpoint), middleware),
+        graphql=GraphQLLane(endpoint, stacked=_wrapped(GraphQLApp(endpoint), middleware)),
         routes=[
             Route("/", home, methods=["GET"]),
             Route(GRAPHQL_PATH, endpoint.handle, methods=["GET", "POST"]),
@@ -109,7 +110,9 @@ def create_app(
 
 class UsageEventsApp(Starlette):
     """Starlette, except that GET and POST /graphql, nearly every request the service
-    serves, go straight to the endpoint under the same middleware (request log, CORS).
+    serves, go straight to the endpoint under the same middleware (request log, CORS), or
+    for a request without an Origin through the lane that does what they do
+    (graph.lane).
 
     Starlette's own layers around a route — its error and exception middleware, the
     router's matching, the route's request wrapper — cost about a twentieth of a point

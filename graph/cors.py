@@ -13,12 +13,12 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Message, Receive, Scope, Send
 
 _ORIGIN = b"origin"
-_VARY = b"vary"
+VARY = b"vary"
 
 
 class ApiCORSMiddleware(CORSMiddleware):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or any(name == _ORIGIN for name, _ in scope["headers"]):
+        if scope["type"] != "http" or sends_origin(scope):
             await super().__call__(scope, receive, send)
             return
 
@@ -30,15 +30,20 @@ class ApiCORSMiddleware(CORSMiddleware):
         await self.app(scope, receive, send_varying_by_origin)
 
 
+def sends_origin(scope: Scope) -> bool:
+    """Whether the request has an `Origin` header: a CORS request, or a browser's own."""
+    return any(name == _ORIGIN for name, _ in scope["headers"])
+
+
 def vary_by_origin(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """`headers` with `Origin` added to their Vary, as Starlette sets it: the values of
     every Vary header joined into the first one, with `Origin` last."""
-    found = [index for index, (name, _) in enumerate(headers) if name == _VARY]
+    found = [index for index, (name, _) in enumerate(headers) if name == VARY]
     if not found:
-        headers.append((_VARY, b"Origin"))
+        headers.append((VARY, b"Origin"))
         return headers
     value = b", ".join([*(headers[index][1] for index in found), b"Origin"])
     for index in reversed(found[1:]):
         del headers[index]
-    headers[found[0]] = (_VARY, value)
+    headers[found[0]] = (VARY, value)
     return headers

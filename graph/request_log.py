@@ -13,6 +13,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -51,6 +52,53 @@ def request_record(scope: Scope) -> RequestRecord | None:
     return record if isinstance(record, RequestRecord) else None
 
 
+class RequestLog:
+    """One request's part of the log: its id (in the log records written meanwhile too),
+    its RequestRecord in the scope's state, and its access line when it is done."""
+
+    __slots__ = ("_started", "_token", "record", "request_id", "status")
+
+    def __init__(self, scope: Scope) -> None:
+        self.request_id = _request_id(scope)
+        self.record = RequestRecord(self.request_id)
+        scope.setdefault("state", {})["request_record"] = self.record
+        self._token = current_request_id.set(self.request_id)
+        self._started = time.perf_counter()
+        # 0 until the answer starts: the client went away, or the app failed before it.
+        self.status = 0
+
+    def response_headers(self, headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """An answer's `headers`, then its request id and each security header the answer
+        does not set itself."""
+        answered = list(headers)
+        present = {name.lower() for name, _ in answered}
+        answered.append((REQUEST_ID_HEADER, self.request_id.encode()))
+        answered.extend(each for each in SECURITY_HEADERS if each[0] not in present)
+        return answered
+
+    def done(self, scope: Scope) -> None:
+        """Write the access line, and leave the request's id behind."""
+        duration_ms = round((time.perf_counter() - self._started) * 1000, 2)
+        record = self.record
+        log_access(
+            logger,
+            "%s %s %s",
+            (scope["method"], scope["path"], self.status or "no response"),
+            # request_id comes with every record of the request (graph.logs).
+            {
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": self.status,
+                "duration_ms": duration_ms,
+                "business_id": record.business_id,
+                "operation": record.operation,
+                "code": record.code,
+                "client": (scope.get("client") or ("", 0))[0],
+            },
+        )
+        current_request_id.reset(self._token)
+
+
 class RequestLogMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -59,46 +107,18 @@ class RequestLogMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _request_id(scope)
-        record = RequestRecord(request_id)
-        scope.setdefault("state", {})["request_record"] = record
-        token = current_request_id.set(request_id)
-        started = time.perf_counter()
-        status = 0
+        log = RequestLog(scope)
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal status
             if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = list(message.get("headers", []))
-                present = {name.lower() for name, _ in headers}
-                headers.append((REQUEST_ID_HEADER, request_id.encode()))
-                headers.extend(each for each in SECURITY_HEADERS if each[0] not in present)
-                message = {**message, "headers": headers}
+                log.status = message["status"]
+                message = {**message, "headers": log.response_headers(message.get("headers", ()))}
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
-            duration_ms = round((time.perf_counter() - started) * 1000, 2)
-            log_access(
-                logger,
-                "%s %s %s",
-                (scope["method"], scope["path"], status or "no response"),
-                # request_id comes with every record of the request (graph.logs).
-                {
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    # 0: the client went away, or the app failed before answering.
-                    "status": status,
-                    "duration_ms": duration_ms,
-                    "business_id": record.business_id,
-                    "operation": record.operation,
-                    "code": record.code,
-                    "client": (scope.get("client") or ("", 0))[0],
-                },
-            )
-            current_request_id.reset(token)
+            log.done(scope)
 
 
 def _request_id(scope: Scope) -> str:

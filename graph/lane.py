@@ -1,0 +1,81 @@
+"""One step for a GraphQL request that is not a CORS request, in place of the middleware stack.
+
+Nearly every request the service serves is a POST (or GET) to /graphql from a server, a
+script or curl: no `Origin` header. Through the middleware stack such a request passes
+three layers — the request log (graph.request_log), CORS (graph.cors), the endpoint as an
+ASGI application — each a coroutine frame the request's every resumption passes through,
+and two of them wrapping `send` to copy the answer's head and add headers. The lane does
+the same for such a request in one frame: the request log's id, record and access line;
+the answer's headers as CORS adds them (`Vary: Origin`) and then the request log
+(`X-Request-Id`, the security headers), in one list where the answer sets none of those
+itself; the endpoint's answer sent as Starlette sends it. What it saves is in
+BENCHMARKS.md (issue 14).
+
+A request with an `Origin` goes through the stack, where Starlette's CORS middleware
+answers it. tests/graph/test_lane.py checks that both ways give the same answers and
+access lines.
+"""
+
+from collections.abc import Iterable
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from graph.cors import VARY, sends_origin, vary_by_origin
+from graph.http import GraphQLEndpoint
+from graph.request_log import REQUEST_ID_HEADER, SECURITY_HEADERS, RequestLog
+
+
+class GraphQLLane:
+    """`stacked` (the endpoint inside the middleware) for a request with an Origin;
+    the endpoint in one step for any other."""
+
+    def __init__(self, endpoint: GraphQLEndpoint, stacked: ASGIApp) -> None:
+        self.endpoint = endpoint
+        self.stacked = stacked
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or sends_origin(scope):
+            await self.stacked(scope, receive, send)
+            return
+        log = RequestLog(scope)
+        try:
+            response = await self.endpoint.handle(Request(scope, receive, send))
+            if type(response).__call__ is Response.__call__:
+                await self._send(response, log, send)
+            else:  # An answer Starlette streams or sends otherwise: it sends it.
+
+                async def send_with_headers(message: Message) -> None:
+                    if message["type"] == "http.response.start":
+                        log.status = message["status"]
+                        message = {**message, "headers": _headers(log, message.get("headers", ()))}
+                    await send(message)
+
+                await response(scope, receive, send_with_headers)
+        finally:
+            log.done(scope)
+
+    @staticmethod
+    async def _send(response: Response, log: RequestLog, send: Send) -> None:
+        """What Starlette's Response.__call__ sends, with the middleware's headers."""
+        log.status = response.status_code
+        headers = _headers(log, response.raw_headers)
+        await send({"type": "http.response.start", "status": log.status, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
+        if response.background is not None:
+            await response.background()
+
+
+# Headers an answer may set that change what CORS or the request log add: where one is
+# set, both add theirs as they do in the stack.
+_REWRITTEN = frozenset({VARY, *(name for name, _ in SECURITY_HEADERS)})
+_VARY_ORIGIN = (VARY, b"Origin")
+
+
+def _headers(log: RequestLog, headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The answer's head as CORS (inner) and then the request log (outer) leave it."""
+    for name, _ in headers:
+        if name.lower() in _REWRITTEN:
+            return log.response_headers(vary_by_origin(list(headers)))
+    return [*headers, _VARY_ORIGIN, (REQUEST_ID_HEADER, log.request_id.encode()), *SECURITY_HEADERS]
