@@ -198,6 +198,9 @@ def _serve(host: str, port: int, workers: int) -> None:
         # One JSON object per line (graph.logs); graph.request_log writes the access lines.
         log_config=logging_config(),
         access_log=False,
+        # No `server: uvicorn` on every answer: it tells a client nothing it needs, and
+        # each header is one more that uvicorn checks and writes per answer.
+        server_header=False,
         # uvicorn kills a worker that does not answer its health check within this many
         # seconds, and a worker answers only once its imports are done: on a busy machine
         # that took over uvicorn's 5 s, and workers were killed and restarted in a loop.

@@ -173,6 +173,8 @@ async def test_t1_graphiql_healthz_and_readyz_need_no_api_key(server: RunningSer
     assert graphiql.status_code == 200, graphiql.text
     assert graphiql.headers["content-type"].startswith("text/html")
     assert "graphiql" in graphiql.text.lower()
+    # serve names no software behind it (README, Headers).
+    assert [answer for answer in (healthz, readyz, graphiql) if "server" in answer.headers] == []
 
 
 # T3 — keys are created and revoked from the CLI; a revocation acts at once, everywhere
