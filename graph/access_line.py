@@ -43,7 +43,6 @@ _unpatched: tuple[Any, ...] = ()
 # the handler the short way writes to, or None for the logging module's way.
 _settled = False
 _kept_verdicts: dict[logging.Logger, logging.StreamHandler[Any] | None] = {}
-_UNDRAWN: Any = object()
 
 
 def settle_verdicts() -> None:
@@ -67,8 +66,9 @@ def log_access(
     """`logger.info(message, *args, extra=fields)`, the short way where it is the same."""
     if not logger.isEnabledFor(logging.INFO):
         return
-    handler = _kept_verdicts.get(logger, _UNDRAWN) if _settled else _UNDRAWN
-    if handler is _UNDRAWN:
+    if _settled and logger in _kept_verdicts:
+        handler = _kept_verdicts[logger]
+    else:
         handler = _short_way_handler(logger)
         if _settled:
             _kept_verdicts[logger] = handler

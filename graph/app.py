@@ -92,10 +92,9 @@ def create_app(
         if owns_database:
             await database.dispose()
 
-    # Outermost: every response, CORS answers included, gets its request id.
-    middleware = [Middleware(RequestLogMiddleware), cors_middleware(settings)]
+    middleware = service_middleware(settings)
     return UsageEventsApp(
-        graphql=GraphQLLane(endpoint, stacked=_wrapped(GraphQLApp(endpoint), middleware)),
+        graphql=GraphQLLane(endpoint, stacked=graphql_stack(endpoint, middleware)),
         routes=[
             Route("/", home, methods=["GET"]),
             Route(GRAPHQL_PATH, endpoint.handle, methods=["GET", "POST"]),
@@ -147,6 +146,18 @@ class GraphQLApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = await self.endpoint.handle(Request(scope, receive, send))
         await response(scope, receive, send)
+
+
+def service_middleware(settings: Settings) -> list[Middleware]:
+    """The middleware of every route. Outermost, the request log: every response, CORS
+    answers included, gets its request id."""
+    return [Middleware(RequestLogMiddleware), cors_middleware(settings)]
+
+
+def graphql_stack(endpoint: GraphQLEndpoint, middleware: list[Middleware]) -> ASGIApp:
+    """The endpoint as an ASGI application inside `middleware`: what /graphql is, but for
+    the lane's short way (graph.lane)."""
+    return _wrapped(GraphQLApp(endpoint), middleware)
 
 
 def _wrapped(app: ASGIApp, middleware: list[Middleware]) -> ASGIApp:

@@ -16,11 +16,11 @@ answers it. tests/graph/test_lane.py checks that both ways give the same answers
 access lines.
 """
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from graph.cors import VARY, sends_origin, vary_by_origin
 from graph.http import GraphQLEndpoint
@@ -28,8 +28,8 @@ from graph.request_log import REQUEST_ID_HEADER, SECURITY_HEADERS, RequestLog
 
 
 class GraphQLLane:
-    """`stacked` (the endpoint inside the middleware) for a request with an Origin;
-    the endpoint in one step for any other."""
+    """For a request without an Origin, what `stacked` (the endpoint inside the request
+    log and CORS middleware) does, in one step; `stacked` itself for any other."""
 
     def __init__(self, endpoint: GraphQLEndpoint, stacked: ASGIApp) -> None:
         self.endpoint = endpoint
@@ -43,28 +43,23 @@ class GraphQLLane:
         try:
             response = await self.endpoint.handle(Request(scope, receive, send))
             if type(response).__call__ is Response.__call__:
-                await self._send(response, log, send)
+                await _send(response, log, send)
             else:  # An answer Starlette streams or sends otherwise: it sends it.
-
-                async def send_with_headers(message: Message) -> None:
-                    if message["type"] == "http.response.start":
-                        log.status = message["status"]
-                        message = {**message, "headers": _headers(log, message.get("headers", ()))}
-                    await send(message)
-
-                await response(scope, receive, send_with_headers)
+                await response(scope, receive, log.sending(send, inner=vary_by_origin))
         finally:
             log.done(scope)
 
-    @staticmethod
-    async def _send(response: Response, log: RequestLog, send: Send) -> None:
-        """What Starlette's Response.__call__ sends, with the middleware's headers."""
-        log.status = response.status_code
-        headers = _headers(log, response.raw_headers)
-        await send({"type": "http.response.start", "status": log.status, "headers": headers})
-        await send({"type": "http.response.body", "body": response.body})
-        if response.background is not None:
-            await response.background()
+
+async def _send(response: Response, log: RequestLog, send: Send) -> None:
+    """What Starlette's Response.__call__ sends, with the headers CORS and the request log
+    add. (A head that cannot be made, which a Response's never fails to be, is logged as no
+    answer.)"""
+    headers = _headers(log, response.raw_headers)
+    log.status = response.status_code
+    await send({"type": "http.response.start", "status": log.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})
+    if response.background is not None:
+        await response.background()
 
 
 # Headers an answer may set that change what CORS or the request log add: where one is
@@ -73,7 +68,7 @@ _REWRITTEN = frozenset({VARY, *(name for name, _ in SECURITY_HEADERS)})
 _VARY_ORIGIN = (VARY, b"Origin")
 
 
-def _headers(log: RequestLog, headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+def _headers(log: RequestLog, headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """The answer's head as CORS (inner) and then the request log (outer) leave it."""
     for name, _ in headers:
         if name.lower() in _REWRITTEN:

@@ -13,7 +13,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,11 +28,11 @@ REQUEST_ID_HEADER = b"x-request-id"
 _SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
 
 # Sent with every response. The GraphiQL page sets its own Content-Security-Policy.
-SECURITY_HEADERS = [
+SECURITY_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
-]
+)
 
 
 @dataclass
@@ -76,27 +76,48 @@ class RequestLog:
         answered.extend(each for each in SECURITY_HEADERS if each[0] not in present)
         return answered
 
+    def sending(
+        self,
+        send: Send,
+        inner: Callable[[list[tuple[bytes, bytes]]], list[tuple[bytes, bytes]]] | None = None,
+    ) -> Send:
+        """`send`, noting the answer's status and adding this log's headers to its head,
+        after those of `inner` (what a layer inside the request log adds)."""
+
+        async def send_noted(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = message.get("headers", ())
+                if inner is not None:
+                    headers = inner(list(headers))
+                self.status = message["status"]
+                message = {**message, "headers": self.response_headers(headers)}
+            await send(message)
+
+        return send_noted
+
     def done(self, scope: Scope) -> None:
         """Write the access line, and leave the request's id behind."""
         duration_ms = round((time.perf_counter() - self._started) * 1000, 2)
         record = self.record
-        log_access(
-            logger,
-            "%s %s %s",
-            (scope["method"], scope["path"], self.status or "no response"),
-            # request_id comes with every record of the request (graph.logs).
-            {
-                "method": scope["method"],
-                "path": scope["path"],
-                "status": self.status,
-                "duration_ms": duration_ms,
-                "business_id": record.business_id,
-                "operation": record.operation,
-                "code": record.code,
-                "client": (scope.get("client") or ("", 0))[0],
-            },
-        )
-        current_request_id.reset(self._token)
+        try:
+            log_access(
+                logger,
+                "%s %s %s",
+                (scope["method"], scope["path"], self.status or "no response"),
+                # request_id comes with every record of the request (graph.logs).
+                {
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": self.status,
+                    "duration_ms": duration_ms,
+                    "business_id": record.business_id,
+                    "operation": record.operation,
+                    "code": record.code,
+                    "client": (scope.get("client") or ("", 0))[0],
+                },
+            )
+        finally:
+            current_request_id.reset(self._token)
 
 
 class RequestLogMiddleware:
@@ -108,15 +129,8 @@ class RequestLogMiddleware:
             await self.app(scope, receive, send)
             return
         log = RequestLog(scope)
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                log.status = message["status"]
-                message = {**message, "headers": log.response_headers(message.get("headers", ()))}
-            await send(message)
-
         try:
-            await self.app(scope, receive, send_with_headers)
+            await self.app(scope, receive, log.sending(send))
         finally:
             log.done(scope)
 

@@ -510,7 +510,7 @@ def test_unsettled_every_line_asks_again() -> None:
 
 
 def test_serve_settles_the_verdicts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """create_served_app, the factory serve runs, settles them; create_app does not."""
+    """create_served_app, the factory serve runs, settles them before making the app."""
     import graph.app
 
     calls: list[str] = []

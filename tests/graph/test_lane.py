@@ -9,15 +9,17 @@ import httpx
 import pytest
 import pytest_asyncio
 from starlette.background import BackgroundTask
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from db.database import Database
 from db.settings import Settings
-from graph.app import GraphQLApp, UsageEventsApp, _wrapped, cors_middleware, create_app
+from graph import lane
+from graph.app import UsageEventsApp, create_app, graphql_stack, service_middleware
+from graph.cors import vary_by_origin
 from graph.lane import GraphQLLane
-from graph.request_log import RequestLogMiddleware
+from graph.logs import current_request_id
+from graph.request_log import SECURITY_HEADERS, RequestLog
 from tests.support import Tenant
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -66,7 +68,8 @@ class BothWays:
         by_stack = await self.stack.request(method, "/graphql", **request)
         stack_lines = access_lines(caplog)
         assert by_lane.status_code == by_stack.status_code
-        assert by_lane.headers.multi_items() == by_stack.headers.multi_items()
+        # Raw: names in the case each way wrote them, in order.
+        assert by_lane.headers.raw == by_stack.headers.raw
         assert by_lane.content == by_stack.content
         assert len(lane_lines) == 1
         assert lane_lines == stack_lines
@@ -178,8 +181,7 @@ class StubEndpoint:
 
 def lane_and_stack(answer: Callable[[], Response]) -> BothWays:
     endpoint: Any = StubEndpoint(answer)
-    middleware = [Middleware(RequestLogMiddleware), cors_middleware(Settings())]
-    stacked = _wrapped(GraphQLApp(endpoint), middleware)
+    stacked = graphql_stack(endpoint, service_middleware(Settings()))
     app: Any = UsageEventsApp(graphql=GraphQLLane(endpoint, stacked), routes=[])
     return BothWays(app)
 
@@ -238,8 +240,44 @@ async def test_a_failing_endpoint_fails_the_same_and_is_logged(
         for client in (ways.lane, ways.stack):
             with pytest.raises(RuntimeError, match="broken endpoint"):
                 await client.post("/graphql", content=b"{}", headers=REQUEST_ID)
+            # The transport runs the app in this task: its request id is not left behind.
+            assert current_request_id.get() == ""
     finally:
         await ways.close()
     lane_line, stack_line = access_lines(captured)
     assert lane_line == stack_line
     assert (lane_line["status"], lane_line["message"]) == (0, "POST /graphql no response")
+
+
+async def test_the_request_id_is_left_behind(
+    both: BothWays, captured: pytest.LogCaptureFixture
+) -> None:
+    await both.same(captured, "POST", json={"query": "{ __typename }"})
+    assert current_request_id.get() == ""
+
+
+HEADS: list[list[tuple[bytes, bytes]]] = [
+    [],
+    [(b"content-type", b"application/json")],
+    [(b"vary", b"Accept")],
+    [(b"Vary", b"Accept"), (b"vary", b"Cookie")],
+    [(b"X-Frame-Options", b"SAMEORIGIN")],
+    [(b"referrer-policy", b"same-origin"), (b"content-length", b"2")],
+    [(b"x-request-id", b"set-by-the-answer")],
+    [*SECURITY_HEADERS, (b"vary", b"Origin")],
+]
+
+
+@pytest.mark.parametrize("head", HEADS)
+async def test_a_head_gets_what_cors_and_the_request_log_add(
+    head: list[tuple[bytes, bytes]],
+) -> None:
+    """The lane's one list, or its composition where the answer sets one of their headers,
+    is what CORS (inner) and then the request log (outer) make of the head."""
+    scope: dict[str, Any] = {"headers": [(b"x-request-id", b"lane-head")]}
+    log = RequestLog(scope)
+    try:
+        expected = log.response_headers(vary_by_origin(list(head)))
+        assert lane._headers(log, head) == expected
+    finally:
+        log.done({"method": "POST", "path": "/graphql"} | scope)
