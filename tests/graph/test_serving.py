@@ -420,3 +420,30 @@ async def test_the_rest_of_a_body_answered_early_is_not_counted_as_the_next_head
     assert first.startswith(b"HTTP/1.1 200 OK\r\n")
     assert second.startswith(b"HTTP/1.1 200 OK\r\n")
     assert warnings.lines == []
+
+
+@pytest.mark.asyncio(loop_scope="session")
+@pytest.mark.usefixtures("header_read_timeout")
+async def test_a_deadline_timer_that_wakes_early_waits_out_the_rest(
+    warnings: Warnings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvloop's timers count whole milliseconds, so one may fire before its delay has
+    passed; the head's deadline is kept by time.monotonic() and waits out the rest. Here
+    every timer of the loop fires 50 ms early."""
+    loop = asyncio.get_running_loop()
+    call_later = loop.call_later
+
+    def early_call_later(delay: float, callback: Any, *args: Any) -> asyncio.TimerHandle:
+        return call_later(max(0.0, delay - 0.05), callback, *args)
+
+    async with serving() as port:
+        monkeypatch.setattr(loop, "call_later", early_call_later)
+        opened = time.monotonic()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(HALF_A_HEAD)
+
+        waited = await seconds_until_closed(reader, opened)
+        writer.close()
+
+    assert waited >= HEADER_READ_TIMEOUT
+    assert len(warnings.lines) == 1
