@@ -7,8 +7,8 @@ ASGI application — each a coroutine frame the request's every resumption passe
 and two of them wrapping `send` to copy the answer's head and add headers. The lane does
 the same for such a request in one frame: the request log's id, record and access line;
 the answer's headers as CORS adds them (`Vary: Origin`) and then the request log
-(`X-Request-Id`, the security headers), in one list where the answer sets none of those
-itself; the endpoint's answer sent as Starlette sends it. What it saves is in
+(`X-Request-Id`, the security headers); the endpoint's answer sent as Starlette sends
+it. What it saves is in
 BENCHMARKS.md (issue 14).
 
 A request with an `Origin` goes through the stack, where Starlette's CORS middleware
@@ -16,15 +16,13 @@ answers it. tests/graph/test_lane.py checks that both ways give the same answers
 access lines.
 """
 
-from collections.abc import Sequence
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from graph.cors import VARY, sends_origin, vary_by_origin
+from graph.cors import sends_origin, vary_by_origin
 from graph.http import GraphQLEndpoint
-from graph.request_log import REQUEST_ID_HEADER, SECURITY_HEADERS, RequestLog
+from graph.request_log import RequestLog
 
 
 class GraphQLLane:
@@ -54,23 +52,10 @@ async def _send(response: Response, log: RequestLog, send: Send) -> None:
     """What Starlette's Response.__call__ sends, with the headers CORS and the request log
     add. (A head that cannot be made, which a Response's never fails to be, is logged as no
     answer.)"""
-    headers = _headers(log, response.raw_headers)
+    # CORS's first (inner), then the request log's (outer), as in the stack.
+    headers = log.response_headers(vary_by_origin(list(response.raw_headers)))
     log.status = response.status_code
     await send({"type": "http.response.start", "status": log.status, "headers": headers})
     await send({"type": "http.response.body", "body": response.body})
     if response.background is not None:
         await response.background()
-
-
-# Headers an answer may set that change what CORS or the request log add: where one is
-# set, both add theirs as they do in the stack.
-_REWRITTEN = frozenset({VARY, *(name for name, _ in SECURITY_HEADERS)})
-_VARY_ORIGIN = (VARY, b"Origin")
-
-
-def _headers(log: RequestLog, headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """The answer's head as CORS (inner) and then the request log (outer) leave it."""
-    for name, _ in headers:
-        if name.lower() in _REWRITTEN:
-            return log.response_headers(vary_by_origin(list(headers)))
-    return [*headers, _VARY_ORIGIN, (REQUEST_ID_HEADER, log.request_id.encode()), *SECURITY_HEADERS]

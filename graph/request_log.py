@@ -33,6 +33,7 @@ SECURITY_HEADERS = (
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
 )
+_SECURITY_NAMES = frozenset(name for name, _ in SECURITY_HEADERS)
 
 
 @dataclass
@@ -71,8 +72,15 @@ class RequestLog:
         """An answer's `headers`, then its request id and each security header the answer
         does not set itself."""
         answered = list(headers)
+        request_id = (REQUEST_ID_HEADER, self.request_id.encode())
+        for name, _ in answered:
+            if name.lower() in _SECURITY_NAMES:
+                break
+        else:  # Nearly every answer: it sets none of them, and gets them all.
+            answered += (request_id, *SECURITY_HEADERS)
+            return answered
         present = {name.lower() for name, _ in answered}
-        answered.append((REQUEST_ID_HEADER, self.request_id.encode()))
+        answered.append(request_id)
         answered.extend(each for each in SECURITY_HEADERS if each[0] not in present)
         return answered
 

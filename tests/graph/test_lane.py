@@ -14,12 +14,9 @@ from starlette.responses import Response, StreamingResponse
 
 from db.database import Database
 from db.settings import Settings
-from graph import lane
 from graph.app import UsageEventsApp, create_app, graphql_stack, service_middleware
-from graph.cors import vary_by_origin
 from graph.lane import GraphQLLane
 from graph.logs import current_request_id
-from graph.request_log import SECURITY_HEADERS, RequestLog
 from tests.support import Tenant
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -254,30 +251,3 @@ async def test_the_request_id_is_left_behind(
 ) -> None:
     await both.same(captured, "POST", json={"query": "{ __typename }"})
     assert current_request_id.get() == ""
-
-
-HEADS: list[list[tuple[bytes, bytes]]] = [
-    [],
-    [(b"content-type", b"application/json")],
-    [(b"vary", b"Accept")],
-    [(b"Vary", b"Accept"), (b"vary", b"Cookie")],
-    [(b"X-Frame-Options", b"SAMEORIGIN")],
-    [(b"referrer-policy", b"same-origin"), (b"content-length", b"2")],
-    [(b"x-request-id", b"set-by-the-answer")],
-    [*SECURITY_HEADERS, (b"vary", b"Origin")],
-]
-
-
-@pytest.mark.parametrize("head", HEADS)
-async def test_a_head_gets_what_cors_and_the_request_log_add(
-    head: list[tuple[bytes, bytes]],
-) -> None:
-    """The lane's one list, or its composition where the answer sets one of their headers,
-    is what CORS (inner) and then the request log (outer) make of the head."""
-    scope: dict[str, Any] = {"headers": [(b"x-request-id", b"lane-head")]}
-    log = RequestLog(scope)
-    try:
-        expected = log.response_headers(vary_by_origin(list(head)))
-        assert lane._headers(log, head) == expected
-    finally:
-        log.done({"method": "POST", "path": "/graphql"} | scope)

@@ -4,12 +4,13 @@ import logging
 import os
 import re
 import warnings
+from typing import Any
 
 import httpx
 import pytest
 
 from graph import request_log
-from graph.request_log import RandomIds
+from graph.request_log import SECURITY_HEADERS, RandomIds, RequestLog
 from tests.support import GraphQLClient, Tenant
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -159,3 +160,34 @@ async def test_a_forked_child_reads_its_own_random_ids() -> None:
     os.close(read_end)
     os.waitpid(pid, 0)
     assert child_next != ids.next()
+
+
+HEADS: list[list[tuple[bytes, bytes]]] = [
+    [],
+    [(b"content-type", b"application/json")],
+    [(b"vary", b"Accept")],
+    [(b"X-Frame-Options", b"SAMEORIGIN")],
+    [(b"referrer-policy", b"same-origin"), (b"content-length", b"2")],
+    [(b"x-request-id", b"set-by-the-answer")],
+    [*SECURITY_HEADERS, (b"vary", b"Origin")],
+]
+
+
+@pytest.mark.parametrize("head", HEADS)
+async def test_an_answer_gets_its_request_id_and_each_security_header_it_does_not_set(
+    head: list[tuple[bytes, bytes]],
+) -> None:
+    """The one list made where the answer sets none of them, or the security headers it
+    does not set (by name, in any case), after the request id."""
+    scope: dict[str, Any] = {"headers": [(b"x-request-id", b"log-head")]}
+    log = RequestLog(scope)
+    try:
+        present = {name.lower() for name, _ in head}
+        expected = [
+            *head,
+            (b"x-request-id", b"log-head"),
+            *(each for each in SECURITY_HEADERS if each[0] not in present),
+        ]
+        assert log.response_headers(iter(head)) == expected
+    finally:
+        log.done({"method": "POST", "path": "/graphql"} | scope)
