@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.compiler import WARN_LINTING, SQLCompiler
 
 from db.database import Reading, abort_if_cut_off, connection_of, is_autocommit
@@ -45,7 +46,8 @@ async def driver_rows(
     `parameters` changing (a point read's): its SQL and its own values are then worked
     out once per process, not at each call. So its own values must be constants: no
     `bindparam(callable_=…)`, no list or other value that may change in place."""
-    connection = await connection_of(session)
+    # A request's reads hold a connection already: no coroutine to ask for it.
+    connection = session if isinstance(session, AsyncConnection) else await connection_of(session)
     sync_connection = connection.sync_connection
     assert sync_connection is not None
     # An engine whose statements are observed (SQL logging, tracing, a test capturing

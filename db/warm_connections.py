@@ -21,10 +21,15 @@ What keeps this as safe as the pool itself:
   the pool's checkout would; otherwise it goes back to the pool, which pings or replaces
   it. (One check of SQLAlchemy's checkout is not repeated: the retirement of every
   connection opened before a pool-wide invalidation, which follows a lost server; such a
-  connection's socket has its end of stream waiting, which the checks catch.)
+  connection's socket has its end of stream waiting, which the checks catch.) Its
+  asyncpg connection and the pool's record of it are read once, when it is parked:
+  nothing else holds a parked connection, so neither changes meanwhile. (Read through
+  SQLAlchemy's properties at every take, with the checks of the next point, they cost a
+  point read 2 % of its instructions; issue 14.)
 - Only a connection with nothing begun, neither closed nor invalidated, is parked; one
   whose statement was cut off is invalidated (db.database.abort_if_cut_off) and never
-  comes here.
+  comes here. Nothing can begin, close or invalidate it while it is parked, so that is
+  checked when it is parked, not again when it is taken.
 - Connections belong to the event loop that opened them: all parked ones belong to one
   loop, and no other is given one. After `close_all` (the engine being disposed) nothing
   is parked any more.
@@ -35,6 +40,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -44,6 +50,15 @@ from db import connection_checks
 WARM_SECONDS = 0.1
 
 
+class Parked(NamedTuple):
+    connection: AsyncConnection
+    parked_at: float  # time.monotonic()
+    # Read when it was parked (see the module): its asyncpg connection, and the pool's
+    # record's `info` that db.connection_checks keeps its notes in.
+    driver: Any
+    info: dict[str, Any]
+
+
 class WarmConnections:
     """The parked read connections of one engine, most recently parked last."""
 
@@ -51,8 +66,8 @@ class WarmConnections:
         self.limit = limit
         # Whether the pool could hand out a connection now without anyone waiting.
         self._pool_has_room = pool_has_room
-        # (connection, when parked): taken from the end, swept from the front.
-        self._parked: list[tuple[AsyncConnection, float]] = []
+        # Taken from the end, swept from the front.
+        self._parked: list[Parked] = []
         # The event loop of every parked connection (one at a time), and its thread.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: int | None = None
@@ -71,13 +86,13 @@ class WarmConnections:
         if not self._pool_has_room():
             # Someone may be waiting for the pool: every parked connection goes to it.
             while self._parked:
-                self._give_back(self._parked.pop()[0])
+                self._give_back(self._parked.pop().connection)
             return None
         while self._parked:
-            connection, _parked_at = self._parked.pop()
-            if _trusted(connection):
-                return connection
-            self._give_back(connection)
+            parked = self._parked.pop()
+            if _trusted(parked):
+                return parked.connection
+            self._give_back(parked.connection)
         return None
 
     def park(self, connection: AsyncConnection) -> bool:
@@ -88,6 +103,12 @@ class WarmConnections:
             or not _clean(connection)
             or not self._pool_has_room()
         ):
+            return False
+        sync_connection = connection.sync_connection
+        assert sync_connection is not None  # _clean
+        pooled = sync_connection.connection  # The pool's checked-out connection.
+        driver = pooled.driver_connection
+        if driver is None:
             return False
         if self._on_their_loop():
             assert self._loop is not None
@@ -102,8 +123,8 @@ class WarmConnections:
                 self._sweep.cancel()
                 self._sweep = None
         # The checkout window of db.connection_checks starts now, as at a checkin.
-        connection_checks.note_returned(connection.info)
-        self._parked.append((connection, time.monotonic()))
+        connection_checks.note_returned(pooled.info)
+        self._parked.append(Parked(connection, time.monotonic(), driver, pooled.info))
         if self._sweep is None:
             self._sweep = loop.call_later(WARM_SECONDS, self._swept)
         return True
@@ -117,8 +138,8 @@ class WarmConnections:
         parked, self._parked = self._parked, []
         if asyncio.get_running_loop() is not self._loop:
             return  # Their loop has ended, and the connections with it.
-        for connection, _parked_at in parked:
-            await _close(connection)
+        for each in parked:
+            await _close(each.connection)
         if self._returning:
             await asyncio.gather(*self._returning, return_exceptions=True)
 
@@ -133,10 +154,10 @@ class WarmConnections:
     def _swept(self) -> None:
         self._sweep = None
         cutoff = time.monotonic() - WARM_SECONDS
-        while self._parked and self._parked[0][1] <= cutoff:
-            self._give_back(self._parked.pop(0)[0])
+        while self._parked and self._parked[0].parked_at <= cutoff:
+            self._give_back(self._parked.pop(0).connection)
         if self._parked and self._loop is not None:
-            next_due = self._parked[0][1] + WARM_SECONDS - time.monotonic()
+            next_due = self._parked[0].parked_at + WARM_SECONDS - time.monotonic()
             self._sweep = self._loop.call_later(max(next_due, 0.0), self._swept)
 
     def _give_back(self, connection: AsyncConnection) -> None:
@@ -166,13 +187,7 @@ def _clean(connection: AsyncConnection) -> bool:
     )
 
 
-def _trusted(connection: AsyncConnection) -> bool:
-    """What db.database's checkout hook would check of a pooled connection."""
-    if not _clean(connection):
-        return False
-    sync_connection = connection.sync_connection
-    assert sync_connection is not None
-    driver = sync_connection.connection.driver_connection
-    if driver is None or driver.is_closed():
-        return False
-    return not connection_checks.needs_ping(connection.info)
+def _trusted(parked: Parked) -> bool:
+    """What db.database's checkout hook would check of a pooled connection (that it is
+    clean was checked when it was parked)."""
+    return not parked.driver.is_closed() and not connection_checks.needs_ping(parked.info)

@@ -163,7 +163,8 @@ class StubConnection:
 
     def __init__(self) -> None:
         self.info: dict[str, Any] = {}
-        self.sync_connection = SimpleNamespace(closed=False, invalidated=False)
+        pooled = SimpleNamespace(driver_connection=SimpleNamespace(), info=self.info)
+        self.sync_connection = SimpleNamespace(closed=False, invalidated=False, connection=pooled)
 
     def in_transaction(self) -> bool:
         return False
