@@ -37,6 +37,11 @@ from db.tables import event_revisions, events
 # Longer strings cannot be ids of ours; they are not sent to the database at all.
 MAX_SERVER_ID_LENGTH = 40
 
+# The keys of point reads, looked up once: `events.c` makes a read-only view of the
+# columns at each use (1 % of a point read's instructions).
+_EVENT_ID = events.c.event_id
+_SERVER_ID = events.c.id
+
 
 # The events table's columns, in the order of EventRecord's fields: every read of events
 # selects the whole table (BusinessScopedRepository.readable), so a row is handed over
@@ -195,7 +200,7 @@ class EventRepository(BusinessScopedRepository):
         """Q1: exact and case-sensitive; deprecated events included."""
         if len(event_id) > MAX_EVENT_ID_LENGTH:
             return None
-        row = await self.row_by_key(events, events.c.event_id, event_id, by_driver=True)
+        row = await self.row_by_key(events, _EVENT_ID, event_id, by_driver=True)
         return event_record(row) if row else None
 
     async def json_by_event_id(self, event_id: str, fields: JsonFields) -> str | None:
@@ -205,15 +210,13 @@ class EventRepository(BusinessScopedRepository):
             raise ValueError("events are written as JSON by PostgreSQL only")
         if len(event_id) > MAX_EVENT_ID_LENGTH:
             return None
-        text: str | None = await self.value_by_key(
-            events, events.c.event_id, event_id, event_json(fields)
-        )
+        text: str | None = await self.value_by_key(events, _EVENT_ID, event_id, event_json(fields))
         return text
 
     async def get(self, event_server_id: str) -> EventRecord | None:
         if len(event_server_id) > MAX_SERVER_ID_LENGTH:
             return None
-        row = await self.row_by_key(events, events.c.id, event_server_id, by_driver=True)
+        row = await self.row_by_key(events, _SERVER_ID, event_server_id, by_driver=True)
         return event_record(row) if row else None
 
     async def revisions_by_sequence(
