@@ -31,7 +31,7 @@ from graph.logs import ServiceJsonFormatter, current_request_id, records_are_the
 # makeRecord to see or enrich records), the logging module's way is taken.
 _LOGGER_METHODS = ("isEnabledFor", "info", "_log", "makeRecord", "handle", "callHandlers")
 # Not handleError: the short way calls it as StreamHandler.emit does.
-_HANDLER_METHODS = ("handle", "filter", "format", "emit", "flush")
+_HANDLER_METHODS = ("handle", "acquire", "release", "filter", "format", "emit", "flush")
 _logger_methods = operator.attrgetter(*_LOGGER_METHODS)
 _handler_methods = operator.attrgetter(*_HANDLER_METHODS)
 _LOGGING_SOURCE = logging.__file__
@@ -81,8 +81,11 @@ def log_access(
     # The record factory's field comes first, as it is set before the record's extras.
     own_fields = {"request_id": request_id, **fields} if request_id else fields
     created = time.time()
-    # StreamHandler.emit, under the lock Handler.handle takes around it.
-    handler.acquire()
+    # StreamHandler.emit, under the lock Handler.handle takes around it (taken as
+    # Handler.acquire takes it, without that method's call).
+    lock = handler.lock
+    if lock is not None:
+        lock.acquire()
     try:
         line = formatter.line("INFO", logger.name, message % args, own_fields, created)
         stream = handler.stream
@@ -97,7 +100,8 @@ def log_access(
             logger.makeRecord(logger.name, logging.INFO, "", 0, message, args, None, extra=fields)
         )
     finally:
-        handler.release()
+        if lock is not None:
+            lock.release()
 
 
 def _short_way_handler(logger: logging.Logger) -> logging.StreamHandler[Any] | None:

@@ -32,16 +32,23 @@ class ApiCORSMiddleware(CORSMiddleware):
 
 def sends_origin(scope: Scope) -> bool:
     """Whether the request has an `Origin` header: a CORS request, or a browser's own."""
-    return any(name == _ORIGIN for name, _ in scope["headers"])
+    # A loop, not any() over a generator: this is asked of every request.
+    for name, _ in scope["headers"]:  # noqa: SIM110
+        if name == _ORIGIN:
+            return True
+    return False
 
 
 def vary_by_origin(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """`headers` with `Origin` added to their Vary, as Starlette sets it: the values of
     every Vary header joined into the first one, with `Origin` last."""
-    found = [index for index, (name, _) in enumerate(headers) if name == VARY]
-    if not found:
+    for name, _ in headers:
+        if name == VARY:
+            break
+    else:  # Nearly every answer: no Vary of its own.
         headers.append((VARY, b"Origin"))
         return headers
+    found = [index for index, (name, _) in enumerate(headers) if name == VARY]
     value = b", ".join([*(headers[index][1] for index in found), b"Origin"])
     for index in reversed(found[1:]):
         del headers[index]

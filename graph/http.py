@@ -146,7 +146,7 @@ class GraphQLEndpoint:
             and declared.isdigit()
             and int(declared) <= self.settings.large_request_bytes
         ):
-            return nullcontext()
+            return _NO_SLOT
         return self.admission.large_request()
 
     async def _execute(
@@ -237,7 +237,7 @@ class GraphQLEndpoint:
             body["data"] = result.data
         # GraphQL-over-HTTP: a request that never executed is a 400 under the new media type.
         status = 400 if media_type == GRAPHQL_RESPONSE_JSON and not executed else 200
-        if any(is_database_unavailable(error.original_error) for error in errors):
+        if errors and any(is_database_unavailable(error.original_error) for error in errors):
             # Part of the answer is missing for an outage (format_error logged it): try again.
             _note_code(request, DATABASE_UNAVAILABLE)
             return _database_unavailable_response(body, media_type)
@@ -445,6 +445,9 @@ _ENDPOINT_HEADERS = {
     b"content-type": "content_type",
 }
 
+
+# What a small body takes instead of a slot; made once (nullcontext keeps no state).
+_NO_SLOT: AbstractContextManager[None] = nullcontext()
 
 # The operations each method may run (GraphQL over HTTP: no mutation by GET).
 _GET_OPERATIONS = frozenset({OperationType.QUERY})

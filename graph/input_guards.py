@@ -62,7 +62,9 @@ def variables_refusal(variables: Any, max_depth: int, max_values: int) -> str | 
         for container in level:
             children = container.values() if isinstance(container, dict) else container
             values += len(children)
-            below.extend(child for child in children if isinstance(child, dict | list))
+            for child in children:  # A loop, not a generator: most variables are flat.
+                if isinstance(child, dict | list):
+                    below.append(child)
         if values > max_values:
             return f"variables hold more than {max_values} values (USAGE_EVENTS_MAX_INPUT_VALUES)."
         level = below

@@ -12,6 +12,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 # The id of the request this task serves ("" outside requests), set by graph.request_log.
@@ -66,6 +67,9 @@ def skip_unlogged_record_fields() -> None:
 
 
 JSON_FORMAT = "%(levelname)s %(name)s %(message)s"
+# OrjsonFormatter.jsonify_log_record's options, without and with json_indent.
+_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
+_INDENTED_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_INDENT_2
 RENAMED_FIELDS = {"levelname": "level", "name": "logger"}
 
 
@@ -101,7 +105,11 @@ class ServiceJsonFormatter(OrjsonFormatter):
         tests/graph/test_access_line.py holds the two equal, key order included."""
         data = {"level": level, "logger": logger, "message": message, **fields}
         data["time"] = datetime.fromtimestamp(created, tz=UTC)
-        return self.serialize_log_record(self.process_log_record(data))
+        # What serialize_log_record(process_log_record(data)) returns (OrjsonFormatter's;
+        # process_log_record gives its data back as it is), without their three calls
+        # (0.5 % of a point read's instructions).
+        options = _INDENTED_JSON_OPTIONS if self.json_indent else _JSON_OPTIONS
+        return self.prefix + orjson.dumps(data, default=self.json_default, option=options).decode()
 
 
 def logging_config(level: str = "INFO") -> dict[str, Any]:

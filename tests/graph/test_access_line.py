@@ -143,6 +143,24 @@ def test_the_line_is_what_the_formatter_writes_of_the_record() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "setting", [{"json_indent": True}, {"prefix": "usage-events: "}], ids=["indent", "prefix"]
+)
+def test_the_line_follows_the_formatters_json_settings(setting: dict[str, Any]) -> None:
+    """`line` writes the JSON itself rather than through python-json-logger's methods:
+    still what `format` writes when those settings differ from the service's."""
+    install_request_ids()
+    formatter = ServiceJsonFormatter()
+    for name, value in setting.items():
+        setattr(formatter, name, value)
+    logger = logging.getLogger("test_access_line.settings")
+    record = logger.makeRecord(
+        logger.name, logging.INFO, "", 0, "%s %s %s", ARGS, None, extra=FIELDS
+    )
+    line = formatter.line("INFO", logger.name, "POST /graphql 200", FIELDS, record.created)
+    assert line == formatter.format(record)
+
+
 def test_the_service_configuration_takes_the_short_way(monkeypatch: pytest.MonkeyPatch) -> None:
     with service_logging() as configured:
         no_record_made(monkeypatch)
