@@ -14,9 +14,10 @@ events go the usual way.
 
 This is the one module that reaches into SQLAlchemy beyond its public API
 (`_compile_w_cache`, `construct_params`' collected parameters, `_bind_processors`, the
-engine's `_compiled_cache`), pinned by the lock file; tests/db/test_driver_reads.py
-compares its rows with SQLAlchemy's for every kind of parameter the service binds, so
-an upgrade that moves any of it fails there.
+engine's `_compiled_cache`, the `_has_events` flags its events are fired by), pinned by
+the lock file; tests/db/test_driver_reads.py compares its rows with SQLAlchemy's for
+every kind of parameter the service binds, and checks that a listener on an engine, a
+connection or either's class is heard, so an upgrade that moves any of it fails there.
 """
 
 from collections.abc import Callable, Mapping, Sequence
@@ -85,7 +86,14 @@ async def driver_rows(
 
 
 def _observed(connection: sa.Connection) -> bool:
-    """Whether anyone listens to the connection's cursor events (its own or its engine's)."""
+    """Whether anyone listens to the connection's cursor events (its own or its engine's).
+
+    SQLAlchemy fires a connection's events only when it or its engine has a listener of
+    them (their `_has_events`, set by every `event.listen` on either or on their
+    classes): without one, nobody can observe its statements, and the listener
+    collections (a dozen calls through the event system) need not be asked."""
+    if not (connection._has_events or connection.engine._has_events):
+        return False
     events = connection.dispatch
     return bool(events.before_cursor_execute or events.after_cursor_execute)
 

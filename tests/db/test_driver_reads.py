@@ -294,3 +294,51 @@ async def test_an_observed_engine_hears_of_every_statement(
     assert len(rows) == 20
     assert not any(isinstance(row, asyncpg.Record) for row in rows)
     assert any("FROM events" in sql for sql in heard)
+
+
+@pytest.mark.parametrize("event_name", ["before_cursor_execute", "after_cursor_execute"])
+@pytest.mark.parametrize(
+    "listened_on", ["engine", "Engine class", "Connection class", "connection"]
+)
+async def test_a_request_read_connection_observed_anywhere_goes_the_usual_way(
+    database: Database, tenant: Tenant, listened_on: str, event_name: str
+) -> None:
+    """A request's read connection asks SQLAlchemy's own flags whether anyone observes its
+    statements (db.driver_reads._observed): a listener on its engine, on its connection, or
+    on either's class, is heard all the same."""
+    await insert_events(database, tenant)
+    heard: list[str] = []
+
+    def listen(*arguments: Any) -> None:
+        heard.append(str(arguments[2]))
+
+    statement = sa.select(events.c.event_id).where(events.c.business_id == tenant.business_id)
+    connection = await database.read_connection()
+    try:
+        # Unobserved, a PostgreSQL read is asyncpg's (SQLite's is always SQLAlchemy's).
+        unobserved = await driver_rows(connection, statement)
+        assert len(unobserved) == 20
+        assert all(isinstance(row, asyncpg.Record) for row in unobserved) == (
+            database.dialect_name == "postgresql"
+        )
+        target: Any = {
+            "engine": database.engine.sync_engine,
+            "Engine class": sa.engine.Engine,
+            "Connection class": sa.engine.Connection,
+            "connection": connection.sync_connection,
+        }[listened_on]
+        # A listener on a class sets the class's flag for good: put back as it was, so
+        # that the cases after this one still show what each listener alone does.
+        class_flag = vars(target).get("_has_events") if isinstance(target, type) else None
+        sa.event.listen(target, event_name, listen)
+        try:
+            rows = await driver_rows(connection, statement)
+        finally:
+            sa.event.remove(target, event_name, listen)
+            if class_flag is not None:
+                target._has_events = class_flag
+    finally:
+        await database.release_read_connection(connection)
+    assert len(rows) == 20
+    assert not any(isinstance(row, asyncpg.Record) for row in rows)
+    assert any("FROM events" in sql for sql in heard)
