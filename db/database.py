@@ -48,13 +48,14 @@ LONG_RUNNING_POOL_SIZE = 4
 SERVER_STATEMENT_TIMEOUT_LEAD_SECONDS = 1.0
 
 
-# The isolation level of reads on PostgreSQL (Database.read_engine).
+# The isolation level of reads on PostgreSQL (Database.read_engine's, and set on each of a
+# request's read connections: Database.read_connection).
 AUTOCOMMIT = "AUTOCOMMIT"
 
 
 # What repositories read (and write) through: an ORM session (Database.session, a unit of
-# work), or a bare connection of the read engine (Database.read_connection), which costs
-# a request less: no Session, no session transaction around its one statement.
+# work), or a bare read connection (Database.read_connection, autocommit on PostgreSQL),
+# which costs a request less: no Session, no session transaction around its one statement.
 Reading = AsyncSession | AsyncConnection
 
 

@@ -52,9 +52,10 @@ async def driver_rows(
     sync_connection = connection.sync_connection
     assert sync_connection is not None
     # In a transaction SQLAlchemy sends its BEGIN lazily, before its own first statement;
-    # and an engine whose statements are observed (SQL logging, tracing, a test capturing
-    # them) hears of each through SQLAlchemy's cursor events, which asyncpg alone would
-    # not fire: both go the usual way. (Asked of the sync connection's own attributes, the
+    # and an engine whose statements are observed (tracing, a test capturing them) hears
+    # of each through SQLAlchemy's cursor events, which asyncpg alone would not fire: both
+    # go the usual way. (SQLAlchemy's echo, its engine logger at INFO, does not show the
+    # statements sent on asyncpg.) (Asked of the sync connection's own attributes, the
     # cheap questions first: through AsyncConnection's properties, and with the events
     # first, they cost a point read 1 % of its instructions more.)
     form = None

@@ -2,8 +2,8 @@
 
 Taking a connection from SQLAlchemy's pool and giving it back cost a request about
 150 µs of CPU in process, and a fifth of a point read's samples under load (issue 14's
-profiles): two greenlet switches, the pool's events, the read engine's isolation level
-set at checkout and reset at checkin. Under load a connection given back is asked for
+profiles): two greenlet switches, the pool's events, the autocommit isolation level set
+at checkout and reset at checkin. Under load a connection given back is asked for
 again within a millisecond. So a request's read connection that only sent statements on
 asyncpg itself (db.driver_reads: no transaction of SQLAlchemy's begun) is parked here
 when the request is done, and the next request of the process takes it as it is.

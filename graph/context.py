@@ -35,7 +35,8 @@ class RequestContext:
     # The query whose execution Strawberry began (graph.prepared), for the endpoint to keep.
     accepted_query: "AcceptedQuery | None" = field(default=None, init=False)
     loaders: Loaders = field(init=False)
-    # The request's reads share one connection of the read engine, taken on first use.
+    # The request's reads share one read connection (Database.read_connection), taken on
+    # first use.
     _connection: AsyncConnection | None = field(default=None, init=False)
     # Sibling fields resolve concurrently, and a connection serves one statement at a time.
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)

@@ -319,3 +319,30 @@ async def test_no_read_after_the_request_closed_its_reads(
     with pytest.raises(RuntimeError, match="reads are over"):
         async with context.reading():
             pass
+
+
+@pytest.mark.postgres
+async def test_a_write_after_a_request_read_on_the_same_connection_is_a_transaction(
+    postgres_database_url: str,
+) -> None:
+    """A request's read connection is in autocommit (set on the connection itself); once
+    it goes back to the pool that is undone, so a write on the same pooled connection
+    runs in a real transaction, its statements all or nothing."""
+    database = Database.from_settings(
+        Settings(database_url=postgres_database_url, database_pool_size=1)
+    )
+    try:
+        reading = await database.read_connection()
+        assert reading.sync_connection is not None
+        read_driver = reading.sync_connection.connection.driver_connection
+        await reading.exec_driver_sql("SELECT 1")
+        assert not read_driver.is_in_transaction()  # Autocommit: no BEGIN was sent.
+        await database.release_read_connection(reading)  # A pool of 1 parks none.
+        async with database.unit_of_work() as session:
+            writing = await session.connection()
+            await writing.exec_driver_sql("SELECT 1")
+            raw = await writing.get_raw_connection()
+            assert raw.driver_connection is read_driver  # The same pooled connection.
+            assert read_driver.is_in_transaction()
+    finally:
+        await database.dispose()

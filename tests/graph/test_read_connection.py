@@ -1,6 +1,7 @@
-"""A request's reads go through one bare connection of the read engine, not an ORM session
-(graph.context.RequestContext.reading): a Session and its transaction would cost every
-request more than its statement. Mutations still write in a unit of work's session."""
+"""A request's reads go through one bare read connection (Database.read_connection), not
+an ORM session (graph.context.RequestContext.reading): a Session and its transaction would
+cost every request more than its statement. Mutations still write in a unit of work's
+session."""
 
 import asyncio
 from collections.abc import Iterator
