@@ -335,6 +335,7 @@ async def test_a_write_after_a_request_read_on_the_same_connection_is_a_transact
         reading = await database.read_connection()
         assert reading.sync_connection is not None
         read_driver = reading.sync_connection.connection.driver_connection
+        assert read_driver is not None
         await reading.exec_driver_sql("SELECT 1")
         assert not read_driver.is_in_transaction()  # Autocommit: no BEGIN was sent.
         await database.release_read_connection(reading)  # A pool of 1 parks none.
@@ -342,7 +343,8 @@ async def test_a_write_after_a_request_read_on_the_same_connection_is_a_transact
             writing = await session.connection()
             await writing.exec_driver_sql("SELECT 1")
             raw = await writing.get_raw_connection()
-            assert raw.driver_connection is read_driver  # The same pooled connection.
-            assert read_driver.is_in_transaction()
+            write_driver = raw.driver_connection
+            assert write_driver is read_driver  # The same pooled connection.
+            assert write_driver.is_in_transaction()
     finally:
         await database.dispose()
