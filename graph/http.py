@@ -321,8 +321,9 @@ async def _read_chunks(request: Request, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     # The messages read as Starlette's Request.stream reads them, without an asynchronous
-    # generator: the event loop's hooks for one (a weak set of them) and its steps cost a
-    # point read 1 % of its instructions.
+    # generator (the event loop's hooks for one, a weak set of them, and its steps): with
+    # the other changes of its commit, 3.6 % of a point read's instructions. The request's
+    # body cannot be read again through it afterwards; nothing here does.
     receive = request.receive
     while True:
         message = await receive()
