@@ -73,10 +73,14 @@ async def in_autocommit(session: Reading) -> bool:
 
 def is_autocommit(connection: AsyncConnection) -> bool:
     """Whether each statement on `connection` is a transaction of its own."""
-    options = (
-        connection.sync_connection.get_execution_options() if connection.sync_connection else {}
-    )
-    return bool(options.get("isolation_level") == AUTOCOMMIT)
+    sync_connection = connection.sync_connection
+    return sync_connection is not None and sync_is_autocommit(sync_connection)
+
+
+def sync_is_autocommit(connection: sa.Connection) -> bool:
+    """`is_autocommit`, asked of the sync connection itself (db.driver_reads, at every
+    read: AsyncConnection's properties on the way cost more than the question)."""
+    return bool(connection.get_execution_options().get("isolation_level") == AUTOCOMMIT)
 
 
 def dialect_of(session: Reading) -> str:
@@ -297,19 +301,17 @@ class Database:
         warm = self.warm_reads.take()
         if warm is not None:
             return warm
-        if self.read_engine is self.engine:
-            connection = self.engine.connect()
-            await connection.start()
-            return connection
-        # PostgreSQL: autocommit set on the connection itself rather than taken from the
-        # read engine, whose isolation level is an event listener on it. With no listener
-        # on its engine, SQLAlchemy fires no statement events for the connection at all,
-        # and asking whether anyone observes its statements (db.driver_reads, at every
-        # read) costs two attribute reads instead of a walk through the event system's
-        # listener collections (3 % of a point read's instructions). The pool resets the
-        # isolation level when the connection goes back, as it does for the read engine's.
         connection = self.engine.connect()
         await connection.start()
+        if self.dialect_name != "postgresql":
+            return connection
+        # Autocommit set on the connection itself rather than taken from the read engine,
+        # whose isolation level is an event listener on it. With no listener on its
+        # engine, SQLAlchemy fires no statement events for the connection at all, and
+        # asking whether anyone observes its statements (db.driver_reads, at every read)
+        # costs two attribute reads instead of a walk through the event system's listener
+        # collections (3 % of a point read's instructions). The pool resets the isolation
+        # level when the connection goes back, as it does for the read engine's.
         try:
             await connection.execution_options(isolation_level=AUTOCOMMIT)
         except BaseException:

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.compiler import WARN_LINTING, SQLCompiler
 
-from db.database import AUTOCOMMIT, Reading, abort_if_cut_off, connection_of
+from db.database import Reading, abort_if_cut_off, connection_of, sync_is_autocommit
 from db.kept import Kept
 
 
@@ -61,7 +61,7 @@ async def driver_rows(
     form = None
     if (
         sync_connection.dialect.name == "postgresql"
-        and sync_connection.get_execution_options().get("isolation_level") == AUTOCOMMIT
+        and sync_is_autocommit(sync_connection)
         and not _observed(sync_connection)
     ):
         driver_form = _kept_driver_form if kept else _driver_form

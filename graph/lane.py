@@ -8,8 +8,7 @@ and two of them wrapping `send` to copy the answer's head and add headers. The l
 the same for such a request in one frame: the request log's id, record and access line;
 the answer's headers as CORS adds them (`Vary: Origin`) and then the request log
 (`X-Request-Id`, the security headers); the endpoint's answer sent as Starlette sends
-it. What it saves is in
-BENCHMARKS.md (issue 14).
+it. What it saves is in BENCHMARKS.md (issue 14).
 
 A request with an `Origin` goes through the stack, where Starlette's CORS middleware
 answers it. tests/graph/test_lane.py checks that both ways give the same answers and
