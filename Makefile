@@ -10,6 +10,8 @@ PYTEST_ARGS ?=
 PEER_ARGS ?=
 # Options of `make bench-workers`, e.g. WORKERS_ARGS=--quick or WORKERS_ARGS="--workers 4".
 WORKERS_ARGS ?=
+# Options of `make bench-instructions`, e.g. INSTRUCTIONS_ARGS="--served --requests 1000".
+INSTRUCTIONS_ARGS ?=
 BENCH_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 export BENCH_POSTGRES_URL
 UPGRADE_POSTGRES_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
@@ -113,7 +115,7 @@ bench-profile: $(INSTALLED)
 
 ## Instructions per request (valgrind's callgrind), in process: steady where CPU seconds drift.
 bench-instructions: $(INSTALLED)
-	$(BIN)/python -m bench instructions
+	$(BIN)/python -m bench instructions $(INSTRUCTIONS_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -198,12 +198,28 @@ def profile(
 @app.command()
 def instructions(
     requests: Annotated[int, typer.Option(help="Requests counted per query.")] = 400,
+    served: Annotated[
+        bool,
+        typer.Option(
+            "--served",
+            help="Count `usage-events serve` itself over HTTP, uvicorn included, "
+            "instead of the application in process.",
+        ),
+    ] = False,
+    dumps: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep each query's callgrind dump in this folder "
+            "(for callgrind_annotate or KCachegrind).",
+            file_okay=False,
+        ),
+    ] = None,
     postgres_url: PostgresAdminUrl = DEFAULT_POSTGRES_ADMIN_URL,
     seed_value: SeedValue = 2026,
 ) -> None:
-    """Instructions per request (callgrind), in process on PostgreSQL and the quick data set:
+    """Instructions per request (callgrind), on PostgreSQL and the quick data set:
     `{ __typename }`, a point read and the latest 100, as the peer benchmark asks them."""
-    from bench.instructions import count_instructions, tools_missing
+    from bench.instructions import count_instructions, count_served_instructions, tools_missing
     from bench.peer_run import SERVICE_EVENT, SERVICE_LIST, TYPENAME, _body
 
     missing = tools_missing()
@@ -220,10 +236,19 @@ def instructions(
             ],
             "latest 100": [_body(SERVICE_LIST, {"first": 100})],
         }
-        console.print(f"| query | instructions per request ({requests} requests, callgrind) |")
+        count = count_served_instructions if served else count_instructions
+        where = "served over HTTP" if served else "in process"
+        console.print(
+            f"| query | instructions per request ({where}, {requests} requests, callgrind) |"
+        )
         console.print("|---|---:|")
+        if dumps is not None:
+            dumps.mkdir(parents=True, exist_ok=True)
         for name, bodies in queries.items():
-            counted = count_instructions(database, business.api_key, bodies, requests)
+            kept = None
+            if dumps is not None:
+                kept = dumps / f"callgrind.{name.strip('{ }').replace(' ', '-')}.out"
+            counted = count(database, business.api_key, bodies, requests, kept)
             console.print(f"| {name} | {counted:,} |")
 
 
