@@ -19,7 +19,9 @@ with no directives, and
   fragments;
 - `events(…)` (EventsPlan), any of its arguments, literal or variable: selecting
   `nodes` with plain fields as above, and optionally `pageInfo` with its own four
-  fields, nothing else (no `totalCount`, `edges`, fragments or directives).
+  fields, nothing else (no `totalCount`, `edges`, fragments or directives) but
+  `__typename`, on the connection and in `pageInfo`: Apollo Client and urql add it to
+  every selection set of every document they send.
 
 Each request does what the resolver does (`Query.event`, `Query.events`): its bounds,
 its read, and an error raised in either placed at the field's path as graphql-core
@@ -78,6 +80,7 @@ from graph.types.event_filter_input import event_filter_of_coerced
 _POINT_READ_FIELD = "event"
 _POINT_READ_ARGUMENT = "eventId"
 _LIST_FIELD = "events"
+_TYPENAME = "__typename"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +132,8 @@ class PageInfoField:
     # Every node merged under the key: an error names all their locations, as GraphQL's.
     nodes: tuple[FieldNode, ...]
     nullable: bool
+    # `__typename`'s value, the object type's name; None for PageInfo's own fields.
+    constant: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +149,10 @@ class EventsPlan:
     field: FieldNode
     response_key: str
     fields: JsonFields
-    # (response key, "nodes" or "pageInfo"), in the order of the selection.
+    # (response key, "nodes", "pageInfo" or "__typename"), in the order of the selection.
     selections: tuple[tuple[str, str], ...]
+    # The connection's object type name, the value of its `__typename`.
+    typename: str
     # pageInfo's fields, in the order of its selection.
     page_info: tuple[PageInfoField, ...]
 
@@ -184,6 +191,9 @@ class EventsPlan:
             if name == "nodes":
                 connection[selection_key] = [orjson.Fragment(text) for text in page.items]
                 continue
+            if name == _TYPENAME:
+                connection[selection_key] = self.typename
+                continue
             info = await self._page_info(context, page, [key, selection_key], errors)
             if info is None:  # A non-null field failed: null up to `data`, as in GraphQL.
                 return ExecutionResult(data=None, errors=errors)
@@ -201,6 +211,9 @@ class EventsPlan:
         when a non-null one failed (its error is in `errors`)."""
         values: dict[str, Any] = {}
         for field in self.page_info:
+            if field.constant is not None:
+                values[field.key] = field.constant
+                continue
             try:
                 values[field.key] = await _PAGE_INFO_VALUES[field.name](context, page)
             except Exception as error:
@@ -358,6 +371,11 @@ def _events_plan(
     fields: JsonFields | None = None
     page_info: tuple[PageInfoField, ...] = ()
     for selection in field.selection_set.selections:
+        if _is_leaf(selection) and selection.name.value == _TYPENAME:
+            if _key(selection) in selections:
+                return None  # Merged by GraphQL; rare enough to leave to graphql-core.
+            selections[_key(selection)] = _TYPENAME
+            continue
         if (
             not isinstance(selection, FieldNode)
             or selection.directives
@@ -390,6 +408,7 @@ def _events_plan(
         _key(field),
         fields,
         tuple(selections.items()),
+        connection_type.name,
         page_info,
     )
 
@@ -402,16 +421,19 @@ def _page_info_fields(
         return None
     found: dict[str, tuple[str, list[FieldNode]]] = {}
     for leaf in selection.selection_set.selections:
-        if (
-            not _is_leaf(leaf)
-            or leaf.name.value not in _PAGE_INFO_VALUES
+        if not _is_leaf(leaf):
+            return None
+        if leaf.name.value != _TYPENAME and (
+            leaf.name.value not in _PAGE_INFO_VALUES
             or not _is_bare(page_info_type.fields.get(leaf.name.value))
         ):
             return None
         # Validation saw to it that one key holds one field: GraphQL merges its nodes.
         found.setdefault(_key(leaf), (leaf.name.value, []))[1].append(leaf)
     return tuple(
-        PageInfoField(
+        PageInfoField(key, name, tuple(nodes), nullable=False, constant=page_info_type.name)
+        if name == _TYPENAME
+        else PageInfoField(
             key,
             name,
             tuple(nodes),

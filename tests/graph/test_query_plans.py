@@ -309,16 +309,30 @@ query List($first: Int, $after: String, $last: Int, $before: String, $filter: Ev
            $orderBy: EventOrder! = TIMESTAMP_DESC) {{
   page: events(first: $first, after: $after, last: $last, before: $before, filter: $filter,
                orderBy: $orderBy) {{
-    info: pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor more: hasNextPage }}
+    info: pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor more: hasNextPage
+                     infoKind: __typename }}
     nodes {{ {PLAIN_FIELDS} when: timestamp kind: __typename }}
+    __typename
   }}
 }}
+"""
+# What Apollo Client and urql send: `__typename` added to every selection set.
+APOLLO_LIST = """
+query List($first: Int) {
+  events(first: $first) {
+    nodes { eventId eventName __typename }
+    pageInfo { endCursor hasNextPage __typename }
+    __typename
+  }
+}
 """
 LIST_PLANNED = {
     "nodes only": "{ events { nodes { eventId } } }",
     "literal arguments": '{ events(first: 2, filter: {eventName: "x"}) { nodes { eventId } } }',
     "page info first": "{ events { pageInfo { endCursor } nodes { eventId } } }",
     "every argument": LIST,
+    "a connection typename": "{ events { __typename nodes { eventId } } }",
+    "as Apollo Client sends it": APOLLO_LIST,
 }
 LIST_NOT_PLANNED = {
     "a total count": "{ events { totalCount nodes { eventId } } }",
@@ -326,7 +340,10 @@ LIST_NOT_PLANNED = {
     "page info alone": "{ events { pageInfo { endCursor } } }",
     "nodes twice": "{ events { a: nodes { eventId } b: nodes { eventName } } }",
     "an object node field": "{ events { nodes { eventId customer { id } } } }",
-    "a connection typename": "{ events { __typename nodes { eventId } } }",
+    "a connection typename twice": "{ events { __typename __typename nodes { eventId } } }",
+    "a page info typename with a directive": (
+        "{ events { nodes { eventId } pageInfo { __typename @skip(if: false) } } }"
+    ),
     "a directive on nodes": "{ events { nodes @include(if: true) { eventId } } }",
     "a fragment on the connection": (
         "{ events { ...P } } fragment P on EventConnection { nodes { eventId } }"
@@ -350,16 +367,19 @@ def test_a_page_plan_keeps_the_selection_order_and_keys() -> None:
     assert isinstance(plan, EventsPlan)
     assert (plan.response_key, plan.selections) == (
         "page",
-        (("info", "pageInfo"), ("nodes", "nodes")),
+        (("info", "pageInfo"), ("nodes", "nodes"), ("__typename", "__typename")),
     )
+    assert plan.typename == "EventConnection"
     assert [field.key for field in plan.page_info] == [
         "hasNextPage",
         "hasPreviousPage",
         "startCursor",
         "endCursor",
         "more",
+        "infoKind",
     ]
-    assert [field.nullable for field in plan.page_info] == [False, False, True, True, False]
+    assert [field.nullable for field in plan.page_info] == [False, False, True, True, False, False]
+    assert [field.constant for field in plan.page_info][-2:] == [None, "PageInfo"]
     assert [key for key, _ in plan.fields][-2:] == ["when", "kind"]
 
 
