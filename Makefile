@@ -113,7 +113,8 @@ bench-memory: $(INSTALLED)
 bench-profile: $(INSTALLED)
 	$(BIN)/python -m bench profile
 
-## Instructions per request (valgrind's callgrind), in process: steady where CPU seconds drift.
+## Instructions per request (valgrind's callgrind), in process or served (INSTRUCTIONS_ARGS=--served):
+## steady where CPU seconds drift.
 bench-instructions: $(INSTALLED)
 	$(BIN)/python -m bench instructions $(INSTRUCTIONS_ARGS)
 

@@ -4,6 +4,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -218,11 +219,12 @@ def instructions(
     seed_value: SeedValue = 2026,
 ) -> None:
     """Instructions per request (callgrind), on PostgreSQL and the quick data set:
-    `{ __typename }`, a point read and the latest 100, as the peer benchmark asks them."""
+    `{ __typename }`, a point read and the latest 100, as the peer benchmark asks them, and
+    the latest 100 with `__typename` in every selection set."""
     from bench.instructions import count_instructions, count_served_instructions, tools_missing
-    from bench.peer_run import SERVICE_EVENT, SERVICE_LIST, TYPENAME, _body
+    from bench.peer_run import APOLLO_LIST, SERVICE_EVENT, SERVICE_LIST, TYPENAME, _body
 
-    missing = tools_missing()
+    missing = tools_missing(served)
     if missing:
         console.print(f"[red]{missing}[/red]: install valgrind and a C compiler")
         raise typer.Exit(1)
@@ -235,6 +237,8 @@ def instructions(
                 for event_id in business.sample_event_ids[:100]
             ],
             "latest 100": [_body(SERVICE_LIST, {"first": 100})],
+            # Apollo Client and urql add `__typename` to every selection set.
+            "latest 100, as Apollo Client asks it": [_body(APOLLO_LIST, {"first": 100})],
         }
         count = count_served_instructions if served else count_instructions
         where = "served over HTTP" if served else "in process"
@@ -247,7 +251,7 @@ def instructions(
         for name, bodies in queries.items():
             kept = None
             if dumps is not None:
-                kept = dumps / f"callgrind.{name.strip('{ }').replace(' ', '-')}.out"
+                kept = dumps / f"callgrind.{re.sub(r'[^0-9A-Za-z_]+', '-', name).strip('-')}.out"
             counted = count(database, business.api_key, bodies, requests, kept)
             console.print(f"| {name} | {counted:,} |")
 

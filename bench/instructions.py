@@ -21,8 +21,8 @@ so uvicorn and graph/serving.py's protocol are counted too. Once it is ready, ca
 instrumentation is switched on (`callgrind_control -i on`); after SERVED_WARMUP_REQUESTS,
 the count is zeroed (`callgrind_control -z`), the requests are sent, and the count is
 dumped (`callgrind_control -d`): it also holds the event loop's idle wake-ups between
-requests, a small share (the same code counted twice agreed within 0.1 % for a point
-read).
+requests, a small share (counts of the same code agreed within 0.1 % for a point read on
+one machine, ±0.9 % on a busier one).
 """
 
 import asyncio
@@ -55,12 +55,12 @@ SERVED_CONNECTIONS = 4
 SERVED_WARMUP_REQUESTS = 1000
 
 
-def tools_missing() -> str | None:
+def tools_missing(served: bool) -> str | None:
     """What the count needs and the machine lacks, or None."""
-    for tool in ("valgrind", "callgrind_control", "cc"):
+    for tool in ("valgrind", "callgrind_control" if served else "cc"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed"
-    if not Path("/usr/include/valgrind/callgrind.h").exists():
+    if not served and not Path("/usr/include/valgrind/callgrind.h").exists():
         return "valgrind's header valgrind/callgrind.h is not installed"
     return None
 
@@ -157,11 +157,11 @@ def count_served_instructions(
         try:
             wait_ready(server)
             pid = str(server.process.pid)
-            subprocess.run(["callgrind_control", "-i", "on", pid], check=True, capture_output=True)
+            _callgrind_control("-i", "on", pid)
             _send_over_http(port, api_key, bodies, SERVED_WARMUP_REQUESTS)
-            subprocess.run(["callgrind_control", "-z", pid], check=True, capture_output=True)
+            _callgrind_control("-z", pid)
             _send_over_http(port, api_key, bodies, requests)
-            subprocess.run(["callgrind_control", "-d", pid], check=True, capture_output=True)
+            _callgrind_control("-d", pid)
         finally:
             stop_server(server)
         # The first dump, made by `-d`: the final one, written at exit, has no number.
@@ -171,6 +171,17 @@ def count_served_instructions(
         return _per_request(dump, requests, keep_dump)
 
 
+def _callgrind_control(*arguments: str) -> None:
+    """callgrind_control with `arguments`, failing unless it says it did it: it exits 0
+    when it found no callgrind run to ask, too."""
+    completed = subprocess.run(
+        ["callgrind_control", *arguments], capture_output=True, text=True, check=False
+    )
+    said = completed.stdout + completed.stderr
+    if completed.returncode != 0 or "OK." not in said or "Error" in said:
+        raise RuntimeError(f"callgrind_control {' '.join(arguments)} failed:\n{said[-2000:]}")
+
+
 def _per_request(dump: Path, requests: int, keep_dump: Path | None) -> int:
     """The dump's total ÷ `requests`; the dump is copied to `keep_dump` when one is given
     (for callgrind_annotate or KCachegrind)."""
@@ -178,40 +189,46 @@ def _per_request(dump: Path, requests: int, keep_dump: Path | None) -> int:
         shutil.copyfile(dump, keep_dump)
     for line in dump.read_text().splitlines():
         if line.startswith("totals:"):
-            return int(line.split()[1]) // requests
+            total = int(line.split()[1])
+            if total <= 0:  # Nothing was instrumented: no count at all.
+                raise RuntimeError(f"callgrind counted nothing in {dump.name}")
+            return total // requests
     raise RuntimeError(f"callgrind wrote no totals in {dump.name}")
 
 
 def _send_over_http(port: int, api_key: str, bodies: list[bytes], requests: int) -> None:
     """`requests` POSTs to /graphql, shared by SERVED_CONNECTIONS kept-alive connections
-    (one thread each); any answer but a 200 without errors fails the count."""
+    (one thread each); any answer but a 200 without errors, or none, fails the count."""
     headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
     failures: list[str] = []
+    answered = [0] * SERVED_CONNECTIONS
 
-    def client(offset: int) -> None:
+    def client(each: int) -> None:
         connection = HTTPConnection("127.0.0.1", port, timeout=120)
         try:
             for index in range(requests // SERVED_CONNECTIONS):
-                connection.request(
-                    "POST", "/graphql", bodies[(index + offset) % len(bodies)], headers
-                )
+                body = bodies[(index + each * 13) % len(bodies)]
+                connection.request("POST", "/graphql", body, headers)
                 response = connection.getresponse()
                 answer = response.read()
                 if response.status != 200 or b'"errors"' in answer:
                     failures.append(f"{response.status}: {answer[:800]!r}")
                     return
+                answered[each] += 1
+        except Exception as error:  # A thread's exception would be printed and lost.
+            failures.append(repr(error))
         finally:
             connection.close()
 
-    threads = [
-        threading.Thread(target=client, args=(each * 13,)) for each in range(SERVED_CONNECTIONS)
-    ]
+    threads = [threading.Thread(target=client, args=(each,)) for each in range(SERVED_CONNECTIONS)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     if failures:
         raise RuntimeError(f"a request failed: {failures[0]}")
+    if sum(answered) != requests:
+        raise RuntimeError(f"{sum(answered)} of {requests} requests were answered")
 
 
 async def _run(toggle_path: str, bodies: list[bytes], requests: int) -> None:

@@ -84,6 +84,12 @@ SERVICE_LIST = (
     " events(filter: $filter, first: $first, after: $after) {"
     f" nodes {{ {FIELDS} }} }} }}"
 )
+# The latest 100 as Apollo Client and urql send it: `__typename` in every selection set.
+APOLLO_LIST = (
+    "query List($first: Int) { events(first: $first) {"
+    f" nodes {{ {FIELDS} __typename }} pageInfo {{ endCursor hasNextPage __typename }}"
+    " __typename } }"
+)
 SERVICE_PAGES = (
     "query PeerPages($first: Int, $after: String) { events(first: $first, after: $after) {"
     f" pageInfo {{ endCursor }} nodes {{ {FIELDS} }} }} }}"

@@ -138,7 +138,8 @@ class PageInfoField:
 
 @dataclass(frozen=True, slots=True)
 class EventsPlan:
-    """`events(…) { nodes { plain fields } pageInfo { … } }`: the one field of its operation."""
+    """`events(…) { nodes { plain fields } pageInfo { … } __typename }`: the one field of
+    its operation."""
 
     # `first` and `last` may be variables, which the response-cost bound reads.
     cost_is_fixed: ClassVar[bool] = False

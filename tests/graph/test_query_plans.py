@@ -309,8 +309,9 @@ query List($first: Int, $after: String, $last: Int, $before: String, $filter: Ev
            $orderBy: EventOrder! = TIMESTAMP_DESC) {{
   page: events(first: $first, after: $after, last: $last, before: $before, filter: $filter,
                orderBy: $orderBy) {{
-    info: pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor more: hasNextPage
-                     infoKind: __typename }}
+    info: pageInfo {{ hasNextPage hasPreviousPage infoKind: __typename startCursor endCursor
+                     more: hasNextPage }}
+    connectionKind: __typename
     nodes {{ {PLAIN_FIELDS} when: timestamp kind: __typename }}
     __typename
   }}
@@ -367,19 +368,24 @@ def test_a_page_plan_keeps_the_selection_order_and_keys() -> None:
     assert isinstance(plan, EventsPlan)
     assert (plan.response_key, plan.selections) == (
         "page",
-        (("info", "pageInfo"), ("nodes", "nodes"), ("__typename", "__typename")),
+        (
+            ("info", "pageInfo"),
+            ("connectionKind", "__typename"),
+            ("nodes", "nodes"),
+            ("__typename", "__typename"),
+        ),
     )
     assert plan.typename == "EventConnection"
     assert [field.key for field in plan.page_info] == [
         "hasNextPage",
         "hasPreviousPage",
+        "infoKind",
         "startCursor",
         "endCursor",
         "more",
-        "infoKind",
     ]
-    assert [field.nullable for field in plan.page_info] == [False, False, True, True, False, False]
-    assert [field.constant for field in plan.page_info][-2:] == [None, "PageInfo"]
+    assert [field.nullable for field in plan.page_info] == [False, False, False, True, True, False]
+    assert [field.constant for field in plan.page_info][1:3] == [None, "PageInfo"]
     assert [key for key, _ in plan.fields][-2:] == ["when", "kind"]
 
 
@@ -423,6 +429,36 @@ async def test_every_page_reads_the_same_by_its_plan(
     assert planned_pages == ["page"] * (3 * len(pages) if on_postgresql else 0)
     nodes = orjson.loads(body)["data"]["page"]["nodes"]
     assert nodes == []  # nothing lies before the newest event
+
+
+TYPENAME_PAGES = {
+    "as Apollo Client sends it": APOLLO_LIST,
+    "page info's typename alone": (
+        "{ events(first: 2) { nodes { eventId } pageInfo { __typename } } }"
+    ),
+    "a typename twice under one key": (
+        "{ events(first: 2) { pageInfo { a: __typename endCursor a: __typename }"
+        " nodes { eventId } } }"
+    ),
+}
+
+
+@on_session_loop
+@pytest.mark.parametrize("name", TYPENAME_PAGES)
+async def test_typenames_read_the_same_by_the_plan(
+    api: GraphQLClient,
+    database: Database,
+    settings: Settings,
+    planned_pages: list[str],
+    name: str,
+) -> None:
+    await seed_events(api)
+    query = TYPENAME_PAGES[name]
+    status, _, body = await answers(api, query, {"first": 3})
+    assert status == 200, body
+    usual = await usual_path(database, settings, api, query, {"first": 3})
+    assert body == orjson.dumps({"data": usual})
+    assert len(planned_pages) == (2 if database.dialect_name == "postgresql" else 0)
 
 
 @on_session_loop
