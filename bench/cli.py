@@ -226,7 +226,8 @@ def instructions(
 
     missing = tools_missing(served)
     if missing:
-        console.print(f"[red]{missing}[/red]: install valgrind and a C compiler")
+        needs = "valgrind" if served else "valgrind and a C compiler"
+        console.print(f"[red]{missing}[/red]: install {needs}")
         raise typer.Exit(1)
     with postgres_database(postgres_url) as database:
         business = seed(database, QUICK, random.Random(seed_value)).main
