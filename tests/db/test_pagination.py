@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
 from db.errors import BadUserInput, UserErrorCode
 from db.ids import new_cursor_key
-from db.pagination import MAX_CURSOR_LENGTH, Cursors, Keyset, PageRequest, page_size
+from db.pagination import MAX_CURSOR_LENGTH, Cursors, Keyset, Page, PageRequest, page_size
 from db.repositories.customers import CUSTOMER_KEYSET
 from db.settings import Settings
 
@@ -108,6 +108,77 @@ def test_q3_cursors_are_url_safe_strings_without_padding() -> None:
     assert set(cursor) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
     # 16 bytes of position and 16 of authentication tag.
     assert len(cursor) == 43
+
+
+# Cursors sealed under a fixed key, as this service has always spelled them: a cursor a
+# client holds across an upgrade must still open, so the sealed bytes may never change.
+STABLE_KEY = bytes(range(64))
+STABLE_CURSORS = [
+    (
+        TIMELINE,
+        (datetime(2026, 1, 31, 12, 0, 0, 123_456, tzinfo=UTC), 42),
+        "i6zC7QMl7MG4TUuQyfcLcBZvkrh6SyqfxEciGFbgpmc",
+    ),
+    (
+        TIMELINE,
+        (datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC), -1),
+        "mgz-uQfOv05FI0nCbSXwqGLJymBJ7yLkDYuG1Whzyrc",
+    ),
+    (
+        CUSTOMER_KEYSET,
+        ("cus_01JAAAAAAAAAAAAAAAAAAAAAAA",),
+        "Y6MiDVyt2BUElHw7ufGQuvb7qFzINSn_HY-jKFI_rdO95E2ogEuo_R1dLKvIdmAh",
+    ),
+]
+
+
+@pytest.mark.parametrize(("keyset", "position", "cursor"), STABLE_CURSORS)
+def test_q3_a_position_is_sealed_as_it_always_was(
+    keyset: Keyset, position: tuple[Any, ...], cursor: str
+) -> None:
+    cursors = Cursors(BUSINESS, STABLE_KEY)
+    assert cursors.encode(keyset, position) == cursor
+    assert cursors.decode(keyset, cursor) == position
+
+
+@pytest.mark.parametrize(
+    "position",
+    [
+        (MOMENT.replace(tzinfo=None), 1),  # naive: no instant
+        (MOMENT, 2**63),  # beyond 8 bytes
+        (MOMENT, 1.5),
+        (MOMENT, "1"),
+        ("2026-01-31T12:00:00Z", 1),
+        (MOMENT,),
+        (MOMENT, 1, 2),
+    ],
+)
+def test_q3_a_position_of_the_wrong_shape_is_never_sealed(position: tuple[Any, ...]) -> None:
+    with pytest.raises((ValueError, TypeError, OverflowError, struct.error)):
+        CURSORS.encode(TIMELINE, position)
+
+
+def test_q3_every_cursor_of_a_page_is_its_rows_cursor() -> None:
+    rows_of_page = [{"timestamp": MOMENT + timedelta(seconds=n), "sequence": n} for n in range(5)]
+    page = Page(
+        items=["a", "b", "c", "d", "e"],
+        rows=rows_of_page,
+        keyset=TIMELINE,
+        cursors=CURSORS,
+        has_next_page=_never,
+        has_previous_page=_never,
+        count_total=_never,
+    )
+    expected = [
+        CURSORS.encode(TIMELINE, (row["timestamp"], row["sequence"])) for row in rows_of_page
+    ]
+    assert page.all_cursors() == expected
+    assert (page.start_cursor, page.end_cursor) == (expected[0], expected[-1])
+    assert [page.cursor_at(index) for index in range(5)] == expected
+
+
+async def _never() -> Any:
+    raise AssertionError("not asked")
 
 
 def test_q3_different_positions_have_different_cursors() -> None:
