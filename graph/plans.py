@@ -18,10 +18,11 @@ with no directives, and
   fields (db.event_json's attributes and `__typename`), no directives, arguments or
   fragments;
 - `events(…)` (EventsPlan), any of its arguments, literal or variable: selecting
-  `nodes` with plain fields as above, and optionally `pageInfo` with its own four
-  fields, nothing else (no `totalCount`, `edges`, fragments or directives) but
-  `__typename`, on the connection and in `pageInfo`: Apollo Client and urql add it to
-  every selection set of every document they send.
+  `nodes` with plain fields as above, or `edges` with `cursor` and a `node` of plain
+  fields (as Relay asks for a page), and optionally `pageInfo` with its own four
+  fields, nothing else (no `totalCount`, fragments or directives) but `__typename`, on
+  the connection, in `edges` and in `pageInfo`: Apollo Client and urql add it to every
+  selection set of every document they send.
 
 Each request does what the resolver does (`Query.event`, `Query.events`): its bounds,
 its read, and an error raised in either placed at the field's path as graphql-core
@@ -137,9 +138,21 @@ class PageInfoField:
 
 
 @dataclass(frozen=True, slots=True)
+class EdgeField:
+    """A field of a planned page's edges, under its response key."""
+
+    key: str
+    # "cursor", "node" or "__typename".
+    name: str
+    # `__typename`'s value, the edge type's name; None for the edge's own fields.
+    constant: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class EventsPlan:
-    """`events(…) { nodes { plain fields } pageInfo { … } __typename }`: the one field of
-    its operation."""
+    """`events(…) { nodes { plain fields } pageInfo { … } __typename }`, or with
+    `edges { cursor node { plain fields } }` in place of `nodes`: the one field of its
+    operation."""
 
     # `first` and `last` may be variables, which the response-cost bound reads.
     cost_is_fixed: ClassVar[bool] = False
@@ -150,12 +163,15 @@ class EventsPlan:
     field: FieldNode
     response_key: str
     fields: JsonFields
-    # (response key, "nodes", "pageInfo" or "__typename"), in the order of the selection.
+    # (response key, "nodes", "edges", "pageInfo" or "__typename"), in the order of the
+    # selection.
     selections: tuple[tuple[str, str], ...]
     # The connection's object type name, the value of its `__typename`.
     typename: str
     # pageInfo's fields, in the order of its selection.
     page_info: tuple[PageInfoField, ...]
+    # The edges' fields, in the order of their selection; none when `nodes` is asked.
+    edge: tuple[EdgeField, ...] = ()
 
     async def run(
         self, context: RequestContext, variables: Mapping[str, Any] | None
@@ -192,6 +208,12 @@ class EventsPlan:
             if name == "nodes":
                 connection[selection_key] = [orjson.Fragment(text) for text in page.items]
                 continue
+            if name == "edges":
+                edges = self._edges(page)
+                if edges is None:
+                    return None
+                connection[selection_key] = edges
+                continue
             if name == _TYPENAME:
                 connection[selection_key] = self.typename
                 continue
@@ -200,6 +222,29 @@ class EventsPlan:
                 return ExecutionResult(data=None, errors=errors)
             connection[selection_key] = info
         return ExecutionResult(data={key: connection}, errors=errors or None)
+
+    def _edges(self, page: Page[str]) -> list[dict[str, Any]] | None:
+        """The page's edges with their selected fields; None if a cursor could not be
+        sealed. That never happens to a row the database gave (an aware instant, an
+        integer), and graphql-core's way then places the error where GraphQL does."""
+        try:
+            asks_cursor = any(field.name == "cursor" for field in self.edge)
+            cursors = page.all_cursors() if asks_cursor else None
+        except Exception:
+            return None
+        edges: list[dict[str, Any]] = []
+        for index, text in enumerate(page.items):
+            edge: dict[str, Any] = {}
+            for field in self.edge:
+                if field.constant is not None:
+                    edge[field.key] = field.constant
+                elif field.name == "node":
+                    edge[field.key] = orjson.Fragment(text)
+                else:
+                    assert cursors is not None
+                    edge[field.key] = cursors[index]
+            edges.append(edge)
+        return edges
 
     async def _page_info(
         self,
@@ -371,6 +416,7 @@ def _events_plan(
     selections: dict[str, str] = {}
     fields: JsonFields | None = None
     page_info: tuple[PageInfoField, ...] = ()
+    edge: tuple[EdgeField, ...] = ()
     for selection in field.selection_set.selections:
         if _is_leaf(selection) and selection.name.value == _TYPENAME:
             if _key(selection) in selections:
@@ -381,16 +427,27 @@ def _events_plan(
             not isinstance(selection, FieldNode)
             or selection.directives
             or selection.arguments
-            or selection.name.value not in ("nodes", "pageInfo")
+            or selection.name.value not in ("nodes", "edges", "pageInfo")
             or not _is_bare(connection_type.fields[selection.name.value])
             or _key(selection) in selections
             or selection.name.value in selections.values()
         ):
             return None
         if selection.name.value == "nodes":
+            if fields is not None:
+                return None  # Nodes beside edges: one page, two selections of its rows.
             fields = _plain_fields(schema, selection)
             if fields is None:
                 return None
+        elif selection.name.value == "edges":
+            if fields is not None:
+                return None
+            edge_type = get_named_type(connection_type.fields["edges"].type)
+            assert isinstance(edge_type, GraphQLObjectType)
+            found_edge = _edge_fields(schema, selection, edge_type)
+            if found_edge is None:
+                return None
+            edge, fields = found_edge
         else:
             page_info_type = get_named_type(connection_type.fields["pageInfo"].type)
             assert isinstance(page_info_type, GraphQLObjectType)
@@ -411,7 +468,40 @@ def _events_plan(
         tuple(selections.items()),
         connection_type.name,
         page_info,
+        edge,
     )
+
+
+def _edge_fields(
+    schema: strawberry.Schema, selection: FieldNode, edge_type: GraphQLObjectType
+) -> tuple[tuple[EdgeField, ...], JsonFields] | None:
+    """The edges' fields by response key and their node's JSON fields, if the edges
+    select their `cursor`, `__typename` and one `node` of plain fields, nothing else."""
+    if selection.selection_set is None:
+        return None
+    found: dict[str, EdgeField] = {}
+    fields: JsonFields | None = None
+    for child in selection.selection_set.selections:
+        if not isinstance(child, FieldNode) or child.directives or child.arguments:
+            return None
+        name, key = child.name.value, _key(child)
+        if name == "node":
+            if key in found or fields is not None or not _is_bare(edge_type.fields["node"]):
+                return None  # A node merged from two selections: left to graphql-core.
+            fields = _plain_fields(schema, child)
+            if fields is None:
+                return None
+            found[key] = EdgeField(key, name)
+            continue
+        if not _is_leaf(child) or name not in ("cursor", _TYPENAME):
+            return None
+        if name == "cursor" and not _is_bare(edge_type.fields["cursor"]):
+            return None
+        # Validation saw to it that one key holds one field: GraphQL merges a repeat.
+        found.setdefault(key, EdgeField(key, name, edge_type.name if name == _TYPENAME else None))
+    if fields is None:
+        return None
+    return tuple(found.values()), fields
 
 
 def _page_info_fields(

@@ -15,6 +15,7 @@ from graphql import GraphQLObjectType, parse
 from strawberry.permission import BasePermission
 
 from db.database import Database
+from db.pagination import Page
 from db.repositories.events import EventRepository
 from db.settings import Settings
 from graph.context import RequestContext
@@ -327,6 +328,32 @@ query List($first: Int) {
   }
 }
 """
+# As Relay asks for a page: edges with their cursors; here with every variation of keys.
+EDGES_LIST = f"""
+query List($first: Int, $after: String, $last: Int, $before: String, $filter: EventFilter,
+           $orderBy: EventOrder! = TIMESTAMP_DESC) {{
+  page: events(first: $first, after: $after, last: $last, before: $before, filter: $filter,
+               orderBy: $orderBy) {{
+    info: pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor }}
+    connectionKind: __typename
+    edges {{
+      at: cursor
+      node {{ {PLAIN_FIELDS} when: timestamp kind: __typename }}
+      edgeKind: __typename
+      cursor
+      at: cursor
+    }}
+  }}
+}}
+"""
+RELAY_LIST = """
+query List($first: Int, $after: String) {
+  events(first: $first, after: $after) {
+    edges { cursor node { eventId eventName timestamp } }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
 LIST_PLANNED = {
     "nodes only": "{ events { nodes { eventId } } }",
     "literal arguments": '{ events(first: 2, filter: {eventName: "x"}) { nodes { eventId } } }',
@@ -334,10 +361,24 @@ LIST_PLANNED = {
     "every argument": LIST,
     "a connection typename": "{ events { __typename nodes { eventId } } }",
     "as Apollo Client sends it": APOLLO_LIST,
+    "edges as Relay asks for them": RELAY_LIST,
+    "edges with every variation": EDGES_LIST,
+    "edges' nodes alone": "{ events { edges { node { eventId } } } }",
 }
 LIST_NOT_PLANNED = {
     "a total count": "{ events { totalCount nodes { eventId } } }",
-    "edges": "{ events { edges { cursor node { eventId } } } }",
+    "edges without nodes": "{ events { edges { cursor } } }",
+    "edges beside nodes": "{ events { nodes { eventId } edges { node { eventId } } } }",
+    "edges twice": "{ events { a: edges { cursor } b: edges { node { eventId } } } }",
+    "a node twice": "{ events { edges { node { eventId } node { eventName } } } }",
+    "a node under two keys": "{ events { edges { a: node { eventId } b: node { eventId } } } }",
+    "an object field in an edge's node": "{ events { edges { node { customer { id } } } } }",
+    "a cursor with a directive": (
+        "{ events { edges { cursor @include(if: true) node { eventId } } } }"
+    ),
+    "a fragment in an edge": (
+        "{ events { edges { ...E } } } fragment E on EventEdge { node { eventId } }"
+    ),
     "page info alone": "{ events { pageInfo { endCursor } } }",
     "nodes twice": "{ events { a: nodes { eventId } b: nodes { eventName } } }",
     "an object node field": "{ events { nodes { eventId customer { id } } } }",
@@ -389,6 +430,23 @@ def test_a_page_plan_keeps_the_selection_order_and_keys() -> None:
     assert [key for key, _ in plan.fields][-2:] == ["when", "kind"]
 
 
+def test_an_edges_plan_keeps_the_edge_fields_in_order_once_each() -> None:
+    plan = query_plan(build_schema(Settings()), parse(EDGES_LIST), None)
+    assert isinstance(plan, EventsPlan)
+    assert plan.selections == (
+        ("info", "pageInfo"),
+        ("connectionKind", "__typename"),
+        ("edges", "edges"),
+    )
+    assert [(field.key, field.name, field.constant) for field in plan.edge] == [
+        ("at", "cursor", None),
+        ("node", "node", None),
+        ("edgeKind", "__typename", "EventEdge"),
+        ("cursor", "cursor", None),
+    ]
+    assert [key for key, _ in plan.fields][-2:] == ["when", "kind"]
+
+
 @pytest.fixture
 def planned_pages(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The response keys of the pages a plan answered."""
@@ -396,12 +454,17 @@ def planned_pages(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 @on_session_loop
+@pytest.mark.parametrize("query", [LIST, EDGES_LIST], ids=["nodes", "edges"])
 async def test_every_page_reads_the_same_by_its_plan(
-    api: GraphQLClient, database: Database, settings: Settings, planned_pages: list[str]
+    api: GraphQLClient,
+    database: Database,
+    settings: Settings,
+    planned_pages: list[str],
+    query: str,
 ) -> None:
     # Given events of every kind
     (customer_id,) = await seed_events(api)
-    first_page = await api.data(LIST, {"first": 7})
+    first_page = await api.data(query, {"first": 7})
     after = first_page["page"]["info"]["endCursor"]
     before = first_page["page"]["info"]["startCursor"]
     pages: list[dict[str, Any]] = [
@@ -419,16 +482,16 @@ async def test_every_page_reads_the_same_by_its_plan(
     ]
     for variables in pages:
         # When each page is asked three times
-        status, _, body = await answers(api, LIST, variables)
+        status, _, body = await answers(api, query, variables)
         # Then every answer is the one graphql-core gives with every value through Python
         assert status == 200, body
-        usual = await usual_path(database, settings, api, LIST, variables)
+        usual = await usual_path(database, settings, api, query, variables)
         assert body == orjson.dumps({"data": usual}), variables
     # And on PostgreSQL the plan gave every answer (the first page above kept the query)
     on_postgresql = database.dialect_name == "postgresql"
     assert planned_pages == ["page"] * (3 * len(pages) if on_postgresql else 0)
-    nodes = orjson.loads(body)["data"]["page"]["nodes"]
-    assert nodes == []  # nothing lies before the newest event
+    page = orjson.loads(body)["data"]["page"]
+    assert page.get("nodes", page.get("edges")) == []  # nothing lies before the newest event
 
 
 TYPENAME_PAGES = {
@@ -527,3 +590,25 @@ async def test_a_failing_page_info_read_is_placed_at_its_path_by_the_plan(
     (error,) = orjson.loads(body)["errors"]
     assert error["locations"] == [{"line": 1, "column": 53}, {"line": 2, "column": 2}]
     assert len(planned_pages) == (4 if database.dialect_name == "postgresql" else 0)
+
+
+@on_session_loop
+async def test_a_cursor_the_plan_cannot_seal_leaves_the_page_to_graphql_core(
+    api: GraphQLClient,
+    database: Database,
+    settings: Settings,
+    planned_pages: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await seed_events(api)
+
+    def failing(_page: Any) -> list[str]:
+        raise ValueError("no cursor")
+
+    monkeypatch.setattr(Page, "all_cursors", failing)
+    status, _, body = await answers(api, RELAY_LIST, {"first": 3})
+    assert status == 200, body
+    usual = await usual_path(database, settings, api, RELAY_LIST, {"first": 3})
+    assert body == orjson.dumps({"data": usual})
+    assert len(usual["events"]["edges"]) == 3
+    assert planned_pages == []  # every request went graphql-core's way, which seals its own
