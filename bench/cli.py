@@ -219,10 +219,17 @@ def instructions(
     seed_value: SeedValue = 2026,
 ) -> None:
     """Instructions per request (callgrind), on PostgreSQL and the quick data set:
-    `{ __typename }`, a point read and the latest 100, as the peer benchmark asks them, and
-    the latest 100 with `__typename` in every selection set."""
+    `{ __typename }`, a point read, the latest 100 and its edges, as the peer benchmark asks
+    them, and the latest 100 with `__typename` in every selection set."""
     from bench.instructions import count_instructions, count_served_instructions, tools_missing
-    from bench.peer_run import APOLLO_LIST, SERVICE_EVENT, SERVICE_LIST, TYPENAME, _body
+    from bench.peer_run import (
+        APOLLO_LIST,
+        SERVICE_EDGES,
+        SERVICE_EVENT,
+        SERVICE_LIST,
+        TYPENAME,
+        _body,
+    )
 
     missing = tools_missing(served)
     if missing:
@@ -240,6 +247,8 @@ def instructions(
             "latest 100": [_body(SERVICE_LIST, {"first": 100})],
             # Apollo Client and urql add `__typename` to every selection set.
             "latest 100, as Apollo Client asks it": [_body(APOLLO_LIST, {"first": 100})],
+            # Relay asks for edges, a cursor for each row.
+            "latest 100, edges": [_body(SERVICE_EDGES, {"first": 100})],
         }
         count = count_served_instructions if served else count_instructions
         where = "served over HTTP" if served else "in process"

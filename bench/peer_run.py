@@ -94,6 +94,11 @@ SERVICE_PAGES = (
     "query PeerPages($first: Int, $after: String) { events(first: $first, after: $after) {"
     f" pageInfo {{ endCursor }} nodes {{ {FIELDS} }} }} }}"
 )
+# The latest 100 as Relay asks for a page: edges, each with its cursor and node.
+SERVICE_EDGES = (
+    "query PeerEdges($first: Int) { events(first: $first) {"
+    f" edges {{ cursor node {{ {FIELDS} }} }} pageInfo {{ hasNextPage endCursor }} }} }}"
+)
 SERVICE_EVENT = f"query PeerEvent($eventId: String!) {{ event(eventId: $eventId) {{ {FIELDS} }} }}"
 
 # PostGraphile 5, Amber preset: `allEvents` with the business as a condition, newest first.
@@ -101,6 +106,12 @@ PEER_LIST = (
     "query PeerList($condition: EventCondition, $first: Int, $after: Cursor) {"
     " allEvents(condition: $condition, orderBy: [TIMESTAMP_DESC, SEQUENCE_DESC],"
     f" first: $first, after: $after) {{ nodes {{ {FIELDS} }} }} }}"
+)
+PEER_EDGES = (
+    "query PeerEdges($condition: EventCondition, $first: Int) {"
+    " allEvents(condition: $condition, orderBy: [TIMESTAMP_DESC, SEQUENCE_DESC],"
+    f" first: $first) {{ edges {{ cursor node {{ {FIELDS} }} }}"
+    " pageInfo { hasNextPage endCursor } } }"
 )
 PEER_PAGES = (
     "query PeerPages($condition: EventCondition, $first: Int, $after: Cursor) {"
@@ -374,13 +385,20 @@ def record_row(record: Any) -> Row:
 
 
 def rows_at(data: dict[str, Any], path: tuple[str, ...]) -> list[Row]:
-    value: Any = data
+    """The rows at `path`: one node (none if null), or a list of them; a list met on the
+    way is followed item by item (edges, then each edge's node)."""
+    values: list[Any] = [data]
     for key in path:
-        value = value[key] if value is not None else None
-    if value is None:
-        return []
-    nodes = value if isinstance(value, list) else [value]
-    return [node_row(node) for node in nodes]
+        found: list[Any] = []
+        for value in values:
+            if value is None:
+                continue
+            if isinstance(value[key], list):
+                found.extend(value[key])
+            else:
+                found.append(value[key])
+        values = found
+    return [node_row(node) for node in values if node is not None]
 
 
 def _first_difference(one: list[Row], other: list[Row]) -> str:
@@ -611,6 +629,17 @@ def build_queries(
             Floor(FLOOR_EVENT, [(business, event_id) for event_id in event_ids]),
             rows_each=1,
             graphql={"service": SERVICE_EVENT, "postgraphile": PEER_EVENT},
+        )
+    )
+    queries.append(
+        PeerQuery(
+            "latest 100, edges",
+            [_body(SERVICE_EDGES, {"first": PAGE_SIZE})],
+            [_body(PEER_EDGES, {"condition": listed, "first": PAGE_SIZE})],
+            ("events", "edges", "node"),
+            ("allEvents", "edges", "node"),
+            Floor(FLOOR_LATEST, [(business,)]),
+            graphql={"service": SERVICE_EDGES, "postgraphile": PEER_EDGES},
         )
     )
     return queries
@@ -867,6 +896,10 @@ QUERY_NOTES = [
     "Point read: service `event(eventId:)`; PostGraphile `eventByBusinessIdAndEventId("
     f"businessId:, eventId:)`; both rotate over {POINT_READ_IDS} eventIds spread over the "
     "data set.",
+    "Latest 100 as Relay asks for a page: query 2 with `edges { cursor node { … } }` and "
+    "`pageInfo { hasNextPage endCursor }` in place of `nodes`. Each server makes a cursor "
+    "for every row: PostGraphile's is the row's position in base64 JSON, the service's is "
+    "sealed (AES-SIV) with the business's key.",
 ]
 STATEMENT_NOTES = [
     "Both get the service's `Authorization: Bearer` header (PostGraphile ignores it); "
