@@ -39,6 +39,8 @@ _INTEGER = struct.Struct(">q")
 _LENGTH = struct.Struct(">H")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+# base64 → base64url, as base64.urlsafe_b64encode translates.
+_URL_SAFE = bytes.maketrans(b"+/", b"-_")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,15 +64,16 @@ class Keyset:
     # Made once from the fields above: a page of edges seals a cursor for every row.
     _keys: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _associated_kind: bytes = field(init=False, repr=False, compare=False)
-    _pack: Callable[[Position], bytes] = field(init=False, repr=False, compare=False)
+    _plaintext_of: Callable[[Position], bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_keys", tuple(column.key for column in self.columns))
         object.__setattr__(self, "_associated_kind", self.kind.encode())
-        object.__setattr__(self, "_pack", _packer(self.value_types))
+        object.__setattr__(self, "_plaintext_of", _packer(self.value_types))
 
     def position_of(self, row: Any) -> Position:
-        mapping = getattr(row, "_mapping", row)  # as db.driver_reads.row_value reads a row
+        # As db.driver_reads.row_value reads a row, inlined: this runs for every edge.
+        mapping = getattr(row, "_mapping", row)
         return tuple([mapping[key] for key in self._keys])
 
     def is_beyond(self, position: str) -> sa.ColumnElement[bool]:
@@ -129,6 +132,7 @@ class Page(Generic[Item]):
 
     def all_cursors(self) -> list[str]:
         """Every row's cursor, in the page's order."""
+        # Looked up once, not for each of the page's rows.
         position_of, encode, keyset = self.keyset.position_of, self.cursors.encode, self.keyset
         return [encode(keyset, position_of(row)) for row in self.rows]
 
@@ -179,15 +183,9 @@ class Cursors:
 
     def encode(self, keyset: Keyset, position: Position) -> str:
         sealed = self._cipher.encrypt(
-            keyset._pack(position), [keyset._associated_kind, self._scope]
+            keyset._plaintext_of(position), [keyset._associated_kind, self._scope]
         )
-        # base64.urlsafe_b64encode, without its two Python calls: this runs for every edge.
-        return (
-            binascii.b2a_base64(sealed, newline=False)
-            .translate(_URL_SAFE)
-            .rstrip(b"=")
-            .decode("ascii")
-        )
+        return _base64url(sealed).decode("ascii")
 
     def decode(self, keyset: Keyset, cursor: str) -> Position:
         try:
@@ -196,9 +194,9 @@ class Cursors:
             unpadded = cursor.rstrip("=").encode("ascii")
             sealed = base64.urlsafe_b64decode(unpadded + b"=" * (-len(unpadded) % 4))
             # urlsafe_b64decode skips what is not base64; only the canonical spelling counts.
-            if base64.urlsafe_b64encode(sealed).rstrip(b"=") != unpadded:
+            if _base64url(sealed) != unpadded:
                 raise ValueError("not base64url")
-            plaintext = self._cipher.decrypt(sealed, [keyset.kind.encode(), self._scope])
+            plaintext = self._cipher.decrypt(sealed, [keyset._associated_kind, self._scope])
             return _unpack(plaintext, keyset.value_types)
         except (
             ValueError,
@@ -215,43 +213,35 @@ class Cursors:
             ) from error
 
 
-_URL_SAFE = bytes.maketrans(b"+/", b"-_")
+def _base64url(sealed: bytes) -> bytes:
+    """base64url without padding: base64.urlsafe_b64encode without its two Python
+    layers, as every edge's cursor is spelled."""
+    return binascii.b2a_base64(sealed, newline=False).translate(_URL_SAFE).rstrip(b"=")
 
 
 def _packer(value_types: tuple[type, ...]) -> Callable[[Position], bytes]:
-    """The plaintext of a position of `value_types`: each value as `_pack` spells it,
-    with one struct call when all are integers and instants (8 bytes each)."""
-    if not all(value_type in (datetime, int) for value_type in value_types):
-
-        def pack_each(position: Position) -> bytes:
-            # A list, not a generator: join is faster on one.
-            return b"".join(
-                [
-                    _pack(value, value_type)
-                    for value, value_type in zip(position, value_types, strict=True)
-                ]
-            )
-
-        return pack_each
-    fixed = struct.Struct(">" + "q" * len(value_types))
-    instants = tuple(value_type is datetime for value_type in value_types)
-    if instants == (True, False):  # The events' keyset: (timestamp, sequence).
+    """The plaintext of a position of `value_types`, each value as `_pack` spells it: the
+    events' keyset (an instant and an integer, 8 bytes each) with one struct call, as a
+    page of edges seals a cursor for every row; any other value by value."""
+    if value_types == (datetime, int):
+        instant_and_integer = struct.Struct(">qq")
 
         def pack_instant_and_integer(position: Position) -> bytes:
             instant, integer = position
-            return fixed.pack(_microseconds(instant), integer)
+            return instant_and_integer.pack(_microseconds(instant), integer)
 
         return pack_instant_and_integer
 
-    def pack_fixed(position: Position) -> bytes:
-        return fixed.pack(
-            *[
-                _microseconds(value) if instant else value
-                for value, instant in zip(position, instants, strict=True)
+    def pack_each(position: Position) -> bytes:
+        # A list, not a generator: join is faster on one.
+        return b"".join(
+            [
+                _pack(value, value_type)
+                for value, value_type in zip(position, value_types, strict=True)
             ]
         )
 
-    return pack_fixed
+    return pack_each
 
 
 def _microseconds(instant: datetime) -> int:
@@ -263,9 +253,7 @@ def _microseconds(instant: datetime) -> int:
 
 def _pack(value: Any, value_type: type) -> bytes:
     if value_type is datetime:
-        if value.tzinfo is None:
-            raise ValueError("aware timestamp expected")
-        return _INTEGER.pack((value - _EPOCH) // _MICROSECOND)
+        return _INTEGER.pack(_microseconds(value))
     if value_type is int:
         return _INTEGER.pack(value)
     if value_type is str:
