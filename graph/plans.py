@@ -15,18 +15,23 @@ operation chosen is a query with no directives selecting one field, under any al
 with no directives, and
 - `event(eventId: …)` (EventPlan): `eventId` a string literal and no variables declared,
   or the operation's one variable, of type `String!`, with no default; selecting plain
-  fields (db.event_json's attributes and `__typename`), no directives, arguments or
-  fragments;
+  fields (db.event_json's attributes and `__typename`) with no arguments;
 - `events(…)` (EventsPlan), any of its arguments, literal or variable: selecting
-  `nodes` with plain fields as above, or `edges` with `cursor` and a `node` of plain
-  fields (as Relay asks for a page), and optionally `pageInfo` with its own four
-  fields, nothing else (no `totalCount`, fragments or directives) but `__typename`, on
-  the connection, in `edges` and in `pageInfo`: Apollo Client and urql add it to every
-  selection set of every document they send.
+  `nodes` with plain fields as above, or `edges` with a `node` of plain fields and, if
+  asked, their `cursor` (as Relay asks for a page), and optionally `pageInfo` with its own four
+  fields, nothing else (no `totalCount`) but `__typename`, on the connection, in
+  `edges` and in `pageInfo`: Apollo Client and urql add it to every selection set of
+  every document they send.
 
-Each request does what the resolver does (`Query.event`, `Query.events`): its bounds,
-its read, and an error raised in either placed at the field's path as graphql-core
-places it (null for the nullable `event`, null `data` for the non-null `events`).
+Below the root field, fields may come from fragments (named or inline) on the object
+type itself, as clients made of components write them; they are collected as GraphQL
+collects them (`_collected`). No directive anywhere: `@skip`/`@include` may depend on
+the variables, which a plan made once cannot know.
+
+Each request does what the resolvers do (`Query.event`, `Query.events` and the
+connection's, graph.types.connection): its bounds, its read, and an error raised in
+either placed at the field's path as graphql-core places it (null for the nullable
+`event`, null `data` for the non-null `events`).
 What graphql-core would refuse before the resolver runs — a variable or argument it
 cannot coerce — goes its way, unplanned, and so does a metadata filter (whose input
 Strawberry converts). Plans run only where pages of events are written by PostgreSQL
@@ -36,6 +41,7 @@ graph.execution would read plainly; tests/graph/test_query_plans.py checks that 
 answer equals graphql-core's, errors included.
 """
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeGuard
@@ -46,16 +52,20 @@ from graphql import (
     DocumentNode,
     ExecutionResult,
     FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
     GraphQLError,
     GraphQLField,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLSchema,
+    InlineFragmentNode,
     NamedTypeNode,
     NonNullTypeNode,
     OperationDefinitionNode,
     OperationType,
     SelectionNode,
+    SelectionSetNode,
     StringValueNode,
     TypeNode,
     VariableNode,
@@ -82,6 +92,11 @@ _POINT_READ_FIELD = "event"
 _POINT_READ_ARGUMENT = "eventId"
 _LIST_FIELD = "events"
 _TYPENAME = "__typename"
+
+logger = logging.getLogger("usage_events.plans")
+
+# Fragment definitions of a document by name.
+Fragments = Mapping[str, FragmentDefinitionNode]
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,8 +166,8 @@ class EdgeField:
 @dataclass(frozen=True, slots=True)
 class EventsPlan:
     """`events(…) { nodes { plain fields } pageInfo { … } __typename }`, or with
-    `edges { cursor node { plain fields } }` in place of `nodes`: the one field of its
-    operation."""
+    `edges { cursor node { plain fields } __typename }` in place of `nodes`: the one
+    field of its operation."""
 
     # `first` and `last` may be variables, which the response-cost bound reads.
     cost_is_fixed: ClassVar[bool] = False
@@ -171,7 +186,7 @@ class EventsPlan:
     # pageInfo's fields, in the order of its selection.
     page_info: tuple[PageInfoField, ...]
     # The edges' fields, in the order of their selection; none when `nodes` is asked.
-    edge: tuple[EdgeField, ...] = ()
+    edge_fields: tuple[EdgeField, ...] = ()
 
     async def run(
         self, context: RequestContext, variables: Mapping[str, Any] | None
@@ -227,21 +242,22 @@ class EventsPlan:
         """The page's edges with their selected fields; None if a cursor could not be
         sealed. That never happens to a row the database gave (an aware instant, an
         integer), and graphql-core's way then places the error where GraphQL does."""
-        try:
-            asks_cursor = any(field.name == "cursor" for field in self.edge)
-            cursors = page.all_cursors() if asks_cursor else None
-        except Exception:
-            return None
+        cursors: list[str] = []
+        if any(field.name == "cursor" for field in self.edge_fields):
+            try:
+                cursors = page.all_cursors()
+            except Exception:  # A bug, not a client's mistake: said, then left to graphql-core.
+                logger.exception("a page's cursors could not be sealed by its plan")
+                return None
         edges: list[dict[str, Any]] = []
         for index, text in enumerate(page.items):
             edge: dict[str, Any] = {}
-            for field in self.edge:
+            for field in self.edge_fields:
                 if field.constant is not None:
                     edge[field.key] = field.constant
                 elif field.name == "node":
                     edge[field.key] = orjson.Fragment(text)
                 else:
-                    assert cursors is not None
                     edge[field.key] = cursors[index]
             edges.append(edge)
         return edges
@@ -320,21 +336,29 @@ def query_plan(
         or not _is_plain_root_field(schema, field.name.value)
     ):
         return None
+    fragments = {
+        definition.name.value: definition
+        for definition in document.definitions
+        if isinstance(definition, FragmentDefinitionNode)
+    }
     if field.name.value == _POINT_READ_FIELD:
-        return _event_plan(schema, operation, field)
+        return _event_plan(schema, operation, field, fragments)
     if field.name.value == _LIST_FIELD:
-        return _events_plan(schema, operation, field)
+        return _events_plan(schema, operation, field, fragments)
     return None
 
 
 def _event_plan(
-    schema: strawberry.Schema, operation: OperationDefinitionNode, field: FieldNode
+    schema: strawberry.Schema,
+    operation: OperationDefinitionNode,
+    field: FieldNode,
+    fragments: Fragments,
 ) -> EventPlan | None:
     arguments = field.arguments or ()
     if len(arguments) != 1 or arguments[0].name.value != _POINT_READ_ARGUMENT:
         return None
     argument = _argument_source(operation, arguments[0].value)
-    fields = _plain_fields(schema, field)
+    fields = _plain_fields(schema, [field], fragments)
     if argument is None or fields is None:
         return None
     event_id, variable = argument
@@ -387,75 +411,84 @@ def _is_bare(field: GraphQLField | None) -> bool:
     )
 
 
-def _plain_fields(schema: strawberry.Schema, field: FieldNode) -> JsonFields | None:
-    """The event's (key, attribute) pairs in response order, if every selection is a
-    plain field db.event_json writes: one the executor itself would only read and coerce
-    (graph.execution), whose value PostgreSQL spells as the API does."""
-    assert field.selection_set is not None
+def _plain_fields(
+    schema: strawberry.Schema, nodes: list[FieldNode], fragments: Fragments
+) -> JsonFields | None:
+    """The event's (key, attribute) pairs in response order, if every field the event's
+    field `nodes` select is a plain field db.event_json writes: one the executor itself
+    would only read and coerce (graph.execution), whose value PostgreSQL spells as the API
+    does."""
     type_name, json_fields = json_attributes(Event, schema.config.name_converter)
     event_type = graphql_core_schema_of(schema).get_type(type_name)
     assert isinstance(event_type, GraphQLObjectType)
     plain = plain_leaf_plans(event_type)
     attributes = {name: json_fields[name] for name in json_fields.keys() & plain.keys()}
+    collected = _collected(nodes, type_name, fragments)
+    if collected is None:
+        return None
     leaves: list[tuple[str, str]] = []
-    for leaf in field.selection_set.selections:
-        if not _is_leaf(leaf):
+    for key, merged in collected.items():
+        if not all(_is_leaf(leaf) for leaf in merged):
             return None
-        leaves.append((_key(leaf), leaf.name.value))
+        leaves.append((key, merged[0].name.value))
     return node_json_fields(leaves, type_name, attributes)
 
 
 def _events_plan(
-    schema: strawberry.Schema, operation: OperationDefinitionNode, field: FieldNode
+    schema: strawberry.Schema,
+    operation: OperationDefinitionNode,
+    field: FieldNode,
+    fragments: Fragments,
 ) -> EventsPlan | None:
-    assert field.selection_set is not None
     graphql_schema = graphql_core_schema_of(schema)
     definition = graphql_schema.query_type.fields[_LIST_FIELD]  # type: ignore[union-attr]
     connection_type = get_named_type(definition.type)
     assert isinstance(connection_type, GraphQLObjectType)
+    collected = _collected([field], connection_type.name, fragments)
+    if collected is None:
+        return None
     selections: dict[str, str] = {}
     fields: JsonFields | None = None
     page_info: tuple[PageInfoField, ...] = ()
-    edge: tuple[EdgeField, ...] = ()
-    for selection in field.selection_set.selections:
-        if _is_leaf(selection) and selection.name.value == _TYPENAME:
-            if _key(selection) in selections:
-                return None  # Merged by GraphQL; rare enough to leave to graphql-core.
-            selections[_key(selection)] = _TYPENAME
+    edge_fields: tuple[EdgeField, ...] = ()
+    for key, merged in collected.items():
+        name = merged[0].name.value
+        if name == _TYPENAME:
+            if not all(_is_leaf(node) for node in merged):
+                return None
+            selections[key] = _TYPENAME
             continue
         if (
-            not isinstance(selection, FieldNode)
-            or selection.directives
-            or selection.arguments
-            or selection.name.value not in ("nodes", "edges", "pageInfo")
-            or not _is_bare(connection_type.fields[selection.name.value])
-            or _key(selection) in selections
-            or selection.name.value in selections.values()
+            any(node.arguments for node in merged)
+            or name not in ("nodes", "edges", "pageInfo")
+            or not _is_bare(connection_type.fields[name])
+            # Under two keys: one page, read once, would be two selections of its rows.
+            or name in selections.values()
         ):
             return None
-        if selection.name.value == "nodes":
+        if name == "nodes":
             if fields is not None:
-                return None  # Nodes beside edges: one page, two selections of its rows.
-            fields = _plain_fields(schema, selection)
+                return None  # Nodes beside edges.
+            fields = _plain_fields(schema, merged, fragments)
             if fields is None:
                 return None
-        elif selection.name.value == "edges":
+        elif name == "edges":
             if fields is not None:
                 return None
             edge_type = get_named_type(connection_type.fields["edges"].type)
             assert isinstance(edge_type, GraphQLObjectType)
-            found_edge = _edge_fields(schema, selection, edge_type)
+            found_edge = _edge_fields(schema, merged, edge_type, fragments)
             if found_edge is None:
                 return None
-            edge, fields = found_edge
+            edge_fields, fields = found_edge
         else:
             page_info_type = get_named_type(connection_type.fields["pageInfo"].type)
             assert isinstance(page_info_type, GraphQLObjectType)
-            found = _page_info_fields(selection, page_info_type)
+            found = _page_info_fields(merged, page_info_type, fragments)
             if found is None:
                 return None
             page_info = found
-        selections[_key(selection)] = selection.name.value
+        selections[key] = name
     if fields is None:
         return None
     return EventsPlan(
@@ -468,70 +501,118 @@ def _events_plan(
         tuple(selections.items()),
         connection_type.name,
         page_info,
-        edge,
+        edge_fields,
     )
 
 
 def _edge_fields(
-    schema: strawberry.Schema, selection: FieldNode, edge_type: GraphQLObjectType
+    schema: strawberry.Schema,
+    nodes: list[FieldNode],
+    edge_type: GraphQLObjectType,
+    fragments: Fragments,
 ) -> tuple[tuple[EdgeField, ...], JsonFields] | None:
     """The edges' fields by response key and their node's JSON fields, if the edges
-    select their `cursor`, `__typename` and one `node` of plain fields, nothing else."""
-    if selection.selection_set is None:
+    select their `cursor`, `__typename` and `node` under one key with plain fields,
+    nothing else."""
+    collected = _collected(nodes, edge_type.name, fragments)
+    if collected is None:
         return None
-    found: dict[str, EdgeField] = {}
+    found: list[EdgeField] = []
     fields: JsonFields | None = None
-    for child in selection.selection_set.selections:
-        if not isinstance(child, FieldNode) or child.directives or child.arguments:
-            return None
-        name, key = child.name.value, _key(child)
+    for key, merged in collected.items():
+        name = merged[0].name.value
         if name == "node":
-            if key in found or fields is not None or not _is_bare(edge_type.fields["node"]):
-                return None  # A node merged from two selections: left to graphql-core.
-            fields = _plain_fields(schema, child)
+            if fields is not None or not _is_bare(edge_type.fields["node"]):
+                return None  # A node under two keys, read once: left to graphql-core.
+            fields = _plain_fields(schema, merged, fragments)
             if fields is None:
                 return None
-            found[key] = EdgeField(key, name)
+            found.append(EdgeField(key, name))
             continue
-        if not _is_leaf(child) or name not in ("cursor", _TYPENAME):
+        if not all(_is_leaf(node) for node in merged) or name not in ("cursor", _TYPENAME):
             return None
         if name == "cursor" and not _is_bare(edge_type.fields["cursor"]):
             return None
-        # Validation saw to it that one key holds one field: GraphQL merges a repeat.
-        found.setdefault(key, EdgeField(key, name, edge_type.name if name == _TYPENAME else None))
+        found.append(EdgeField(key, name, edge_type.name if name == _TYPENAME else None))
     if fields is None:
         return None
-    return tuple(found.values()), fields
+    return tuple(found), fields
 
 
 def _page_info_fields(
-    selection: FieldNode, page_info_type: GraphQLObjectType
+    nodes: list[FieldNode], page_info_type: GraphQLObjectType, fragments: Fragments
 ) -> tuple[PageInfoField, ...] | None:
     """pageInfo's fields by response key, if all are its own plain fields."""
-    if selection.selection_set is None:
+    collected = _collected(nodes, page_info_type.name, fragments)
+    if collected is None:
         return None
-    found: dict[str, tuple[str, list[FieldNode]]] = {}
-    for leaf in selection.selection_set.selections:
-        if not _is_leaf(leaf):
+    found: list[PageInfoField] = []
+    for key, merged in collected.items():
+        name = merged[0].name.value
+        if not all(_is_leaf(node) for node in merged):
             return None
-        if leaf.name.value != _TYPENAME and (
-            leaf.name.value not in _PAGE_INFO_VALUES
-            or not _is_bare(page_info_type.fields.get(leaf.name.value))
-        ):
+        if name == _TYPENAME:
+            found.append(
+                PageInfoField(
+                    key, name, tuple(merged), nullable=False, constant=page_info_type.name
+                )
+            )
+            continue
+        if name not in _PAGE_INFO_VALUES or not _is_bare(page_info_type.fields.get(name)):
             return None
-        # Validation saw to it that one key holds one field: GraphQL merges its nodes.
-        found.setdefault(_key(leaf), (leaf.name.value, []))[1].append(leaf)
-    return tuple(
-        PageInfoField(key, name, tuple(nodes), nullable=False, constant=page_info_type.name)
-        if name == _TYPENAME
-        else PageInfoField(
-            key,
-            name,
-            tuple(nodes),
-            nullable=not isinstance(page_info_type.fields[name].type, GraphQLNonNull),
-        )
-        for key, (name, nodes) in found.items()
-    )
+        nullable = not isinstance(page_info_type.fields[name].type, GraphQLNonNull)
+        found.append(PageInfoField(key, name, tuple(merged), nullable=nullable))
+    return tuple(found)
+
+
+def _collected(
+    nodes: list[FieldNode], type_name: str, fragments: Fragments
+) -> dict[str, list[FieldNode]] | None:
+    """The fields selected by `nodes` (one response key's field nodes, whose selections
+    GraphQL merges) on the object type `type_name`, by response key in the order GraphQL
+    collects them, each with the field nodes merged under it: fragment spreads and
+    inline fragments are followed, each named fragment once, as GraphQL's CollectFields
+    does. None if a selection has a directive (whose effect may depend on variables), a
+    fragment is on another type (an interface, say: left to graphql-core) or takes
+    arguments, or a field has no selection."""
+    collected: dict[str, list[FieldNode]] = {}
+    visited: set[str] = set()
+
+    def collect(selection_set: SelectionSetNode | None) -> bool:
+        if selection_set is None:
+            return False
+        for selection in selection_set.selections:
+            if selection.directives:
+                return False
+            if isinstance(selection, FieldNode):
+                collected.setdefault(_key(selection), []).append(selection)
+            elif isinstance(selection, InlineFragmentNode):
+                condition = selection.type_condition
+                if condition is not None and condition.name.value != type_name:
+                    return False
+                if not collect(selection.selection_set):
+                    return False
+            elif isinstance(selection, FragmentSpreadNode):
+                if getattr(selection, "arguments", None):
+                    return False
+                name = selection.name.value
+                if name in visited:
+                    continue
+                visited.add(name)
+                fragment = fragments.get(name)
+                if (
+                    fragment is None
+                    or fragment.directives
+                    or fragment.variable_definitions
+                    or fragment.type_condition.name.value != type_name
+                    or not collect(fragment.selection_set)
+                ):
+                    return False
+            else:
+                return False
+        return True
+
+    return collected if all(collect(node.selection_set) for node in nodes) else None
 
 
 def _is_leaf(selection: SelectionNode) -> TypeGuard[FieldNode]:

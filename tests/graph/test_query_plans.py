@@ -44,8 +44,21 @@ query One($eventId: String!) {{
 OTHER_VARIABLE = "query One($id: String!) { event(eventId: $id) { eventId metadata } }"
 LITERAL = 'query One { event(eventId: "evt-002") { eventName eventId } }'
 
+# Fields from fragments, as clients made of components send them: named and inline,
+# nested, one spread twice (collected once), a key from a fragment and again beside it.
+FRAGMENT_EVENT = f"""
+query One($eventId: String!) {{
+  found: event(eventId: $eventId) {{ eventId ...Row ... {{ when: timestamp }} ...Row }}
+}}
+fragment Row on Event {{ {PLAIN_FIELDS} ... on Event {{ kind: __typename }} ...More }}
+fragment More on Event {{ when: timestamp data: metadata eventId }}
+"""
+
 PLANNED = {
     "variable": EVERY_FIELD,
+    "fragments": FRAGMENT_EVENT,
+    "a fragment spread": '{ event(eventId: "x") { ...F } } fragment F on Event { eventId }',
+    "an inline fragment": '{ event(eventId: "x") { ... on Event { eventId } } }',
     "another variable": OTHER_VARIABLE,
     "literal": LITERAL,
     "anonymous": '{ event(eventId: "x") { eventId } }',
@@ -55,8 +68,16 @@ NOT_PLANNED = {
     "two root fields": '{ event(eventId: "x") { eventId } viewer { id } }',
     "a field with its own resolver": '{ event(eventId: "x") { eventId revisions { revision } } }',
     "an object field": '{ event(eventId: "x") { customer { id } } }',
-    "a fragment spread": '{ event(eventId: "x") { ...F } } fragment F on Event { eventId }',
-    "an inline fragment": '{ event(eventId: "x") { ... on Event { eventId } } }',
+    "a fragment on an interface": '{ event(eventId: "x") { ... on Node { id } } }',
+    "a directive on a spread": (
+        '{ event(eventId: "x") { ...F @include(if: true) } } fragment F on Event { eventId }'
+    ),
+    "a directive in a fragment": (
+        '{ event(eventId: "x") { ...F } } fragment F on Event { eventId @skip(if: false) }'
+    ),
+    "an object field in a fragment": (
+        '{ event(eventId: "x") { ...F } } fragment F on Event { customer { id } }'
+    ),
     "a root fragment": '{ ... on Query { event(eventId: "x") { eventId } } }',
     "a directive on a leaf": '{ event(eventId: "x") { eventId @include(if: true) } }',
     "a directive on the field": '{ event(eventId: "x") @skip(if: false) { eventId } }',
@@ -131,26 +152,41 @@ async def answers(
     return seen[0]
 
 
+def test_fragments_are_collected_in_graphql_order_once_each() -> None:
+    plan = query_plan(build_schema(Settings()), parse(FRAGMENT_EVENT), None)
+    assert isinstance(plan, EventPlan)
+    keys = [key for key, _ in plan.fields]
+    assert keys[:2] == ["eventId", "id"]
+    assert keys[-3:] == ["kind", "when", "data"]
+    assert len(keys) == len(set(keys))
+    assert dict(plan.fields)["kind"] == ("Event",)
+
+
 @on_session_loop
+@pytest.mark.parametrize("query", [EVERY_FIELD, FRAGMENT_EVENT], ids=["fields", "fragments"])
 async def test_every_event_reads_the_same_by_its_plan(
-    api: GraphQLClient, database: Database, settings: Settings, planned_answers: list[str]
+    api: GraphQLClient,
+    database: Database,
+    settings: Settings,
+    planned_answers: list[str],
+    query: str,
 ) -> None:
     # Given events with metadata that tells JSON writers apart, amended and deprecated
     await seed_events(api)
     event_ids = [f"evt-{index:03d}" for index in range(len(ADVERSARIAL_METADATA) + 40)]
     for event_id in event_ids:
         # When each is read three times
-        status, _, body = await answers(api, EVERY_FIELD, {"eventId": event_id})
+        status, _, body = await answers(api, query, {"eventId": event_id})
         # Then every answer is the one graphql-core gives with every value through Python
         assert status == 200
-        usual = await usual_path(database, settings, api, EVERY_FIELD, {"eventId": event_id})
+        usual = await usual_path(database, settings, api, query, {"eventId": event_id})
         assert body == orjson.dumps({"data": usual})
         assert orjson.loads(body)["data"]["found"]["eventId"] == event_id
     # And on PostgreSQL the plan gave every answer but the first (which kept the query)
     planned = 3 * len(event_ids) - 1 if database.dialect_name == "postgresql" else 0
     assert planned_answers == ["found"] * planned
     first = orjson.loads(body)["data"]["found"]
-    assert first["kind"] == first["__typename"] == "Event"
+    assert first["kind"] == "Event"
 
 
 @on_session_loop
@@ -354,6 +390,29 @@ query List($first: Int, $after: String) {
   }
 }
 """
+# The same page from fragments at every level, merged with fields beside them.
+FRAGMENT_LIST = f"""
+query List($first: Int, $after: String, $last: Int, $before: String, $filter: EventFilter,
+           $orderBy: EventOrder! = TIMESTAMP_DESC) {{
+  page: events(first: $first, after: $after, last: $last, before: $before, filter: $filter,
+               orderBy: $orderBy) {{
+    ...Page
+    info: pageInfo {{ hasPreviousPage }}
+    edges {{ ... {{ at: cursor }} node {{ eventId ...Row }} }}
+    __typename
+  }}
+}}
+fragment Page on EventConnection {{
+  info: pageInfo {{ ...Info hasNextPage }}
+  edges {{ node {{ ...Row eventName }} __typename ...Edge }}
+  ...Kind
+}}
+fragment Kind on EventConnection {{ __typename kind: __typename }}
+fragment Info on PageInfo {{ startCursor endCursor hasNextPage ... {{ more: hasNextPage }} }}
+fragment Edge on EventEdge {{ cursor at: cursor }}
+fragment Row on Event {{ {PLAIN_FIELDS} ... on Event {{ when: timestamp }} ...Kinds }}
+fragment Kinds on Event {{ kind: __typename eventId }}
+"""
 LIST_PLANNED = {
     "nodes only": "{ events { nodes { eventId } } }",
     "literal arguments": '{ events(first: 2, filter: {eventName: "x"}) { nodes { eventId } } }',
@@ -364,32 +423,41 @@ LIST_PLANNED = {
     "edges as Relay asks for them": RELAY_LIST,
     "edges with every variation": EDGES_LIST,
     "edges' nodes alone": "{ events { edges { node { eventId } } } }",
+    "fragments everywhere": FRAGMENT_LIST,
+    "a connection typename twice": "{ events { __typename __typename nodes { eventId } } }",
+    "a fragment on the connection": (
+        "{ events { ...P } } fragment P on EventConnection { nodes { eventId } }"
+    ),
+    "a fragment in an edge": (
+        "{ events { edges { ...E } } } fragment E on EventEdge { node { eventId } }"
+    ),
+    "nodes twice under one key": "{ events { nodes { eventId } nodes { eventName } } }",
+    "a node twice under one key": ("{ events { edges { node { eventId } node { eventName } } } }"),
 }
 LIST_NOT_PLANNED = {
     "a total count": "{ events { totalCount nodes { eventId } } }",
+    "totalCount from a fragment": (
+        "{ events { nodes { id } ...C } } fragment C on EventConnection { totalCount }"
+    ),
     "edges without nodes": "{ events { edges { cursor } } }",
     "edges beside nodes": "{ events { nodes { eventId } edges { node { eventId } } } }",
     "edges twice": "{ events { a: edges { cursor } b: edges { node { eventId } } } }",
-    "a node twice": "{ events { edges { node { eventId } node { eventName } } } }",
     "a node under two keys": "{ events { edges { a: node { eventId } b: node { eventId } } } }",
     "an object field in an edge's node": "{ events { edges { node { customer { id } } } } }",
     "a cursor with a directive": (
         "{ events { edges { cursor @include(if: true) node { eventId } } } }"
     ),
-    "a fragment in an edge": (
-        "{ events { edges { ...E } } } fragment E on EventEdge { node { eventId } }"
+    "a directive on a fragment in edges": (
+        "{ events { edges { ...E @skip(if: false) } } } fragment E on EventEdge { node { id } }"
     ),
     "page info alone": "{ events { pageInfo { endCursor } } }",
     "nodes twice": "{ events { a: nodes { eventId } b: nodes { eventName } } }",
     "an object node field": "{ events { nodes { eventId customer { id } } } }",
-    "a connection typename twice": "{ events { __typename __typename nodes { eventId } } }",
+    "a fragment on an interface in nodes": "{ events { nodes { ... on Node { id } } } }",
     "a page info typename with a directive": (
         "{ events { nodes { eventId } pageInfo { __typename @skip(if: false) } } }"
     ),
     "a directive on nodes": "{ events { nodes @include(if: true) { eventId } } }",
-    "a fragment on the connection": (
-        "{ events { ...P } } fragment P on EventConnection { nodes { eventId } }"
-    ),
 }
 
 
@@ -438,7 +506,7 @@ def test_an_edges_plan_keeps_the_edge_fields_in_order_once_each() -> None:
         ("connectionKind", "__typename"),
         ("edges", "edges"),
     )
-    assert [(field.key, field.name, field.constant) for field in plan.edge] == [
+    assert [(field.key, field.name, field.constant) for field in plan.edge_fields] == [
         ("at", "cursor", None),
         ("node", "node", None),
         ("edgeKind", "__typename", "EventEdge"),
@@ -454,7 +522,9 @@ def planned_pages(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 @on_session_loop
-@pytest.mark.parametrize("query", [LIST, EDGES_LIST], ids=["nodes", "edges"])
+@pytest.mark.parametrize(
+    "query", [LIST, EDGES_LIST, FRAGMENT_LIST], ids=["nodes", "edges", "fragments"]
+)
 async def test_every_page_reads_the_same_by_its_plan(
     api: GraphQLClient,
     database: Database,
