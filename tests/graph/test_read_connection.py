@@ -57,6 +57,9 @@ async def test_a_query_reads_without_an_orm_session(
     assert len(orm_statements) <= 1
 
 
+CLOSES_IN_SECONDS = 3
+
+
 async def test_a_page_read_before_a_write_in_the_same_query_still_answers(
     api: GraphQLClient,
 ) -> None:
@@ -73,12 +76,14 @@ async def test_a_page_read_before_a_write_in_the_same_query_still_answers(
                 "timeframeStart": iso(now - timedelta(days=3)),
                 "timeframeEnd": iso(now - timedelta(days=2)),
                 "replaceExistingEvents": False,
-                "closeTime": iso(now + timedelta(seconds=1)),
+                # Far enough ahead that a slow machine still creates it before then.
+                "closeTime": iso(now + timedelta(seconds=CLOSES_IN_SECONDS)),
             }
         },
     )
+    assert created["createBackfill"]["userErrors"] == []
     backfill = created["createBackfill"]["backfill"]
-    await asyncio.sleep(1.2)
+    await asyncio.sleep(CLOSES_IN_SECONDS + 0.2)
     data = await api.data(
         "{ backfills { nodes { id status } }"
         " events(first: 2) { totalCount pageInfo { hasNextPage } nodes { eventId } } }"
