@@ -393,10 +393,11 @@ def rows_at(data: dict[str, Any], path: tuple[str, ...]) -> list[Row]:
         for value in values:
             if value is None:
                 continue
-            if isinstance(value[key], list):
-                found.extend(value[key])
+            item = value[key]
+            if isinstance(item, list):
+                found.extend(item)
             else:
-                found.append(value[key])
+                found.append(item)
         values = found
     return [node_row(node) for node in values if node is not None]
 
@@ -1026,8 +1027,7 @@ def markdown(results: dict[str, Any]) -> str:
         "and (every query but the first) of the floor, and all answered the same rows: "
         "eventIds in order, and eventName, customerId, externalCustomerId, timestamp (as an "
         f"instant) and metadata (as parsed JSON); rows compared: {checked}. Paging both "
-        "servers to the "
-        "keyset query's cursor compared every row on the way.",
+        "servers to the keyset query's cursor compared every row on the way.",
         "",
     ]
     out += ["Queries (each asks for the same six fields of each event:", f"`{FIELDS}`):", ""]
