@@ -653,11 +653,25 @@ async def test_b6_backfill_deprecations_do_not_count_toward_the_correction_limit
 
 # -- B4: closing at closeTime, without a request ----------------------------------------------
 
+# A close time a few seconds ahead: on a slow machine the requests that create the backfill
+# and ingest into it must still reach the server before it closes (1 s was seen too short).
+CLOSE_SOON = timedelta(seconds=3)
+
+
+async def sleep_past(close_time: str) -> None:
+    remaining = (datetime.fromisoformat(close_time) - now_utc()).total_seconds()
+    await asyncio.sleep(max(remaining, 0) + 0.1)
+
+
+async def ingested_into(api: GraphQLClient, backfill_id: str, events: list[dict[str, Any]]) -> None:
+    payload = await ingest_into(api, backfill_id, events)
+    assert payload["userErrors"] == [], payload["userErrors"]
+
 
 async def test_b4_a_read_after_close_time_finds_it_reflected(api: GraphQLClient) -> None:
-    backfill = await created(api, closeTime=iso(now_utc() + timedelta(seconds=1)))
-    await ingest_into(api, backfill["id"], [old_event("t1", 1, 1)])
-    await asyncio.sleep(1.1)
+    backfill = await created(api, closeTime=iso(now_utc() + CLOSE_SOON))
+    await ingested_into(api, backfill["id"], [old_event("t1", 1, 1)])
+    await sleep_past(backfill["closeTime"])
     reread = await get(api, backfill["id"])
     assert reread is not None
     assert reread["status"] == "REFLECTED"
@@ -668,8 +682,8 @@ async def test_b4_a_read_after_close_time_finds_it_reflected(api: GraphQLClient)
 
 
 async def test_b4_the_listing_shows_due_backfills_reflected(api: GraphQLClient) -> None:
-    backfill = await created(api, closeTime=iso(now_utc() + timedelta(seconds=1)))
-    await asyncio.sleep(1.1)
+    backfill = await created(api, closeTime=iso(now_utc() + CLOSE_SOON))
+    await sleep_past(backfill["closeTime"])
     data = await api.data(LIST, {"status": "PENDING"})
     assert data["backfills"]["nodes"] == []
     data = await api.data(LIST, {})
@@ -679,15 +693,13 @@ async def test_b4_the_listing_shows_due_backfills_reflected(api: GraphQLClient) 
 async def test_b4_the_closer_reflects_due_backfills_exactly_once(
     api: GraphQLClient, database: Database
 ) -> None:
-    due = await created(
-        api, externalCustomerId="cust-1", closeTime=iso(now_utc() + timedelta(seconds=1))
-    )
-    await ingest_into(api, due["id"], [old_event("c1", 1, 1)])
+    due = await created(api, externalCustomerId="cust-1", closeTime=iso(now_utc() + CLOSE_SOON))
+    await ingested_into(api, due["id"], [old_event("c1", 1, 1)])
     later = await created(
         api, externalCustomerId="x", closeTime=iso(now_utc() + timedelta(hours=1))
     )
     assert await close_due_backfills(database, now_utc()) == 0
-    moment = now_utc() + timedelta(seconds=2)
+    moment = datetime.fromisoformat(due["closeTime"]) + timedelta(microseconds=1)
     # Several closers at once (as several server processes would run them): one close
     closes = await asyncio.gather(*(close_due_backfills(database, moment) for _ in range(4)))
     assert sum(closes) == 1
@@ -700,12 +712,12 @@ async def test_b4_the_closer_reflects_due_backfills_exactly_once(
 async def test_b4_the_server_process_runs_the_closer_by_itself(
     api: GraphQLClient, database: Database, settings: Settings
 ) -> None:
-    backfill = await created(api, closeTime=iso(now_utc() + timedelta(seconds=0.5)))
-    await ingest_into(api, backfill["id"], [old_event("s1", 1, 1)])
+    backfill = await created(api, closeTime=iso(now_utc() + CLOSE_SOON))
+    await ingested_into(api, backfill["id"], [old_event("s1", 1, 1)])
     quick = settings.model_copy(update={"backfill_close_interval": timedelta(seconds=0.1)})
     closer = asyncio.create_task(run_backfill_closer(database, quick))
     try:
-        for _ in range(50):
+        for _ in range(100):  # up to 10 s: the close time is 3 s ahead
             await asyncio.sleep(0.1)
             async with database.session() as session:
                 from db.repositories.backfills import BackfillRepository
