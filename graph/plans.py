@@ -217,6 +217,17 @@ class EventsPlan:
             )
         except Exception as error:  # `events` is non-null: the null reaches `data`.
             return ExecutionResult(data=None, errors=[located_error(error, [self.field], [key])])
+        # Each row's cursor when the edges ask for it, sealed once: pageInfo's start and
+        # end cursors are the first and last of them.
+        cursors: list[str] | None = None
+        if self.edges_ask_cursor:
+            try:
+                cursors = page.all_cursors()
+            except Exception:  # A bug, not a client's mistake: said, then left to graphql-core.
+                # That never happens to a row the database gave (an aware instant, an
+                # integer), and graphql-core's way then places the error where GraphQL does.
+                logger.exception("a page's cursors could not be sealed by its plan")
+                return None
         connection: dict[str, Any] = {}
         errors: list[GraphQLError] = []
         for selection_key, name in self.selections:
@@ -224,31 +235,24 @@ class EventsPlan:
                 connection[selection_key] = [orjson.Fragment(text) for text in page.items]
                 continue
             if name == "edges":
-                edges = self._edges(page)
-                if edges is None:
-                    return None
-                connection[selection_key] = edges
+                connection[selection_key] = self._edges(page, cursors)
                 continue
             if name == _TYPENAME:
                 connection[selection_key] = self.typename
                 continue
-            info = await self._page_info(context, page, [key, selection_key], errors)
+            info = await self._page_info(context, page, cursors, [key, selection_key], errors)
             if info is None:  # A non-null field failed: null up to `data`, as in GraphQL.
                 return ExecutionResult(data=None, errors=errors)
             connection[selection_key] = info
         return ExecutionResult(data={key: connection}, errors=errors or None)
 
-    def _edges(self, page: Page[str]) -> list[dict[str, Any]] | None:
-        """The page's edges with their selected fields; None if a cursor could not be
-        sealed. That never happens to a row the database gave (an aware instant, an
-        integer), and graphql-core's way then places the error where GraphQL does."""
-        cursors: list[str] = []
-        if any(field.name == "cursor" for field in self.edge_fields):
-            try:
-                cursors = page.all_cursors()
-            except Exception:  # A bug, not a client's mistake: said, then left to graphql-core.
-                logger.exception("a page's cursors could not be sealed by its plan")
-                return None
+    @property
+    def edges_ask_cursor(self) -> bool:
+        return any(field.name == "cursor" for field in self.edge_fields)
+
+    def _edges(self, page: Page[str], cursors: list[str] | None) -> list[dict[str, Any]]:
+        """The page's edges with their selected fields; `cursors`, each row's, when they
+        ask for it."""
         edges: list[dict[str, Any]] = []
         for index, text in enumerate(page.items):
             edge: dict[str, Any] = {}
@@ -258,6 +262,7 @@ class EventsPlan:
                 elif field.name == "node":
                     edge[field.key] = orjson.Fragment(text)
                 else:
+                    assert cursors is not None  # edges_ask_cursor
                     edge[field.key] = cursors[index]
             edges.append(edge)
         return edges
@@ -266,15 +271,20 @@ class EventsPlan:
         self,
         context: RequestContext,
         page: Page[str],
+        cursors: list[str] | None,
         path: list[str],
         errors: list[GraphQLError],
     ) -> dict[str, Any] | None:
         """pageInfo's selected fields as graph.types.connection.PageInfo gives them; None
-        when a non-null one failed (its error is in `errors`)."""
+        when a non-null one failed (its error is in `errors`). `cursors`: each row's, when
+        the edges asked for them (never for an empty page)."""
         values: dict[str, Any] = {}
         for field in self.page_info:
             if field.constant is not None:
                 values[field.key] = field.constant
+                continue
+            if cursors and field.name in _SEALED_ENDS:
+                values[field.key] = cursors[_SEALED_ENDS[field.name]]
                 continue
             try:
                 values[field.key] = await _PAGE_INFO_VALUES[field.name](context, page)
@@ -310,6 +320,9 @@ _PAGE_INFO_VALUES: dict[str, Callable[[RequestContext, Page[str]], Awaitable[Any
     "endCursor": _end_cursor,
 }
 
+
+# pageInfo's cursors, as the index of the page's row whose cursor each is.
+_SEALED_ENDS = {"startCursor": 0, "endCursor": -1}
 
 QueryPlan = EventPlan | EventsPlan
 

@@ -15,7 +15,7 @@ from graphql import GraphQLObjectType, parse
 from strawberry.permission import BasePermission
 
 from db.database import Database
-from db.pagination import Page
+from db.pagination import Cursors, Page
 from db.repositories.events import EventRepository
 from db.settings import Settings
 from graph.context import RequestContext
@@ -660,6 +660,40 @@ async def test_a_failing_page_info_read_is_placed_at_its_path_by_the_plan(
     (error,) = orjson.loads(body)["errors"]
     assert error["locations"] == [{"line": 1, "column": 53}, {"line": 2, "column": 2}]
     assert len(planned_pages) == (4 if database.dialect_name == "postgresql" else 0)
+
+
+@on_session_loop
+async def test_the_plan_seals_each_cursor_of_a_page_once(
+    api: GraphQLClient,
+    database: Database,
+    planned_pages: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await seed_events(api)
+    sealed: list[Any] = []
+    encode = Cursors.encode
+
+    def counted(self: Cursors, keyset: Any, position: Any) -> str:
+        sealed.append(position)
+        return encode(self, keyset, position)
+
+    monkeypatch.setattr(Cursors, "encode", counted)
+    # pageInfo's start and end cursors beside the edges' own, before and after them
+    for _ in range(2):  # the second request takes the plan
+        sealed.clear()
+        planned_before = len(planned_pages)
+        status, _, body = await answers(api, EDGES_LIST, {"first": 3}, times=1)
+        assert status == 200, body
+        page = orjson.loads(body)["data"]["page"]
+        cursors = [edge["cursor"] for edge in page["edges"]]
+        assert len(cursors) == 3
+        assert (page["info"]["startCursor"], page["info"]["endCursor"]) == (cursors[0], cursors[-1])
+    if database.dialect_name == "postgresql":
+        assert planned_pages[planned_before:] == ["page"]
+        assert len(sealed) == len(set(sealed)) == 3
+    else:  # graphql-core's way seals the page's ends again
+        assert planned_pages == []
+        assert len(set(sealed)) == 3
 
 
 @on_session_loop
