@@ -277,7 +277,8 @@ class EventsPlan:
     ) -> dict[str, Any] | None:
         """pageInfo's selected fields as graph.types.connection.PageInfo gives them; None
         when a non-null one failed (its error is in `errors`). `cursors`: each row's, when
-        the edges asked for them (never for an empty page)."""
+        the edges asked for them; for an empty page there are none, and the page's ends
+        are read from the page (null)."""
         values: dict[str, Any] = {}
         for field in self.page_info:
             if field.constant is not None:

@@ -678,7 +678,7 @@ async def test_the_plan_seals_each_cursor_of_a_page_once(
         return encode(self, keyset, position)
 
     monkeypatch.setattr(Cursors, "encode", counted)
-    # pageInfo's start and end cursors beside the edges' own, before and after them
+    # pageInfo, selected before the edges, gives the first and last of their cursors
     for _ in range(2):  # the second request takes the plan
         sealed.clear()
         planned_before = len(planned_pages)
@@ -691,9 +691,9 @@ async def test_the_plan_seals_each_cursor_of_a_page_once(
     if database.dialect_name == "postgresql":
         assert planned_pages[planned_before:] == ["page"]
         assert len(sealed) == len(set(sealed)) == 3
-    else:  # graphql-core's way seals the page's ends again
+    else:  # graphql-core's way seals a cursor for every key asking it, the ends again
         assert planned_pages == []
-        assert len(set(sealed)) == 3
+        assert len(sealed) > len(set(sealed)) == 3
 
 
 @on_session_loop
