@@ -588,7 +588,11 @@ def _collected(
     inline fragments are followed, each named fragment once, as GraphQL's CollectFields
     does. None if a selection has a directive (whose effect may depend on variables), a
     fragment is on another type (an interface, say: left to graphql-core) or takes
-    arguments, or a field has no selection."""
+    arguments, or a field has no selection.
+
+    Not graphql-core's collect_subfields: it is marked for internal use only, and it
+    applies `@skip`/`@include` with one request's variables, where a plan is made once
+    for every request and must refuse directives and other types instead."""
     collected: dict[str, list[FieldNode]] = {}
     visited: set[str] = set()
 

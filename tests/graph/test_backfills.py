@@ -156,6 +156,11 @@ async def ingest_into(
     return payload
 
 
+async def ingested_into(api: GraphQLClient, backfill_id: str, events: list[dict[str, Any]]) -> None:
+    payload = await ingest_into(api, backfill_id, events)
+    assert payload["userErrors"] == [], payload["userErrors"]
+
+
 def old_event(
     event_id: str, hours_after_start: float, tokens: int, **fields: Any
 ) -> dict[str, Any]:
@@ -661,11 +666,6 @@ CLOSE_SOON = timedelta(seconds=3)
 async def sleep_past(close_time: str) -> None:
     remaining = (datetime.fromisoformat(close_time) - now_utc()).total_seconds()
     await asyncio.sleep(max(remaining, 0) + 0.1)
-
-
-async def ingested_into(api: GraphQLClient, backfill_id: str, events: list[dict[str, Any]]) -> None:
-    payload = await ingest_into(api, backfill_id, events)
-    assert payload["userErrors"] == [], payload["userErrors"]
 
 
 async def test_b4_a_read_after_close_time_finds_it_reflected(api: GraphQLClient) -> None:
