@@ -1,4 +1,4 @@
-"""Plans compiled once per kept query document, for the two hottest shapes.
+"""Plans compiled once per kept query document, for the hottest shapes.
 
 A document Strawberry accepted once is kept (graph.prepared) and its next requests are
 executed by graphql-core directly. For a point read or a page of plain events even that
@@ -22,6 +22,12 @@ with no directives, and
   fields, nothing else (no `totalCount`) but `__typename`, on the connection, in
   `edges` and in `pageInfo`: Apollo Client and urql add it to every selection set of
   every document they send.
+
+and, with no directives anywhere, one shape that reads nothing:
+- `{ __typename }` (TypenamePlan): only the root type's `__typename`, under one key or
+  more, as load balancers, gateways and clients probe a GraphQL endpoint (`__typename`
+  is the cheapest query there is, and they send it for that). Its answer is the schema's
+  alone, on either database.
 
 Below the root field, fields may come from fragments (named or inline) on the object
 type itself, as clients made of components write them; they are collected as GraphQL
@@ -325,7 +331,24 @@ _PAGE_INFO_VALUES: dict[str, Callable[[RequestContext, Page[str]], Awaitable[Any
 # pageInfo's cursors, as the index of the page's row whose cursor each is.
 _SEALED_ENDS = {"startCursor": 0, "endCursor": -1}
 
-QueryPlan = EventPlan | EventsPlan
+
+@dataclass(frozen=True, slots=True)
+class TypenamePlan:
+    """An operation that selects only the root type's `__typename`, under `keys`."""
+
+    cost_is_fixed: ClassVar[bool] = True
+
+    keys: tuple[str, ...]
+    type_name: str
+
+    async def run(
+        self, context: RequestContext, variables: Mapping[str, Any] | None
+    ) -> ExecutionResult:
+        # A new dict each time: what is done with a result is not this plan's business.
+        return ExecutionResult(data=dict.fromkeys(self.keys, self.type_name))
+
+
+QueryPlan = EventPlan | EventsPlan | TypenamePlan
 
 
 def query_plan(
@@ -335,13 +358,16 @@ def query_plan(
     if schema.query is not Query:
         return None
     operation = get_operation_ast(document, operation_name)
-    if (
-        operation is None
-        or operation.operation is not OperationType.QUERY
-        or operation.directives
-        or len(operation.selection_set.selections) != 1
-    ):
+    if operation is None or operation.operation is not OperationType.QUERY or operation.directives:
         return None
+    fragments = {
+        definition.name.value: definition
+        for definition in document.definitions
+        if isinstance(definition, FragmentDefinitionNode)
+    }
+    typename_plan = _typename_plan(schema, operation, fragments)
+    if typename_plan is not None or len(operation.selection_set.selections) != 1:
+        return typename_plan
     field = operation.selection_set.selections[0]
     if (
         not isinstance(field, FieldNode)
@@ -350,16 +376,26 @@ def query_plan(
         or not _is_plain_root_field(schema, field.name.value)
     ):
         return None
-    fragments = {
-        definition.name.value: definition
-        for definition in document.definitions
-        if isinstance(definition, FragmentDefinitionNode)
-    }
     if field.name.value == _POINT_READ_FIELD:
         return _event_plan(schema, operation, field, fragments)
     if field.name.value == _LIST_FIELD:
         return _events_plan(schema, operation, field, fragments)
     return None
+
+
+def _typename_plan(
+    schema: strawberry.Schema, operation: OperationDefinitionNode, fragments: Fragments
+) -> TypenamePlan | None:
+    query_type = graphql_core_schema_of(schema).query_type
+    assert query_type is not None  # A schema without a Query type is no Strawberry schema.
+    collected = _collected_from([operation.selection_set], query_type.name, fragments)
+    if not collected or any(
+        not _is_leaf(node) or node.name.value != _TYPENAME
+        for merged in collected.values()
+        for node in merged
+    ):
+        return None
+    return TypenamePlan(tuple(collected), query_type.name)
 
 
 def _event_plan(
@@ -583,12 +619,21 @@ def _collected(
     nodes: list[FieldNode], type_name: str, fragments: Fragments
 ) -> dict[str, list[FieldNode]] | None:
     """The fields selected by `nodes` (one response key's field nodes, whose selections
-    GraphQL merges) on the object type `type_name`, by response key in the order GraphQL
-    collects them, each with the field nodes merged under it: fragment spreads and
+    GraphQL merges) on the object type `type_name`: see `_collected_from`. None also if a
+    field has no selection."""
+    return _collected_from([node.selection_set for node in nodes], type_name, fragments)
+
+
+def _collected_from(
+    selection_sets: list[SelectionSetNode | None], type_name: str, fragments: Fragments
+) -> dict[str, list[FieldNode]] | None:
+    """The fields `selection_sets` select on the object type `type_name`, by response key
+    in the order GraphQL collects them, each with the field nodes merged under it:
+    fragment spreads and
     inline fragments are followed, each named fragment once, as GraphQL's CollectFields
     does. None if a selection has a directive (whose effect may depend on variables), a
     fragment is on another type (an interface, say: left to graphql-core) or takes
-    arguments, or a field has no selection.
+    arguments, or a selection set is missing.
 
     Not graphql-core's collect_subfields: it is marked for internal use only, and it
     applies `@skip`/`@include` with one request's variables, where a plan is made once
@@ -630,7 +675,7 @@ def _collected(
                 return False
         return True
 
-    return collected if all(collect(node.selection_set) for node in nodes) else None
+    return collected if all(collect(selections) for selections in selection_sets) else None
 
 
 def _is_leaf(selection: SelectionNode) -> TypeGuard[FieldNode]:

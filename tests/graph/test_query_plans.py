@@ -20,7 +20,7 @@ from db.repositories.events import EventRepository
 from db.settings import Settings
 from graph.context import RequestContext
 from graph.internals import graphql_core_schema_of, strawberry_field_of
-from graph.plans import EventPlan, EventsPlan, query_plan
+from graph.plans import EventPlan, EventsPlan, TypenamePlan, query_plan
 from graph.prepared import AcceptedQuery, PreparedQueries
 from graph.schema import build_schema
 from tests.graph.test_prepared_queries import shown
@@ -337,6 +337,97 @@ def test_a_point_read_beyond_the_response_bound_is_kept_without_a_plan() -> None
             assert kept.plan is not None
         else:
             assert kept is None  # refused at each request, by the bound Strawberry applies
+
+
+# --- The root's typename --------------------------------------------------------------
+
+TYPENAME_PLANNED = {
+    "bare": ("{ __typename }", ("__typename",)),
+    "named": ("query Ping { __typename }", ("__typename",)),
+    "under keys": (
+        "{ a: __typename __typename b: __typename a: __typename }",
+        ("a", "__typename", "b"),
+    ),
+    "from fragments on Query": (
+        "{ ...Root ... on Query { kind: __typename } ...Root }"
+        " fragment Root on Query { __typename }",
+        ("__typename", "kind"),
+    ),
+}
+TYPENAME_NOT_PLANNED = {
+    "beside a field": "{ __typename viewer { id } }",
+    "a directive": "{ __typename @include(if: true) }",
+    "a directive on the operation": "query Q @skip(if: false) { __typename }",
+    "a directive in a fragment": (
+        "{ ...Root } fragment Root on Query { __typename @skip(if: false) }"
+    ),
+    "a fragment on another type": "{ ... on Node { __typename } }",
+    "a mutation": "mutation { __typename }",
+}
+
+
+@pytest.mark.parametrize("name", TYPENAME_PLANNED)
+def test_the_roots_typename_alone_gets_a_plan(name: str) -> None:
+    document, keys = TYPENAME_PLANNED[name]
+    plan = query_plan(build_schema(Settings()), parse(document), None)
+    assert isinstance(plan, TypenamePlan)
+    assert (plan.keys, plan.type_name) == (keys, "Query")
+
+
+@pytest.mark.parametrize("name", TYPENAME_NOT_PLANNED)
+def test_a_typename_with_anything_else_goes_graphql_cores_way(name: str) -> None:
+    assert query_plan(build_schema(Settings()), parse(TYPENAME_NOT_PLANNED[name]), None) is None
+
+
+@pytest.fixture
+def planned_typenames(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
+    """The keys of the requests a TypenamePlan answered, in order."""
+    answered: list[tuple[str, ...]] = []
+    run = TypenamePlan.run
+
+    async def spy(self: TypenamePlan, *args: Any) -> Any:
+        answered.append(self.keys)
+        return await run(self, *args)
+
+    monkeypatch.setattr(TypenamePlan, "run", spy)
+    return answered
+
+
+@on_session_loop
+@pytest.mark.parametrize("name", TYPENAME_PLANNED)
+async def test_the_roots_typename_reads_the_same_by_its_plan(
+    api: GraphQLClient,
+    database: Database,
+    settings: Settings,
+    planned_typenames: list[tuple[str, ...]],
+    name: str,
+) -> None:
+    document, keys = TYPENAME_PLANNED[name]
+    # When it is asked three times (the first keeps the document)
+    status, _, body = await answers(api, document, None)
+    # Then every answer is graphql-core's, on either database: the plan reads nothing
+    assert status == 200, body
+    assert body == orjson.dumps({"data": await usual_path(database, settings, api, document, None)})
+    assert orjson.loads(body) == {"data": dict.fromkeys(keys, "Query")}
+    assert planned_typenames == [keys, keys]
+
+
+@on_session_loop
+async def test_a_planned_typename_still_needs_a_valid_key(
+    api: GraphQLClient, planned_typenames: list[tuple[str, ...]]
+) -> None:
+    # Given `{ __typename }` kept and answered by its plan
+    await answers(api, "{ __typename }", None)
+    assert len(planned_typenames) == 2
+    # When it is sent without a key, and with a key that is not one
+    for headers in ({}, {"Authorization": "Bearer ue_not_a_key"}):
+        response = await api.http.post(
+            "/graphql", json={"query": "{ __typename }"}, headers=headers
+        )
+        # Then it is refused before any plan runs
+        assert response.status_code == 401, response.text
+        assert "data" not in response.json()
+    assert len(planned_typenames) == 2
 
 
 # --- Pages of events ------------------------------------------------------------------
