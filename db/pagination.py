@@ -126,15 +126,31 @@ class Page(Generic[Item]):
     has_previous_page: Callable[[], Awaitable[bool]] = field(repr=False)
     # Counting is a separate query, run only when a client asks for totalCount (Q7).
     count_total: Callable[[], Awaitable[int]] = field(repr=False)
+    # Each row's cursor once sealed, else None: a response may ask for a row's under
+    # several keys, and pageInfo for the first and last again; each is sealed once.
+    _sealed: list[str | None] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_sealed", [None] * len(self.rows))
 
     def cursor_at(self, index: int) -> str:
-        return self.cursors.encode(self.keyset, self.keyset.position_of(self.rows[index]))
+        cursor = self._sealed[index]
+        if cursor is None:
+            cursor = self.cursors.encode(self.keyset, self.keyset.position_of(self.rows[index]))
+            self._sealed[index] = cursor
+        return cursor
 
     def all_cursors(self) -> list[str]:
         """Every row's cursor, in the page's order."""
         # Looked up once, not for each of the page's rows.
+        sealed, rows = self._sealed, self.rows
         position_of, encode, keyset = self.keyset.position_of, self.cursors.encode, self.keyset
-        return [encode(keyset, position_of(row)) for row in self.rows]
+        cursors: list[str] = []
+        for index, cursor in enumerate(sealed):
+            if cursor is None:
+                cursor = sealed[index] = encode(keyset, position_of(rows[index]))
+            cursors.append(cursor)
+        return cursors
 
     @property
     def edges(self) -> list[tuple[str, Item]]:

@@ -223,8 +223,8 @@ class EventsPlan:
             )
         except Exception as error:  # `events` is non-null: the null reaches `data`.
             return ExecutionResult(data=None, errors=[located_error(error, [self.field], [key])])
-        # Each row's cursor when the edges ask for it, sealed once: pageInfo's start and
-        # end cursors are the first and last of them.
+        # Each row's cursor when the edges ask for it, sealed before any field is written
+        # (the page keeps them: pageInfo's start and end cursors are not sealed again).
         cursors: list[str] | None = None
         if self.edges_ask_cursor:
             try:
@@ -246,7 +246,7 @@ class EventsPlan:
             if name == _TYPENAME:
                 connection[selection_key] = self.typename
                 continue
-            info = await self._page_info(context, page, cursors, [key, selection_key], errors)
+            info = await self._page_info(context, page, [key, selection_key], errors)
             if info is None:  # A non-null field failed: null up to `data`, as in GraphQL.
                 return ExecutionResult(data=None, errors=errors)
             connection[selection_key] = info
@@ -277,21 +277,15 @@ class EventsPlan:
         self,
         context: RequestContext,
         page: Page[str],
-        cursors: list[str] | None,
         path: list[str],
         errors: list[GraphQLError],
     ) -> dict[str, Any] | None:
         """pageInfo's selected fields as graph.types.connection.PageInfo gives them; None
-        when a non-null one failed (its error is in `errors`). `cursors`: each row's, when
-        the edges asked for them; for an empty page there are none, and the page's ends
-        are read from the page (null)."""
+        when a non-null one failed (its error is in `errors`)."""
         values: dict[str, Any] = {}
         for field in self.page_info:
             if field.constant is not None:
                 values[field.key] = field.constant
-                continue
-            if cursors and field.name in _SEALED_ENDS:
-                values[field.key] = cursors[_SEALED_ENDS[field.name]]
                 continue
             try:
                 values[field.key] = await _PAGE_INFO_VALUES[field.name](context, page)
@@ -326,10 +320,6 @@ _PAGE_INFO_VALUES: dict[str, Callable[[RequestContext, Page[str]], Awaitable[Any
     "startCursor": _start_cursor,
     "endCursor": _end_cursor,
 }
-
-
-# pageInfo's cursors, as the index of the page's row whose cursor each is.
-_SEALED_ENDS = {"startCursor": 0, "endCursor": -1}
 
 
 @dataclass(frozen=True, slots=True)

@@ -177,6 +177,40 @@ def test_q3_every_cursor_of_a_page_is_its_rows_cursor() -> None:
     assert [page.cursor_at(index) for index in range(5)] == expected
 
 
+def test_q3_a_pages_cursors_are_each_sealed_once_in_any_order_of_asking(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rows_of_page = [{"timestamp": MOMENT + timedelta(seconds=n), "sequence": n} for n in range(4)]
+    page = Page(
+        items=["a", "b", "c", "d"],
+        rows=rows_of_page,
+        keyset=TIMELINE,
+        cursors=CURSORS,
+        has_next_page=_never,
+        has_previous_page=_never,
+        count_total=_never,
+    )
+    sealed: list[Any] = []
+    encode = Cursors.encode
+
+    def counted(self: Cursors, keyset: Any, position: Any) -> str:
+        sealed.append(position)
+        return encode(self, keyset, position)
+
+    monkeypatch.setattr(Cursors, "encode", counted)
+    # The last row's as pageInfo asks it, then one edge's, then every edge's, then again
+    end, second = page.end_cursor, page.cursor_at(1)
+    everyone = page.all_cursors()
+    assert page.all_cursors() == everyone
+    assert (page.start_cursor, page.cursor_at(3), page.cursor_at(-3)) == (everyone[0], end, second)
+    assert everyone[1] == second
+    assert everyone[-1] == end
+    # Each row's position was sealed once, the asked ones first
+    assert sealed == [
+        (row["timestamp"], row["sequence"]) for row in (rows_of_page[i] for i in (3, 1, 0, 2))
+    ]
+
+
 async def _never() -> Any:
     raise AssertionError("not asked")
 
