@@ -1,14 +1,14 @@
 """Plans compiled once per kept query document, for the hottest shapes.
 
 A document Strawberry accepted once is kept (graph.prepared) and its next requests are
-executed by graphql-core directly. For a point read or a page of plain events even that
-is much of the request: graphql-core builds an executor, collects the fields, calls
-Strawberry's resolver wrapper, which converts the arguments, and completes each value
-(issue 14's profiles: about a third of a point read's CPU, a fifth of a page's). So when
-the document is kept, it is looked at once; if its operation has one of the shapes
-below, the plan it gets says what to read and where to put it. PostgreSQL writes each
-event's object with exactly the selected keys (db.event_json) and the texts are placed
-in the result as `orjson.Fragment`s.
+executed by graphql-core directly. For a point read, a page of plain events or the
+root's `__typename` alone even that is much of the request: graphql-core builds an
+executor, collects the fields, calls Strawberry's resolver wrapper, which converts the
+arguments, and completes each value (issue 14's profiles: about a third of a point
+read's CPU, a fifth of a page's). So when the document is kept, it is looked at once; if
+its operation has one of the shapes below, the plan it gets says what to read and where
+to put it. PostgreSQL writes each event's object with exactly the selected keys
+(db.event_json) and the texts are placed in the result as `orjson.Fragment`s.
 
 The shapes, checked on the document's syntax tree (validation has already passed): the
 operation chosen is a query with no directives selecting one field, under any alias,
@@ -29,10 +29,11 @@ and, with no directives anywhere, one shape that reads nothing:
   is the cheapest query there is, and they send it for that). Its answer is the schema's
   alone, on either database.
 
-Below the root field, fields may come from fragments (named or inline) on the object
-type itself, as clients made of components write them; they are collected as GraphQL
-collects them (`_collected`). No directive anywhere: `@skip`/`@include` may depend on
-the variables, which a plan made once cannot know.
+Below the root field (and, for TypenamePlan, at the root), fields may come from
+fragments (named or inline) on the object type itself, as clients made of components
+write them; they are collected as GraphQL collects them (`_collected_from`). No
+directive anywhere: `@skip`/`@include` may depend on the variables, which a plan made
+once cannot know.
 
 Each request does what the resolvers do (`Query.event`, `Query.events` and the
 connection's, graph.types.connection): its bounds, its read, and an error raised in
@@ -40,11 +41,12 @@ either placed at the field's path as graphql-core places it (null for the nullab
 `event`, null `data` for the non-null `events`).
 What graphql-core would refuse before the resolver runs — a variable or argument it
 cannot coerce — goes its way, unplanned, and so does a metadata filter (whose input
-Strawberry converts). Plans run only where pages of events are written by PostgreSQL
-(RequestContext.serialized_rows), for the service's own Query type, while the root
-field has no permission classes, field extensions or directives, and for fields
-graph.execution would read plainly; tests/graph/test_query_plans.py checks that each
-answer equals graphql-core's, errors included.
+Strawberry converts). EventPlan and EventsPlan run only where pages of events are
+written by PostgreSQL (RequestContext.serialized_rows), for the service's own Query
+type, while the root field has no permission classes, field extensions or directives,
+and for fields graph.execution would read plainly; TypenamePlan, for the service's own
+Query type too, reads nothing and runs on either database. tests/graph/test_query_plans.py
+checks that each answer equals graphql-core's, errors included.
 """
 
 import logging
@@ -326,6 +328,8 @@ _PAGE_INFO_VALUES: dict[str, Callable[[RequestContext, Page[str]], Awaitable[Any
 class TypenamePlan:
     """An operation that selects only the root type's `__typename`, under `keys`."""
 
+    # Its answer is the same for every request (it can declare no variables: validation
+    # refuses an unused one), so its response cost is bounded once.
     cost_is_fixed: ClassVar[bool] = True
 
     keys: tuple[str, ...]
@@ -619,11 +623,10 @@ def _collected_from(
 ) -> dict[str, list[FieldNode]] | None:
     """The fields `selection_sets` select on the object type `type_name`, by response key
     in the order GraphQL collects them, each with the field nodes merged under it:
-    fragment spreads and
-    inline fragments are followed, each named fragment once, as GraphQL's CollectFields
-    does. None if a selection has a directive (whose effect may depend on variables), a
-    fragment is on another type (an interface, say: left to graphql-core) or takes
-    arguments, or a selection set is missing.
+    fragment spreads and inline fragments are followed, each named fragment once, as
+    GraphQL's CollectFields does. None if a selection has a directive (whose effect may
+    depend on variables), a fragment is on another type (an interface, say: left to
+    graphql-core) or takes arguments, or a selection set is missing.
 
     Not graphql-core's collect_subfields: it is marked for internal use only, and it
     applies `@skip`/`@include` with one request's variables, where a plan is made once

@@ -9,12 +9,12 @@ anything but the document and the operation chosen: it reads the variables.
 
 So a query that Strawberry has run once — it passed parsing, validation and every bound,
 and its execution began — is kept with its syntax tree, per (query, operationName). Its
-next requests check the response-cost bound with their own variables and are executed
-by graphql-core's `execute` with the very arguments Strawberry gives it (graph.internals
-holds the two names that takes), or, for a point read or a page of plain events, by a
-plan of its own (graph.plans). Anything else — a new or large document, a mutation, a
-response the bound refuses, an operation the request's method may not run — goes
-Strawberry's way and gets its answer there, errors included.
+next requests check the response-cost bound with their own variables and are executed by
+graphql-core's `execute` with the very arguments Strawberry gives it (graph.internals
+holds the two names that takes), or, for a point read, a page of plain events or the
+root's `__typename` alone, by a plan of its own (graph.plans). Anything else — a new or
+large document, a mutation, a response the bound refuses, an operation the request's
+method may not run — goes Strawberry's way and gets its answer there, errors included.
 """
 
 from collections.abc import Iterator, Mapping

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
-from graphql import GraphQLObjectType, parse
+from graphql import GraphQLObjectType, parse, validate
 from strawberry.permission import BasePermission
 
 from db.database import Database
@@ -354,14 +354,15 @@ TYPENAME_PLANNED = {
         ("__typename", "kind"),
     ),
 }
+# Each a document validation accepts: only those are ever kept.
 TYPENAME_NOT_PLANNED = {
     "beside a field": "{ __typename viewer { id } }",
+    "beside a point read": '{ __typename event(eventId: "x") { eventId } }',
     "a directive": "{ __typename @include(if: true) }",
-    "a directive on the operation": "query Q @skip(if: false) { __typename }",
+    "a directive with a variable": "query Q($on: Boolean!) { __typename @skip(if: $on) }",
     "a directive in a fragment": (
         "{ ...Root } fragment Root on Query { __typename @skip(if: false) }"
     ),
-    "a fragment on another type": "{ ... on Node { __typename } }",
     "a mutation": "mutation { __typename }",
 }
 
@@ -369,14 +370,18 @@ TYPENAME_NOT_PLANNED = {
 @pytest.mark.parametrize("name", TYPENAME_PLANNED)
 def test_the_roots_typename_alone_gets_a_plan(name: str) -> None:
     document, keys = TYPENAME_PLANNED[name]
-    plan = query_plan(build_schema(Settings()), parse(document), None)
+    schema = build_schema(Settings())
+    assert validate(graphql_core_schema_of(schema), parse(document)) == []
+    plan = query_plan(schema, parse(document), None)
     assert isinstance(plan, TypenamePlan)
     assert (plan.keys, plan.type_name) == (keys, "Query")
 
 
 @pytest.mark.parametrize("name", TYPENAME_NOT_PLANNED)
 def test_a_typename_with_anything_else_goes_graphql_cores_way(name: str) -> None:
-    assert query_plan(build_schema(Settings()), parse(TYPENAME_NOT_PLANNED[name]), None) is None
+    schema, document = build_schema(Settings()), parse(TYPENAME_NOT_PLANNED[name])
+    assert validate(graphql_core_schema_of(schema), document) == []
+    assert query_plan(schema, document, None) is None
 
 
 @pytest.fixture
@@ -410,6 +415,34 @@ async def test_the_roots_typename_reads_the_same_by_its_plan(
     assert body == orjson.dumps({"data": await usual_path(database, settings, api, document, None)})
     assert orjson.loads(body) == {"data": dict.fromkeys(keys, "Query")}
     assert planned_typenames == [keys, keys]
+
+
+TWO_OPERATIONS = "query Ping { __typename } query Latest { events(first: 2) { nodes { eventId } } }"
+
+
+@on_session_loop
+async def test_the_typename_plan_answers_only_the_operation_it_was_made_for(
+    api: GraphQLClient, planned_typenames: list[tuple[str, ...]]
+) -> None:
+    await seed_events(api)
+    # When each operation of one document is asked three times, in turn
+    for _ in range(3):
+        for name in ("Ping", "Latest"):
+            response = await api.http.post(
+                "/graphql",
+                json={"query": TWO_OPERATIONS, "operationName": name},
+                headers=api.tenant.headers,
+            )
+            assert response.status_code == 200, response.text
+            data = response.json()["data"]
+            # Then each gets its own answer
+            if name == "Ping":
+                assert data == {"__typename": "Query"}
+            else:
+                assert list(data) == ["events"]
+                assert len(data["events"]["nodes"]) == 2
+    # And the plan answered Ping's later requests only
+    assert planned_typenames == [("__typename",)] * 2
 
 
 @on_session_loop
