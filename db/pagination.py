@@ -145,7 +145,11 @@ class Page(Generic[Item]):
         # Looked up once, not for each of the page's rows.
         sealed, rows = self._sealed, self.rows
         position_of, encode, keyset = self.keyset.position_of, self.cursors.encode, self.keyset
-        cursors: list[str] = []
+        if not any(sealed):  # None sealed yet, as when a plan asks first: one pass.
+            cursors = [encode(keyset, position_of(row)) for row in rows]
+            sealed[:] = cursors
+            return cursors
+        cursors = []
         for index, cursor in enumerate(sealed):
             if cursor is None:
                 cursor = sealed[index] = encode(keyset, position_of(rows[index]))
