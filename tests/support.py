@@ -7,9 +7,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 import sqlalchemy as sa
 
 from db.database import Database
+from db.pagination import Cursors
 from db.repositories.businesses import BusinessRepository
 
 
@@ -166,3 +168,17 @@ def undo_service_logging() -> None:
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
     logging.getLogger().handlers.clear()
+
+
+def count_seals(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The keyset positions sealed into cursors from now on, in order (a spy on
+    Cursors.encode that seals them as before)."""
+    sealed: list[Any] = []
+    encode = Cursors.encode
+
+    def counted(self: Cursors, keyset: Any, position: Any) -> str:
+        sealed.append(position)
+        return encode(self, keyset, position)
+
+    monkeypatch.setattr(Cursors, "encode", counted)
+    return sealed

@@ -16,6 +16,7 @@ from db.ids import new_cursor_key
 from db.pagination import MAX_CURSOR_LENGTH, Cursors, Keyset, Page, PageRequest, page_size
 from db.repositories.customers import CUSTOMER_KEYSET
 from db.settings import Settings
+from tests.support import count_seals
 
 BUSINESS = "bus_01JAAAAAAAAAAAAAAAAAAAAAAA"
 OTHER_BUSINESS = "bus_01JBBBBBBBBBBBBBBBBBBBBBBB"
@@ -159,16 +160,7 @@ def test_q3_a_position_of_the_wrong_shape_is_never_sealed(position: tuple[Any, .
 
 
 def test_q3_every_cursor_of_a_page_is_its_rows_cursor() -> None:
-    rows_of_page = [{"timestamp": MOMENT + timedelta(seconds=n), "sequence": n} for n in range(5)]
-    page = Page(
-        items=["a", "b", "c", "d", "e"],
-        rows=rows_of_page,
-        keyset=TIMELINE,
-        cursors=CURSORS,
-        has_next_page=_never,
-        has_previous_page=_never,
-        count_total=_never,
-    )
+    page, rows_of_page = _timeline_page(5)
     expected = [
         CURSORS.encode(TIMELINE, (row["timestamp"], row["sequence"])) for row in rows_of_page
     ]
@@ -180,24 +172,8 @@ def test_q3_every_cursor_of_a_page_is_its_rows_cursor() -> None:
 def test_q3_a_pages_cursors_are_each_sealed_once_in_any_order_of_asking(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    rows_of_page = [{"timestamp": MOMENT + timedelta(seconds=n), "sequence": n} for n in range(4)]
-    page = Page(
-        items=["a", "b", "c", "d"],
-        rows=rows_of_page,
-        keyset=TIMELINE,
-        cursors=CURSORS,
-        has_next_page=_never,
-        has_previous_page=_never,
-        count_total=_never,
-    )
-    sealed: list[Any] = []
-    encode = Cursors.encode
-
-    def counted(self: Cursors, keyset: Any, position: Any) -> str:
-        sealed.append(position)
-        return encode(self, keyset, position)
-
-    monkeypatch.setattr(Cursors, "encode", counted)
+    page, rows_of_page = _timeline_page(4)
+    sealed = count_seals(monkeypatch)
     # The last row's as pageInfo asks it, then one edge's, then every edge's, then again
     end, second = page.end_cursor, page.cursor_at(1)
     everyone = page.all_cursors()
@@ -213,6 +189,23 @@ def test_q3_a_pages_cursors_are_each_sealed_once_in_any_order_of_asking(
 
 async def _never() -> Any:
     raise AssertionError("not asked")
+
+
+def _timeline_page(size: int) -> tuple[Page[str], list[dict[str, Any]]]:
+    """A page of `size` rows one second apart on TIMELINE, and its rows."""
+    rows_of_page = [
+        {"timestamp": MOMENT + timedelta(seconds=n), "sequence": n} for n in range(size)
+    ]
+    page = Page(
+        items=[str(n) for n in range(size)],
+        rows=rows_of_page,
+        keyset=TIMELINE,
+        cursors=CURSORS,
+        has_next_page=_never,
+        has_previous_page=_never,
+        count_total=_never,
+    )
+    return page, rows_of_page
 
 
 def test_q3_different_positions_have_different_cursors() -> None:

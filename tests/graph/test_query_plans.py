@@ -15,7 +15,7 @@ from graphql import GraphQLObjectType, parse, validate
 from strawberry.permission import BasePermission
 
 from db.database import Database
-from db.pagination import Cursors, Page
+from db.pagination import Page
 from db.repositories.events import EventRepository
 from db.settings import Settings
 from graph.context import RequestContext
@@ -30,7 +30,7 @@ from tests.graph.test_serialized_rows import (
     seed_events,
     usual_path,
 )
-from tests.support import GraphQLClient
+from tests.support import GraphQLClient, count_seals
 
 # The shape tests are plain functions; the HTTP ones run on the session's loop.
 on_session_loop = pytest.mark.asyncio(loop_scope="session")
@@ -794,14 +794,7 @@ async def test_each_cursor_of_a_page_is_sealed_once_either_way(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     await seed_events(api)
-    sealed: list[Any] = []
-    encode = Cursors.encode
-
-    def counted(self: Cursors, keyset: Any, position: Any) -> str:
-        sealed.append(position)
-        return encode(self, keyset, position)
-
-    monkeypatch.setattr(Cursors, "encode", counted)
+    sealed = count_seals(monkeypatch)
     # pageInfo, selected before the edges, gives the first and last of their cursors
     for _ in range(2):  # the second request takes the plan
         sealed.clear()
