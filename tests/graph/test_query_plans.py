@@ -446,7 +446,7 @@ async def test_the_typename_plan_answers_only_the_operation_it_was_made_for(
 
 
 @on_session_loop
-async def test_a_planned_typename_still_needs_a_valid_key(
+async def test_t1_a_planned_typename_still_needs_a_valid_key(
     api: GraphQLClient, planned_typenames: list[tuple[str, ...]]
 ) -> None:
     # Given `{ __typename }` kept and answered by its plan
